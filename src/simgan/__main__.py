@@ -1,0 +1,3 @@
+from simgan.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""The ``simgan`` command: a thin layer over the Python API.
+
+Each subcommand lives in its own module of this package and is imported only when used, so
+``simgan --help`` is quick. Bad input surfaces as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..errors import SimganError
+
+# name -> (module, attribute, one-line help shown by `simgan --help`)
+COMMANDS = {
+    "simulate": ("simgan.cli.simulate", "simulate", "Render labelled synthetic (or target-domain) images."),
+    "train": ("simgan.cli.train", "train", "Train a refiner R against a local discriminator D (Algorithm 1)."),
+    "refine": ("simgan.cli.refine", "refine", "Refine a whole dataset with a trained run; labels are kept."),
+    "evaluate": ("simgan.cli.evaluate", "evaluate", "Measure refinement: gaze accuracy, realism, label preservation."),
+    "demo": ("simgan.cli.demo", "demo", "The paper's gaze experiment end to end on built-in data, with a report."),
+    "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
+    "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
+    "convert": ("simgan.cli.convert", "convert", "Convert UnityEyes, MPIIGaze, HDF5 or NPZ data to the interchange format."),
+    "presets": ("simgan.cli.presets", "presets", "Show the presets: networks, receptive fields, settings."),
+    "bench": ("simgan.cli.bench", "bench", "Measure training and refining speed against this machine's roofline."),
+}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, lazy: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.commands:
+            return self.commands[name]
+        if name not in self.lazy:
+            return None
+        module, attr = self.lazy[name][:2]
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return None
+            raise
+        cmd = getattr(mod, attr)
+        self.commands[name] = cmd
+        return cmd
+
+    def format_commands(self, ctx, formatter):
+        # Short help from the table above: listing commands imports nothing heavy.
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy:
+                rows.append((name, self.lazy[name][2]))
+            else:
+                cmd = self.get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="simgan")
+def app():
+    """simgan: make synthetic training images look real (SimGAN, Shrivastava et al., CVPR 2017).
+
+    Train a refiner on your simulator's labelled images and unlabelled real images, refine the
+    whole synthetic set with its labels kept, and measure the result. Start with `simgan demo`.
+    """
+
+
+def main(argv=None) -> None:
+    try:
+        app.main(args=argv, prog_name="simgan", standalone_mode=False)
+    except SimganError as exc:
+        click.echo(f"simgan: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("simgan: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("simgan: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -1,0 +1,348 @@
+"""Typed configuration of a SimGAN run, and the paper's settings as presets.
+
+A run's configuration is a :class:`SimGANConfig`; it is built from a preset (``eyes``, ``hands``,
+``generic``), then a YAML file (``--config``), then command-line flags, each overriding the last,
+and is written to ``RUN/config.yaml`` in full. The presets below are plain data: the paper's
+§3.1 (eyes) and §3.2 (hands) settings, and a small generic network for any other image shape.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import SimganError
+
+FEATURES = ("identity", "channel-mean", "gradients", "features")
+OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class ImageConfig:
+    """Shape of the images R and D are built for (``None``: taken from the data)."""
+
+    height: int | None = None
+    width: int | None = None
+    channels: int | None = None
+    bit_depth: int | None = None
+
+
+@dataclass
+class RefinerConfig:
+    """Refiner R (§2.1, §3.1): a fully convolutional ResNet with no striding or pooling.
+
+    ``conv k×k -> width maps``, ``num_blocks`` ResNet blocks of two ``k×k`` convolutions with
+    ``width`` maps each, then a ``1×1`` convolution back to the image's channels.
+    """
+
+    kernel_size: int = 3
+    width: int = 64
+    num_blocks: int = 4
+    norm: str = "none"  # "none" or "batch" (batch norm inside the ResNet blocks)
+
+
+@dataclass
+class LayerSpec:
+    """One layer of the discriminator's convolutional trunk."""
+
+    kind: str  # "conv" or "maxpool"
+    kernel: int
+    stride: int = 1
+    channels: int = 0  # conv only
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Discriminator D (§2.2). ``local``: fully convolutional, a w×h map of real/refined
+    probabilities, one per receptive-field patch; ``global``: the same trunk with a fully
+    connected head, one decision per image (the ablation of §3.3).
+
+    ``layers`` is the trunk; a final ``1×1`` convolution to 2 maps (softmax) is always added.
+    """
+
+    kind: str = "local"
+    layers: list[LayerSpec] = field(default_factory=list)
+    norm: str = "batch"  # batch norm after each trunk convolution, as the authors' blog notes
+    padding: str = "valid"  # "valid" (no padding, as in the paper's layer list) or "same"
+
+
+@dataclass
+class LossConfig:
+    """Eq. 4: ``L_R = sum_patches -log(1 - D(R(x))) + lambda_reg * ||psi(R(x)) - psi(x)||_1``."""
+
+    lambda_reg: float = 0.0005
+    feature: str = "identity"  # psi: identity | channel-mean | gradients | features
+
+
+@dataclass
+class TrainConfig:
+    """Algorithm 1 and its optimisation settings."""
+
+    steps: int = 10000  # T: rounds of K_g refiner updates then K_d discriminator updates
+    refiner_pretrain: int = 1000  # R steps with self-regularisation only
+    disc_pretrain: int = 200  # D steps against the pretrained R
+    kg: int = 50
+    kd: int = 1
+    adaptive_kg: bool = False  # the authors' tip: raise K_g while D wins too easily
+    kg_max: int = 50
+    batch_size: int = 64  # b: synthetic images per R step; D sees b refined (b/2 from history) + b real
+    buffer_size: int = 12800  # B: history of refined images (§2.3)
+    history: bool = True
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    lr_disc: float | None = None  # None: same as lr
+    momentum: float = 0.9  # SGD
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam
+    ema_decay: float = 0.0  # running average of R's weights (Salimans et al.); 0 disables
+    log_every: int = 10  # metrics are read from the device every this many steps
+    sample_every: int = 200  # sample grid and loss-curve PNG every this many steps
+    checkpoint_every: int = 200
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False
+
+
+@dataclass
+class SimGANConfig:
+    preset: str = "generic"
+    image: ImageConfig = field(default_factory=ImageConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["train"]["betas"] = list(d["train"]["betas"])
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SimGANConfig":
+        return _build(cls, data, "config")
+
+    def override(self, data: dict) -> "SimGANConfig":
+        """A copy with the (possibly partial, nested) values of ``data`` applied."""
+        merged = _merge(self.to_dict(), data, "config")
+        return SimGANConfig.from_dict(merged)
+
+    def validate(self) -> "SimGANConfig":
+        t, l, r, d = self.train, self.loss, self.refiner, self.discriminator
+        checks = [
+            (l.feature in FEATURES, f"feature must be one of {', '.join(FEATURES)}, got {l.feature!r}"),
+            (l.lambda_reg >= 0, "lambda_reg must be >= 0"),
+            (t.optimizer in OPTIMIZERS, f"optimizer must be sgd or adam, got {t.optimizer!r}"),
+            (t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}"),
+            (t.batch_size >= 2 and t.batch_size % 2 == 0, "batch size must be an even number >= 2 (half of D's refined batch comes from the history)"),
+            (t.buffer_size >= t.batch_size // 2 or not t.history, "buffer size must be at least half the batch size"),
+            (t.kg >= 1 and t.kd >= 1, "kg and kd must be >= 1"),
+            (t.steps >= 0 and t.refiner_pretrain >= 0 and t.disc_pretrain >= 0, "step counts must be >= 0"),
+            (t.lr > 0 and (t.lr_disc is None or t.lr_disc > 0), "learning rates must be > 0"),
+            (0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
+            (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
+            (r.kernel_size % 2 == 1 and r.kernel_size >= 1, "refiner kernel size must be odd"),
+            (r.width >= 1 and r.num_blocks >= 0, "refiner width must be >= 1 and blocks >= 0"),
+            (r.norm in ("none", "batch"), "refiner norm must be none or batch"),
+            (d.kind in ("local", "global"), "discriminator kind must be local or global"),
+            (d.norm in ("none", "batch"), "discriminator norm must be none or batch"),
+            (d.padding in ("valid", "same"), "discriminator padding must be valid or same"),
+            (len(d.layers) >= 1, "discriminator needs at least one layer"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise SimganError(f"bad configuration: {msg}")
+        for layer in d.layers:
+            if layer.kind not in ("conv", "maxpool") or layer.kernel < 1 or layer.stride < 1:
+                raise SimganError(f"bad configuration: discriminator layer {layer} is not a conv/maxpool with kernel, stride >= 1")
+            if layer.kind == "conv" and layer.channels < 1:
+                raise SimganError(f"bad configuration: discriminator conv layer {layer} needs channels >= 1")
+        return self
+
+    def save(self, path: Path) -> None:
+        from .datasets import atomic_write_bytes
+        atomic_write_bytes(Path(path), self.to_yaml().encode())
+
+
+def load_config_file(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SimganError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise SimganError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SimganError(f"config file {p} must hold a mapping of settings")
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# presets (data)
+
+
+def conv(kernel: int, stride: int, channels: int) -> LayerSpec:
+    return LayerSpec("conv", kernel, stride, channels)
+
+
+def maxpool(kernel: int, stride: int) -> LayerSpec:
+    return LayerSpec("maxpool", kernel, stride)
+
+
+PRESETS: dict[str, SimGANConfig] = {
+    # §3.1: UnityEyes -> MPIIGaze, 55x35 gray.
+    "eyes": SimGANConfig(
+        preset="eyes",
+        image=ImageConfig(height=35, width=55, channels=1, bit_depth=8),
+        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4),
+        discriminator=DiscriminatorConfig(layers=[
+            conv(3, 2, 96), conv(3, 2, 64), maxpool(3, 1), conv(3, 1, 32), conv(1, 1, 32)]),
+        loss=LossConfig(lambda_reg=0.0005, feature="identity"),
+        train=TrainConfig(refiner_pretrain=1000, disc_pretrain=200, kg=50, kd=1, batch_size=64,
+                          buffer_size=12800),
+    ),
+    # §3.2: NYU hand depth images, 224x224, 16-bit depth.
+    "hands": SimGANConfig(
+        preset="hands",
+        image=ImageConfig(height=224, width=224, channels=1, bit_depth=16),
+        refiner=RefinerConfig(kernel_size=7, width=64, num_blocks=10),
+        discriminator=DiscriminatorConfig(layers=[
+            conv(7, 4, 96), conv(5, 2, 64), maxpool(3, 2), conv(3, 2, 32), conv(1, 1, 32)]),
+        loss=LossConfig(lambda_reg=0.0005, feature="identity"),
+        train=TrainConfig(refiner_pretrain=500, disc_pretrain=200, kg=2, kd=1, batch_size=32,
+                          buffer_size=2048),
+    ),
+    # Any other shape: a small R and D; image shape is taken from the data.
+    "generic": SimGANConfig(
+        preset="generic",
+        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4),
+        discriminator=DiscriminatorConfig(layers=[
+            conv(3, 2, 96), conv(3, 2, 64), maxpool(3, 1), conv(3, 1, 32), conv(1, 1, 32)]),
+        loss=LossConfig(lambda_reg=0.0005, feature="identity"),
+        train=TrainConfig(refiner_pretrain=500, disc_pretrain=200, kg=2, kd=1, batch_size=64,
+                          buffer_size=6400),
+    ),
+}
+
+
+def generic_discriminator_layers(depth: int = 2, width: int = 64, kernel: int = 3) -> list[LayerSpec]:
+    """The generic preset's D from a few numbers: ``depth`` stride-2 ``kernel×kernel``
+    convolutions of ``width`` maps, one stride-1 convolution of ``width // 2`` maps, and a
+    ``1×1`` convolution (the pattern of the paper's two discriminators)."""
+    if depth < 1:
+        raise SimganError("discriminator depth must be >= 1")
+    return ([conv(kernel, 2, width) for _ in range(depth)]
+            + [conv(kernel, 1, max(1, width // 2)), conv(1, 1, max(1, width // 2))])
+
+
+def preset(name: str) -> SimGANConfig:
+    if name not in PRESETS:
+        raise SimganError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def resolve_config(preset_name: str, *, config_file: str | Path | None = None,
+                   overrides: dict | None = None) -> SimGANConfig:
+    """Preset, then ``--config`` file, then flags (``overrides``, a nested dict)."""
+    data: dict = {}
+    if config_file is not None:
+        data = load_config_file(config_file)
+        file_preset = data.get("preset")
+        if file_preset is not None and preset_name is None:
+            preset_name = file_preset
+    preset_name = preset_name or data.get("preset") or "eyes"
+    cfg = preset(preset_name)
+    data = dict(data)
+    data.pop("preset", None)
+    gen = data.get("discriminator", {}).pop("generic", None) if isinstance(data.get("discriminator"), dict) else None
+    if gen is not None:
+        if not isinstance(gen, dict):
+            raise SimganError("config: discriminator.generic must be a mapping of depth, width, kernel")
+        cfg.discriminator.layers = generic_discriminator_layers(**gen)
+    cfg = cfg.override(data)
+    if overrides:
+        cfg = cfg.override(overrides)
+    return cfg.validate()
+
+
+# ----------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checks
+
+
+def _merge(base: dict, new: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        if key not in out:
+            raise SimganError(f"{where}: unknown setting {key!r} (known: {', '.join(out)})")
+        if isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise SimganError(f"{where}: expected a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise SimganError(f"{where}: unknown setting {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{where}.{f.name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where: str):
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise SimganError(f"{where}: expected a list")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise SimganError(f"{where}: expected a list of {len(args)} numbers")
+        return tuple(_coerce(a, v, where) for a, v in zip(args, value))
+    if args and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SimganError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SimganError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SimganError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise SimganError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value

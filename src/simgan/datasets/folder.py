@@ -1,0 +1,401 @@
+"""The interchange format: a folder of PNG images and ``labels.jsonl``.
+
+Every simgan command reads and writes this format::
+
+    DIR/
+      labels.jsonl        one JSON object per image: {"file": "img/000001.png", "gaze": [...], ...}
+      img/000001.png      8-bit gray or RGB, or 16-bit gray (depth)
+
+``"file"`` is the image path relative to ``DIR``; every other key is a label that simgan never
+interprets and always passes through byte for byte (refining keeps each ``labels.jsonl`` line
+identical). A folder of images with no ``labels.jsonl`` is a valid unlabelled set (the real
+images of S+U learning, §2): its images are all image files below it, in sorted order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import SimganError
+
+LABELS_FILE = "labels.jsonl"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Shape and pixel type shared by every image of a dataset."""
+
+    height: int
+    width: int
+    channels: int
+    bit_depth: int = 8  # 8 or 16
+
+    @property
+    def max_value(self) -> int:
+        return (1 << self.bit_depth) - 1
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.bit_depth == 8 else np.uint16)
+
+    def describe(self) -> str:
+        kind = {1: "gray", 3: "RGB"}.get(self.channels, f"{self.channels}-channel")
+        return f"{self.width}x{self.height} {self.bit_depth}-bit {kind}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of a dataset: its relative path and, if labelled, its labels line verbatim."""
+
+    file: str
+    line: bytes | None = None
+
+    def labels(self) -> dict:
+        """The labels of this image (every key of its JSON object but ``"file"``)."""
+        if self.line is None:
+            return {}
+        obj = json.loads(self.line)
+        obj.pop("file", None)
+        return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# pixels
+
+
+def decode_image(path: Path | str) -> np.ndarray:
+    """Read one image file as an ``H x W x C`` array (uint8, or uint16 for 16-bit gray).
+
+    Palette and alpha images are converted to gray or RGB; anything unreadable raises a
+    :class:`SimganError` naming the file.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im)
+                if mode == "I":  # 16-bit PNGs can open as 32-bit 'I'
+                    if arr.min() < 0 or arr.max() > 65535:
+                        raise SimganError(f"{path}: 32-bit integer image is out of 16-bit range")
+                arr = arr.astype(np.uint16)
+                return arr[:, :, None]
+            if mode in ("1", "L"):
+                return np.asarray(im.convert("L"))[:, :, None]
+            if mode == "LA":
+                return np.asarray(im.convert("L"))[:, :, None]
+            if mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            return np.asarray(im.convert("RGB"))
+    except SimganError:
+        raise
+    except FileNotFoundError:
+        raise SimganError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise SimganError(f"cannot read image {path}: corrupt or not an image ({exc})") from None
+
+
+def encode_png(path: Path | str, image: np.ndarray) -> None:
+    """Write an ``H x W x C`` uint8 (gray/RGB) or uint16 (gray) array as a PNG file."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if image.dtype == np.uint8:
+        if channels == 1:
+            im = Image.fromarray(image[:, :, 0], mode="L")
+        elif channels == 3:
+            im = Image.fromarray(image, mode="RGB")
+        else:
+            raise SimganError(f"cannot write a {channels}-channel image as PNG: {path}")
+    elif image.dtype == np.uint16:
+        if channels != 1:
+            raise SimganError(f"16-bit PNG output must be single-channel (depth): {path}")
+        im = Image.fromarray(np.ascontiguousarray(image[:, :, 0]).astype("<u2"), mode="I;16")
+    else:
+        raise SimganError(f"unsupported pixel type {image.dtype} for {path}")
+    im.save(path, format="PNG", compress_level=1)
+
+
+def spec_of(image: np.ndarray) -> ImageSpec:
+    h, w, c = image.shape
+    return ImageSpec(h, w, c, 16 if image.dtype == np.uint16 else 8)
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def _safe_relpath(root: Path, rel: str, where: str) -> str:
+    if not isinstance(rel, str) or not rel:
+        raise SimganError(f"{where}: \"file\" must be a non-empty string")
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise SimganError(f"{where}: \"file\" must be a path inside the dataset folder, got {rel!r}")
+    return p.as_posix()
+
+
+class Dataset:
+    """What every dataset offers: ``len``, ``read(i)`` (an ``H x W x C`` array), ``labels(i)``,
+    ``spec`` and ``describe(i)`` (a name for messages). Readers of other formats (UnityEyes,
+    MPIIGaze, HDF5, NPZ) subclass this; batch decoding and whole-set loading come for free.
+    """
+
+    labelled: bool = False
+    _spec: "ImageSpec | None" = None
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read(self, i: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def labels(self, i: int) -> dict:
+        return {}
+
+    def describe(self, i: int) -> str:
+        return f"image #{i}"
+
+    @property
+    def spec(self) -> ImageSpec:
+        """Shape of the first image (``read_many`` and ``load`` check that all images share it)."""
+        if self._spec is None:
+            self._spec = spec_of(self.read(0))
+        return self._spec
+
+    def read_many(self, indices: Sequence[int], *, threads: int = 4, check: bool = True) -> np.ndarray:
+        """Decode images ``indices`` into one ``N x H x W x C`` array, checking they share a shape."""
+        spec = self.spec
+        out = np.empty((len(indices), spec.height, spec.width, spec.channels), dtype=spec.dtype)
+
+        def work(k: int) -> None:
+            img = self.read(indices[k])
+            if check and spec_of(img) != spec:
+                raise SimganError(
+                    f"{self.describe(indices[k])} is {spec_of(img).describe()} but {self.describe(0)} is "
+                    f"{spec.describe()}: all images of a dataset must share size and channels")
+            out[k] = img
+
+        if threads <= 1 or len(indices) < 64:
+            for k in range(len(indices)):
+                work(k)
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(work, range(len(indices)), chunksize=256))
+        return out
+
+    def load(self, *, threads: int = 4, cache: Path | None = None, progress: bool = False,
+             memmap_threshold: int = 2 << 30) -> np.ndarray:
+        """Decode the whole dataset once into an ``N x H x W x C`` array.
+
+        Above ``memmap_threshold`` bytes the array is a memory-mapped ``.npy`` file at ``cache``
+        (when given), so huge sets do not need to fit in memory.
+        """
+        spec = self.spec
+        n = len(self)
+        nbytes = n * spec.height * spec.width * spec.channels * spec.dtype.itemsize
+        if cache is not None and nbytes > memmap_threshold:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            arr = np.lib.format.open_memmap(cache, mode="w+", dtype=spec.dtype,
+                                            shape=(n, spec.height, spec.width, spec.channels))
+        else:
+            arr = np.empty((n, spec.height, spec.width, spec.channels), dtype=spec.dtype)
+        chunk = 4096
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=n, desc="decode images", unit="img", leave=False)
+        for start in range(0, n, chunk):
+            idx = list(range(start, min(n, start + chunk)))
+            arr[start:start + len(idx)] = self.read_many(idx, threads=threads)
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return arr
+
+
+class ImageFolder(Dataset):
+    """A dataset in the interchange format (see the module docstring).
+
+    Opening checks the folder and ``labels.jsonl`` (every line a JSON object with a ``"file"``
+    that exists); images are decoded only when asked for.
+    """
+
+    def __init__(self, root: Path, records: list[Record], labelled: bool):
+        self.root = root
+        self.records = records
+        self.labelled = labelled
+        self._spec = None
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset") -> "ImageFolder":
+        root = Path(path)
+        if not root.exists():
+            raise SimganError(f"{what} folder not found: {root}")
+        if not root.is_dir():
+            raise SimganError(f"{what} must be a folder of images, got a file: {root}")
+        labels_path = root / LABELS_FILE
+        if labels_path.exists():
+            records = cls._read_labels(root, labels_path)
+            labelled = True
+        else:
+            if need_labels:
+                raise SimganError(f"{what} {root} has no {LABELS_FILE}; this command needs labelled images")
+            files = sorted(
+                p.relative_to(root).as_posix()
+                for p in root.rglob("*")
+                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            )
+            records = [Record(f) for f in files]
+            labelled = False
+        if not records:
+            raise SimganError(f"{what} folder {root} holds no images")
+        return cls(root, records, labelled)
+
+    @staticmethod
+    def _read_labels(root: Path, labels_path: Path) -> list[Record]:
+        records: list[Record] = []
+        seen: set[str] = set()
+        with open(labels_path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                line = raw.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                where = f"{labels_path}:{lineno}"
+                try:
+                    obj = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    raise SimganError(f"{where}: line is not valid JSON") from None
+                if not isinstance(obj, dict) or "file" not in obj:
+                    raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
+                rel = _safe_relpath(root, obj["file"], where)
+                if rel in seen:
+                    raise SimganError(f"{where}: file {rel!r} is listed twice")
+                if not (root / rel).is_file():
+                    raise SimganError(f"{where}: names a missing file {rel!r}")
+                seen.add(rel)
+                records.append(Record(rel, bytes(line)))
+        return records
+
+    # -- access ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.records[i].file
+
+    def read(self, i: int) -> np.ndarray:
+        return decode_image(self.path(i))
+
+    def labels(self, i: int) -> dict:
+        return self.records[i].labels()
+
+    def describe(self, i: int) -> str:
+        return str(self.path(i))
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def json_line(obj: dict) -> bytes:
+    """One ``labels.jsonl`` line (no newline) for a labels dict that includes ``"file"``."""
+    return json.dumps(obj, separators=(", ", ": ")).encode("utf-8")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class DatasetWriter:
+    """Writes a dataset in the interchange format without ever exposing a half-written one.
+
+    Everything goes to ``OUT.partial/`` first; :meth:`finish` writes ``labels.jsonl`` and renames
+    the folder to ``OUT`` in one step, so a folder named ``OUT`` is always complete.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, resume: bool = False):
+        self.out = Path(out)
+        if self.out.exists():
+            raise SimganError(f"output {self.out} already exists; choose a new folder or remove it")
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        if self.partial.exists() and not resume:
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._made_dirs: set[str] = set()
+
+    def image_path(self, rel: str) -> Path:
+        parent = os.path.dirname(rel)
+        if parent not in self._made_dirs:
+            (self.partial / parent).mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(parent)
+        return self.partial / rel
+
+    def write_image(self, rel: str, image: np.ndarray) -> None:
+        encode_png(self.image_path(rel), image)
+
+    def write_text(self, name: str, data: bytes) -> None:
+        atomic_write_bytes(self.partial / name, data)
+
+    def finish(self, lines: Iterable[bytes] | None) -> Path:
+        """Write ``labels.jsonl`` (``None``: unlabelled set, no file) and publish the folder."""
+        if lines is not None:
+            payload = b"".join(line + b"\n" for line in lines)
+            atomic_write_bytes(self.partial / LABELS_FILE, payload)
+        _fsync_dir(self.partial)
+        if self.out.exists():
+            raise SimganError(f"output {self.out} appeared while writing; left the result in {self.partial}")
+        os.replace(self.partial, self.out)
+        _fsync_dir(self.out.parent)
+        return self.out
+
+    def abort(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def write_dataset(out: str | os.PathLike, images: np.ndarray, labels: Sequence[dict] | None = None,
+                  *, pattern: str = "img/{:06d}.png") -> Path:
+    """Write ``N x H x W x C`` images (and optional labels dicts) as a new interchange folder."""
+    writer = DatasetWriter(out)
+    try:
+        lines = []
+        for i, image in enumerate(images):
+            rel = pattern.format(i)
+            writer.write_image(rel, image)
+            if labels is not None:
+                lines.append(json_line({"file": rel, **labels[i]}))
+        return writer.finish(lines if labels is not None else None)
+    except BaseException:
+        writer.abort()
+        raise

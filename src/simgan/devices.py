@@ -1,0 +1,89 @@
+"""Devices and numeric precision: where the networks run and in which float format.
+
+``--device auto`` picks CUDA when present, else CPU. ``--precision auto`` picks bfloat16 where
+the hardware computes it natively (CUDA GPUs from Ampere on; CPUs with AVX512-BF16 or AMX),
+float16 on older GPUs, and float32 elsewhere — bfloat16 on a CPU without native support is
+emulated and many times slower than float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import torch
+
+from .errors import SimganError
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SimganError(f"--device {name} was asked for but no CUDA GPU is available on this machine")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SimganError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return dev
+    if name == "cpu":
+        return torch.device("cpu")
+    raise SimganError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_native_bf16()
+
+
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> the fastest safe format on ``device``; explicit choices are checked."""
+    precision = precision.lower()
+    if precision == "auto":
+        if native_bf16(device):
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISION_DTYPES:
+        raise SimganError(f"unknown precision {precision!r}; use fp32, bf16, fp16 or auto")
+    if precision == "fp16" and device.type == "cpu":
+        raise SimganError("--precision fp16 is for GPUs; on CPU use fp32 or bf16")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed-precision context for ``precision`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISION_DTYPES[precision])
+
+
+def set_threads() -> None:
+    """Use every core for intra-op work unless the user set OMP_NUM_THREADS."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, n))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
