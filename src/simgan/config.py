@@ -39,12 +39,19 @@ class RefinerConfig:
 
     ``conv k×k -> width maps``, ``num_blocks`` ResNet blocks of two ``k×k`` convolutions with
     ``width`` maps each, then a ``1×1`` convolution back to the image's channels.
+
+    ``residual`` (default): the ``1×1`` map is added to the input, ``R(x) = clamp(x + r(x))``,
+    and starts at zero, so R starts as the identity that the paper's self-regularised
+    pretraining converges to, and the refined pixels carry the input's full precision (bf16
+    inference then matches fp32). ``residual: false`` is the paper's literal output layer, the
+    ``1×1`` map itself, through tanh.
     """
 
     kernel_size: int = 3
     width: int = 64
     num_blocks: int = 4
     norm: str = "none"  # "none" or "batch" (batch norm inside the ResNet blocks)
+    residual: bool = True
 
 
 @dataclass
@@ -100,6 +107,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD
     betas: tuple[float, float] = (0.5, 0.999)  # Adam
     ema_decay: float = 0.0  # running average of R's weights (Salimans et al.); 0 disables
+    health_patience: int | None = None  # rounds a bad sign must last before a warning (None: max(50, T/10))
     log_every: int = 10  # metrics are read from the device every this many steps
     sample_every: int = 200  # sample grid and loss-curve PNG every this many steps
     checkpoint_every: int = 200

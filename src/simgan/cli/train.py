@@ -1,0 +1,70 @@
+"""``simgan train``: Algorithm 1 on a synthetic set and an unlabelled real set."""
+
+from __future__ import annotations
+
+import click
+
+from .common import device_option, precision_option, set_nested
+
+
+@click.command()
+@click.option("--synthetic", required=True, type=click.Path(), help="Labelled synthetic images (labels are not read).")
+@click.option("--real", required=True, type=click.Path(), help="Unlabelled real images.")
+@click.option("--out", required=True, type=click.Path(), help="Run directory to create (or to continue with --resume).")
+@click.option("--preset", type=click.Choice(["eyes", "hands", "generic"]), default=None,
+              help="Paper settings: eyes (§3.1, 55x35 gray), hands (§3.2, 224x224 depth), generic (any shape). Default eyes.")
+@click.option("--config", "config_file", type=click.Path(), default=None, help="YAML file of settings over the preset.")
+@click.option("--steps", type=click.IntRange(min=0), default=None, help="T: adversarial rounds of Algorithm 1.")
+@click.option("--refiner-pretrain", type=click.IntRange(min=0), default=None, help="R steps with self-regularisation only.")
+@click.option("--disc-pretrain", type=click.IntRange(min=0), default=None, help="D steps before the adversarial rounds.")
+@click.option("--kg", type=click.IntRange(min=1), default=None, help="K_g: refiner updates per round.")
+@click.option("--kd", type=click.IntRange(min=1), default=None, help="K_d: discriminator updates per round.")
+@click.option("--adaptive-kg/--no-adaptive-kg", default=None, help="Raise K_g while D wins too easily (authors' tip).")
+@click.option("--batch-size", type=click.IntRange(min=2), default=None, help="b: mini-batch size.")
+@click.option("--buffer-size", type=click.IntRange(min=1), default=None, help="B: history buffer size (§2.3).")
+@click.option("--lambda-reg", type=click.FloatRange(min=0), default=None, help="lambda of Eq. 4.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None)
+@click.option("--feature", type=click.Choice(["identity", "channel-mean", "gradients", "features"]), default=None,
+              help="psi of the self-regularisation term.")
+@click.option("--no-history", is_flag=True, default=False, help="Ablation: D sees only the current R's images.")
+@click.option("--global-disc", is_flag=True, default=False, help="Ablation: image-level D instead of the local one.")
+@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Running average of R's weights (0 disables); refining uses it.")
+@device_option
+@precision_option
+@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile R and D.")
+@click.option("--seed", type=int, default=None)
+@click.option("--sample-every", type=click.IntRange(min=1), default=None, help="Steps between sample grids.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Steps between checkpoints.")
+@click.option("--resume", is_flag=True, default=False, help="Continue the run in --out exactly where it stopped.")
+@click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
+def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
+          batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay, device,
+          precision, compile_, seed, sample_every, checkpoint_every, resume, quiet):
+    """Train a refiner R against a local discriminator D (Algorithm 1).
+
+    Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/samples/ (grids of synthetic / refined / real
+    and loss curves), RUN/checkpoints/last.pt and RUN/refiner.pt.
+    """
+    from ..training import resolve_train_config, train as train_api
+
+    overrides: dict = {}
+    for (section, key), value in {
+        ("train", "steps"): steps, ("train", "refiner_pretrain"): refiner_pretrain,
+        ("train", "disc_pretrain"): disc_pretrain, ("train", "kg"): kg, ("train", "kd"): kd,
+        ("train", "adaptive_kg"): adaptive_kg, ("train", "batch_size"): batch_size,
+        ("train", "buffer_size"): buffer_size, ("loss", "lambda_reg"): lambda_reg, ("train", "lr"): lr,
+        ("train", "optimizer"): optimizer, ("loss", "feature"): feature, ("train", "ema_decay"): ema_decay,
+        ("train", "device"): device, ("train", "precision"): precision, ("train", "compile"): compile_,
+        ("train", "seed"): seed, ("train", "sample_every"): sample_every,
+        ("train", "checkpoint_every"): checkpoint_every,
+        ("train", "history"): False if no_history else None,
+        ("discriminator", "kind"): "global" if global_disc else None,
+    }.items():
+        if value is not None:
+            set_nested(overrides, section, key, value)
+    cfg = resolve_train_config(out, preset_name=preset, config_file=config_file, overrides=overrides, resume=resume)
+    result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet)
+    click.echo(f"trained to step {result.step}: {result.run}/refiner.pt "
+               f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl)")

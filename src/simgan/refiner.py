@@ -1,0 +1,88 @@
+"""The refiner network R_theta (§2.1, §3.1 "Implementation Details").
+
+R is a fully convolutional ResNet with no striding or pooling, so it edits pixels locally and
+keeps the global structure (and with it the simulator's labels): a ``k×k`` convolution to
+``width`` maps, ``num_blocks`` ResNet blocks of two ``k×k`` convolutions, and a ``1×1``
+convolution back to the image's channels. The output has the input's size and channels and stays
+in the models' pixel range [-1, 1].
+
+By default the ``1×1`` map is a correction added to the input (a global skip connection,
+initialised to zero): R starts as the identity that the paper's self-regularised pretraining
+aims at, and low-precision arithmetic only touches the small correction, so refining in bf16
+gives the same 8-bit pixels as fp32. ``RefinerConfig(residual=False)`` is the paper's literal
+output, ``tanh`` of the ``1×1`` map.
+
+eyes (§3.1): k=3, 64 maps, 4 blocks.  hands (§3.2): k=7, 64 maps, 10 blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import RefinerConfig
+
+
+class ResnetBlock(nn.Module):
+    """Two ``k×k`` convolutions with an identity shortcut (He et al., the paper's ref. [12])."""
+
+    def __init__(self, width: int, kernel_size: int, norm: str = "none"):
+        super().__init__()
+        pad = kernel_size // 2
+        bias = norm == "none"
+        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias)
+        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias)
+        self.norm1 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
+        self.norm2 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        # The shortcut stays in x's precision (float32 under autocast): only the block's own
+        # contribution is rounded to bf16/fp16, so errors do not pile up along the stream.
+        return self.act(x + y.to(x.dtype))
+
+
+class Refiner(nn.Module):
+    """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape."""
+
+    def __init__(self, cfg: RefinerConfig, channels: int):
+        super().__init__()
+        self.cfg = cfg
+        self.channels = channels
+        k = cfg.kernel_size
+        self.stem = nn.Sequential(nn.Conv2d(channels, cfg.width, k, padding=k // 2), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, k, cfg.norm) for _ in range(cfg.num_blocks)])
+        self.head = nn.Conv2d(cfg.width, channels, 1)
+        self.residual = cfg.residual
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.head(self.blocks(self.stem(x).float()))
+        if self.residual:
+            return (x + r.float()).clamp(-1.0, 1.0)
+        return torch.tanh(r)
+
+    @property
+    def receptive_field(self) -> int:
+        return refiner_receptive_field(self.cfg)
+
+
+def refiner_receptive_field(cfg: RefinerConfig) -> int:
+    """Side in pixels of the input region one output pixel depends on: every ``k×k`` convolution
+    at stride 1 widens it by ``k - 1`` (the stem, two per block; the head is ``1×1``)."""
+    return 1 + (cfg.kernel_size - 1) * (1 + 2 * cfg.num_blocks)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def refiner_flops(cfg: RefinerConfig, channels: int, height: int, width: int) -> float:
+    """Multiply-adds x 2 of one forward pass on one ``height x width`` image (convolutions only)."""
+    k2, w, px = cfg.kernel_size ** 2, cfg.width, height * width
+    macs = px * (k2 * channels * w + cfg.num_blocks * 2 * k2 * w * w + w * channels)
+    return 2.0 * macs

@@ -1,0 +1,62 @@
+"""Eq. 2, 3, 4 on hand-computed cases, the feature transforms psi, and D's accuracy."""
+
+import math
+
+import pytest
+import torch
+
+from simgan import losses
+
+
+def logits_with_prob(p_refined: torch.Tensor) -> torch.Tensor:
+    """Logits (N,2,h,w) whose softmax gives P(refined) = p_refined."""
+    return torch.stack([torch.zeros_like(p_refined), torch.log(p_refined / (1 - p_refined))], dim=1)
+
+
+def test_discriminator_loss_eq2_by_hand():
+    # one refined image with 2 patches at P(refined) = 0.8, 0.5; one real image with 2 patches at 0.1, 0.4
+    ref = logits_with_prob(torch.tensor([[[0.8, 0.5]]]))
+    real = logits_with_prob(torch.tensor([[[0.1, 0.4]]]))
+    expected = (-math.log(0.8) - math.log(0.5) - math.log(0.9) - math.log(0.6)) / 2  # summed over patches, mean over 2 images
+    assert losses.discriminator_loss(ref, real).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_realism_loss_eq3_by_hand():
+    ref = logits_with_prob(torch.tensor([[[0.8, 0.5]], [[0.2, 0.2]]]))
+    expected = ((-math.log(0.2) - math.log(0.5)) + (-2 * math.log(0.8))) / 2
+    assert losses.realism_loss(ref).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_self_regularization_identity_and_eq4():
+    syn = torch.zeros(2, 1, 2, 2)
+    ref = torch.tensor([[[[0.5, -0.5], [0.0, 0.0]]], [[[0.1, 0.1], [0.1, 0.1]]]])
+    reg = losses.self_regularization_loss(ref, syn, losses.Identity())
+    assert reg.item() == pytest.approx((1.0 + 0.4) / 2)
+    logits = logits_with_prob(torch.full((2, 1, 1), 0.5))
+    total, real, reg2 = losses.refiner_loss(logits, ref, syn, losses.Identity(), lambda_reg=0.25)
+    assert real.item() == pytest.approx(math.log(2), rel=1e-5)
+    assert total.item() == pytest.approx(math.log(2) + 0.25 * 0.7, rel=1e-5)
+
+
+def test_channel_mean_ignores_colour_changes_that_keep_the_mean():
+    syn = torch.zeros(1, 3, 2, 2)
+    ref = torch.zeros(1, 3, 2, 2)
+    ref[:, 0] += 0.3
+    ref[:, 1] -= 0.3
+    assert losses.self_regularization_loss(ref, syn, losses.ChannelMean()).item() == pytest.approx(0.0, abs=1e-7)
+    assert losses.self_regularization_loss(ref, syn, losses.Identity()).item() == pytest.approx(2.4)
+
+
+def test_gradients_ignore_brightness_but_not_edges():
+    syn = torch.linspace(-1, 1, 12).reshape(1, 1, 3, 4)
+    psi = losses.Gradients()
+    assert losses.self_regularization_loss(syn + 0.2, syn, psi).item() == pytest.approx(0.0, abs=1e-6)
+    edged = syn.clone()
+    edged[..., 0, 0] += 0.5  # one pixel changed: touches one horizontal and one vertical difference
+    assert losses.self_regularization_loss(edged, syn, psi).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_discriminator_accuracy():
+    logits = logits_with_prob(torch.tensor([[[0.9, 0.2, 0.6, 0.4]]]))
+    assert losses.discriminator_accuracy(logits, losses.REFINED).item() == pytest.approx(0.5)
+    assert losses.discriminator_accuracy(logits, losses.REAL).item() == pytest.approx(0.5)

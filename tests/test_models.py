@@ -1,0 +1,91 @@
+"""R and D of both presets: shapes, receptive fields (measured by back-propagation), the generic
+preset and the global discriminator."""
+
+import pytest
+import torch
+
+from simgan.config import preset, resolve_config
+from simgan.discriminator import build_discriminator, patch_geometry
+from simgan.refiner import Refiner, refiner_flops, refiner_receptive_field
+
+
+def measured_field(model, shape, out_index):
+    """Side of the input region that influences one output element (gradient support)."""
+    x = torch.rand(shape).requires_grad_(True)  # positive input, positive weights: every ReLU passes
+    y = model(x)
+    y[out_index].backward()
+    nz = x.grad[0].abs().sum(0).nonzero()
+    return int(nz[:, 0].max() - nz[:, 0].min() + 1), int(nz[:, 1].max() - nz[:, 1].min() + 1)
+
+
+def test_eyes_refiner_shape_and_field():
+    cfg = preset("eyes")
+    R = Refiner(cfg.refiner, 1)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in R.parameters():  # small positive weights: no cancellation, no tanh saturation
+            p.uniform_(0.001, 0.002)
+    x = torch.rand(2, 1, 35, 55) * 2 - 1
+    assert R(x).shape == x.shape
+    assert refiner_receptive_field(cfg.refiner) == 19
+    assert measured_field(R, (1, 1, 35, 55), (0, 0, 17, 27)) == (19, 19)
+    assert abs(refiner_flops(cfg.refiner, 1, 35, 55) / 1e9 - 1.14) < 0.01  # the issue's 1.14 GFLOP
+
+
+def test_eyes_discriminator_patches():
+    cfg = preset("eyes")
+    D = build_discriminator(cfg.discriminator, 1, 35, 55)
+    assert D(torch.zeros(3, 1, 35, 55)).shape == (3, 2, 4, 9)
+    g = patch_geometry(cfg.discriminator, 35, 55)
+    assert (g.receptive_field, g.stride, g.map_width, g.map_height, g.patches) == (23, 4, 9, 4, 36)
+    D.eval()
+    with torch.no_grad():
+        for m in D.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.uniform_(0.01, 0.02)
+    # Max-pooling passes gradient to one input only; average pooling has the same geometry.
+    for i, m in enumerate(D.trunk):
+        if isinstance(m, torch.nn.MaxPool2d):
+            D.trunk[i] = torch.nn.AvgPool2d(m.kernel_size, m.stride, m.padding)
+    assert measured_field(D, (1, 1, 35, 55), (0, 1, 2, 4)) == (23, 23)
+
+
+def test_hands_preset():
+    cfg = preset("hands")
+    assert cfg.image.height == 224 and cfg.image.bit_depth == 16
+    assert refiner_receptive_field(cfg.refiner) == 127  # 7x7 filters, 10 blocks
+    R = Refiner(cfg.refiner, 1)
+    x = torch.zeros(1, 1, 40, 40)  # fully convolutional: any size keeps its shape
+    with torch.no_grad():
+        assert R(x).shape == x.shape
+    D = build_discriminator(cfg.discriminator, 1, 224, 224)
+    assert D(torch.zeros(2, 1, 224, 224)).shape == (2, 2, 5, 5)
+    g = patch_geometry(cfg.discriminator, 224, 224)
+    assert (g.receptive_field, g.stride, g.patches) == (71, 32, 25)
+
+
+def test_generic_preset_from_parameters(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("refiner: {kernel_size: 5, width: 16, num_blocks: 2}\n"
+                 "discriminator: {generic: {depth: 3, width: 32, kernel: 3}}\n")
+    cfg = resolve_config("generic", config_file=p)
+    assert refiner_receptive_field(cfg.refiner) == 1 + 4 * 5
+    D = build_discriminator(cfg.discriminator, 3, 64, 64)
+    assert D(torch.zeros(1, 3, 64, 64)).shape[1] == 2
+    g = patch_geometry(cfg.discriminator, 64, 64)
+    # three stride-2 3x3 convs then a stride-1 3x3: 1 + 2 + 4 + 8 + 2 * 8
+    assert g.receptive_field == 31 and g.stride == 8
+
+
+def test_global_discriminator_one_decision_per_image():
+    cfg = preset("eyes")
+    cfg.discriminator.kind = "global"
+    D = build_discriminator(cfg.discriminator, 1, 35, 55)
+    assert D(torch.zeros(4, 1, 35, 55)).shape == (4, 2, 1, 1)
+    assert any(isinstance(m, torch.nn.Linear) for m in D.modules())
+
+
+def test_discriminator_too_deep_for_image_is_an_error():
+    from simgan.errors import SimganError
+    with pytest.raises(SimganError, match="shrink"):
+        build_discriminator(preset("hands").discriminator, 1, 35, 55)
