@@ -104,6 +104,8 @@ def gaze_angles(gaze: Sequence[float]) -> tuple[float, float]:
     """``(pitch, yaw)`` in radians of a camera-space direction (x right, y down, z away)."""
     x, y, z = (float(v) for v in gaze)
     norm = math.sqrt(x * x + y * y + z * z)
+    if not norm > 0:
+        raise SimganError(f"gaze vector {[x, y, z]} has no direction")
     x, y, z = x / norm, y / norm, z / norm
     return math.asin(max(-1.0, min(1.0, -y))), math.atan2(-x, -z)
 
@@ -330,7 +332,7 @@ class UnityEyes(_Transient, Dataset):
 
         if caruncle is not None:
             inner = caruncle.mean(axis=0)
-        else:  # no caruncle: the eyelid point farthest from the outermost one
+        else:  # no caruncle: only the corner distance matters, so start from the leftmost point
             inner = interior[np.argmin(interior[:, 0])]
         outer = interior[np.argmax(np.linalg.norm(interior - inner, axis=1))]
         eye_width = float(np.linalg.norm(outer - inner))
@@ -382,9 +384,11 @@ class UnityEyes(_Transient, Dataset):
                     reduce *= 2
                 if reduce > 1 and im.format == "JPEG":
                     im.draft(mode, (math.ceil(full_w / reduce), math.ceil(full_h / reduce)))
-                sx, sy = im.size[0] / full_w, im.size[1] / full_h
+                # libjpeg scales by exactly 1/2^k and rounds the size up, so take the factor, not
+                # the size ratio (they differ when the render's size is not a multiple of 2^k).
+                scale = 1.0 / 2 ** round(math.log2(full_w / im.size[0]))
                 im = im.convert(mode)
-                box = (left * sx, top * sy, right * sx, bottom * sy)
+                box = (left * scale, top * scale, right * scale, bottom * scale)
                 pad = math.ceil(max(0.0, -box[0], -box[1], box[2] - im.size[0], box[3] - im.size[1]))
                 if pad:
                     pad += 2  # room for the resampling filter at the border
