@@ -297,7 +297,7 @@ class UnityEyes(_Transient, Dataset):
         for stem, name in sorted(jpgs.items()):
             if stem not in jsons:
                 raise SimganError(f"UnityEyes image {root / name} has no labels {stem}.json beside it")
-        stems = sorted(jsons, key=lambda s: (0, int(s), "") if s.isdigit() else (1, 0, s))
+        stems = sorted(jsons, key=lambda s: (0, int(s), "") if s.isascii() and s.isdigit() else (1, 0, s))
         return stems, [jpgs[s] for s in stems]
 
     # -- per-image geometry ------------------------------------------------------------------
