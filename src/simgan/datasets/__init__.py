@@ -14,11 +14,14 @@ from .folder import (IMAGE_EXTENSIONS, LABELS_FILE, Dataset, DatasetWriter, Imag
                      Record, atomic_write_bytes, decode_image, encode_png, json_line, spec_of,
                      write_dataset)
 from .pixels import from_model, to_model
+from .readers import HDF5Images, MPIIGaze, NPZImages, UnityEyes, gaze_angles
+from .conversion import convert
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "LABELS_FILE", "Dataset", "DatasetWriter", "ImageFolder", "ImageSpec", "Record",
-    "atomic_write_bytes", "decode_image", "encode_png", "from_model", "json_line", "open_dataset",
-    "spec_of", "to_model", "write_dataset",
+    "IMAGE_EXTENSIONS", "LABELS_FILE", "Dataset", "DatasetWriter", "HDF5Images", "ImageFolder", "ImageSpec",
+    "MPIIGaze", "NPZImages", "Record", "UnityEyes", "atomic_write_bytes", "convert", "decode_image",
+    "encode_png", "from_model", "gaze_angles", "json_line", "open_dataset", "spec_of", "to_model",
+    "write_dataset",
 ]
 
 

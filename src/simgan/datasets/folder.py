@@ -109,6 +109,8 @@ def encode_png(path: Path | str, image: np.ndarray) -> None:
     """Write an ``H x W x C`` uint8 (gray/RGB) or uint16 (gray) array as a PNG file."""
     if image.ndim == 2:
         image = image[:, :, None]
+    if image.dtype.byteorder not in "=|":  # e.g. big-endian uint16 from an HDF5 or .npy file
+        image = image.astype(image.dtype.newbyteorder("="))
     channels = image.shape[2]
     if image.dtype == np.uint8:
         if channels == 1:
@@ -120,7 +122,10 @@ def encode_png(path: Path | str, image: np.ndarray) -> None:
     elif image.dtype == np.uint16:
         if channels != 1:
             raise SimganError(f"16-bit PNG output must be single-channel (depth): {path}")
-        im = Image.fromarray(np.ascontiguousarray(image[:, :, 0]).astype("<u2"), mode="I;16")
+        # Built from raw little-endian bytes: ``Image.fromarray(..., mode="I;16")`` is rejected
+        # by Pillow >= 12 ("Invalid mode for data type"), and frombytes works on every version.
+        plane = np.ascontiguousarray(image[:, :, 0], dtype="<u2")
+        im = Image.frombytes("I;16", (plane.shape[1], plane.shape[0]), plane.tobytes())
     else:
         raise SimganError(f"unsupported pixel type {image.dtype} for {path}")
     im.save(path, format="PNG", compress_level=1)

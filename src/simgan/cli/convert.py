@@ -1,0 +1,64 @@
+"""``simgan convert``: UnityEyes, MPIIGaze, HDF5 or NPZ -> the interchange format."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..errors import SimganError
+
+
+def _size(ctx, param, value):
+    """``--size``: ``"default"`` when absent, else ``(w, h)`` or ``None`` for native."""
+    if value is None:
+        return "default"
+    from ..datasets.readers import parse_size
+
+    try:
+        return parse_size(value)
+    except SimganError as exc:
+        raise SimganError(f"--size: {exc}") from None
+
+
+@click.command("convert")
+@click.argument("src", type=click.Path(path_type=str))
+@click.option("--out", "-o", required=True, type=click.Path(path_type=str),
+              help="New folder to write (PNG images + labels.jsonl); must not exist.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "unityeyes", "mpiigaze", "hdf5", "npz"]),
+              default="auto", show_default=True, help="Input format; auto recognises it.")
+@click.option("--size", callback=_size, metavar="WxH|native",
+              help="Output size. Default: 55x35 for UnityEyes and MPIIGaze (the paper's eye images), "
+                   "the stored size for HDF5/NPZ; 'native' keeps the stored size.")
+@click.option("--gray/--keep-channels", default=None,
+              help="One gray channel, or keep RGB. Default: gray for UnityEyes/MPIIGaze, kept for HDF5/NPZ.")
+@click.option("--limit", type=click.IntRange(min=1), help="Convert only the first N images.")
+@click.option("--crop-scale", type=click.FloatRange(min=0, min_open=True), default=1.5, show_default=True,
+              help="UnityEyes: crop width over the distance between the eye corners.")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="UnityEyes: keep eyelid, caruncle and iris landmarks (crop pixels) in the labels.")
+@click.option("--eyes", type=click.Choice(["both", "left", "right"]), default="both", show_default=True,
+              help="MPIIGaze: which eyes to read.")
+@click.option("--flip", type=click.Choice(["right", "left", "none"]), default="right", show_default=True,
+              help="MPIIGaze: mirror these eyes (with their labels); 'right' makes every image a left "
+                   "eye like UnityEyes' renders.")
+@click.option("--images-key", help="HDF5/NPZ: the images array (default: 'images' or the only image-like array).")
+@click.option("--threads", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
+              help="Threads decoding and encoding images.")
+def convert(src, out, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip, images_key, threads):
+    """Convert SRC (UnityEyes, MPIIGaze, HDF5 or NPZ) to the interchange format in OUT.
+
+    UnityEyes renders are cropped around the eye and their gaze converted to camera coordinates
+    (x right, y down, z away); MPIIGaze normalized eyes keep their gaze and head pose, with right
+    eyes mirrored by default. HDF5/NPZ: an images array plus per-image label arrays.
+    Every command also reads these formats directly; converting once saves decoding work.
+    """
+    from ..datasets.conversion import convert as run
+    from ..datasets.folder import LABELS_FILE, decode_image, spec_of
+
+    path = run(src, out, format=fmt, size=size, gray=gray, limit=limit, crop_scale=crop_scale,
+               landmarks=landmarks, eyes=eyes, flip=flip, images_key=images_key, threads=threads,
+               progress=True)
+    images = sorted((path / "img").iterdir())
+    labels = "with labels" if (path / LABELS_FILE).exists() else "without labels"
+    click.echo(f"wrote {len(images)} images ({spec_of(decode_image(images[0])).describe()}) {labels} to {path}")
