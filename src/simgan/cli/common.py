@@ -14,3 +14,9 @@ precision_option = click.option(
 
 def set_nested(d: dict, section: str, key: str, value) -> None:
     d.setdefault(section, {})[key] = value
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a torchrun launch (only rank 0 reports)."""
+    import os
+    return os.environ.get("RANK", "0") == "0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import device_option, precision_option
+from .common import device_option, is_main_process, precision_option
 
 
 @click.command()
@@ -27,5 +27,5 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, threads, quie
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
                          precision=precision or "auto", threads=threads, progress=not quiet,
                          echo=lambda m: click.echo(m, err=True))
-    if res.images:
+    if res.images and is_main_process():
         click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import device_option, precision_option, set_nested
+from .common import device_option, is_main_process, precision_option, set_nested
 
 
 @click.command()
@@ -45,7 +45,8 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
     Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/samples/ (grids of synthetic / refined / real
-    and loss curves), RUN/checkpoints/last.pt and RUN/refiner.pt.
+    and loss curves), RUN/checkpoints/last.pt and RUN/refiner.pt. For several processes (DDP):
+    `torchrun --nproc_per_node N -m simgan -- train ...`.
     """
     from ..training import resolve_train_config, train as train_api
 
@@ -66,5 +67,6 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
             set_nested(overrides, section, key, value)
     cfg = resolve_train_config(out, preset_name=preset, config_file=config_file, overrides=overrides, resume=resume)
     result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet)
-    click.echo(f"trained to step {result.step}: {result.run}/refiner.pt "
-               f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl)")
+    if is_main_process():
+        click.echo(f"trained to step {result.step}: {result.run}/refiner.pt "
+                   f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl)")
