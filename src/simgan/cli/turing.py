@@ -73,6 +73,7 @@ def serve(real_dir, refined_dir, n, examples, db_path, host, port, seed, log_req
         pass
     finally:
         server.server_close()
+        app.extensions["simgan_turing"]["pool"].close()
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"Stopped. All answers are in {db_path}; see them with `simgan turing report --db {db_path}`.")
 

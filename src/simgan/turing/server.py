@@ -92,16 +92,19 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
     write_lock = threading.Lock()
     app.extensions["simgan_turing"] = {"study": study, "db": db_path, "roots": roots}
 
+    pool = _ConnectionPool(db_path)
+    app.extensions["simgan_turing"]["pool"] = pool
+
     def db() -> sqlite3.Connection:
         if "turing_db" not in g:
-            g.turing_db = store.connect(db_path, create=False)
+            g.turing_db = pool.get()
         return g.turing_db
 
     @app.teardown_appcontext
-    def _close_db(exc):
+    def _release_db(exc):
         conn = g.pop("turing_db", None)
         if conn is not None:
-            conn.close()
+            pool.put(conn)
 
     @app.errorhandler(TuringError)
     def _turing_error(exc: TuringError):
@@ -198,8 +201,8 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
     def api_answer(sid: str):
         body = _json_body()
         with write_lock:
-            state = store.record_answer(db(), study, sid, body.get("image"), body.get("answer"), body.get("ms"))
-        return jsonify(state)
+            store.store_answer(db(), study, sid, body.get("image"), body.get("answer"), body.get("ms"))
+        return jsonify(store.session_state(db(), study, sid))
 
     @app.get("/api/results")
     def api_results():
@@ -230,6 +233,42 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         return resp
 
     return app
+
+
+class _ConnectionPool:
+    """Open SQLite connections reused across requests (each request holds one at a time).
+
+    Opening a connection per request would be correct but slow: besides the open itself, whenever
+    the last connection to a WAL database closes, SQLite checkpoints and deletes the WAL file, so
+    under load the database would be checkpointed over and over.
+    """
+
+    def __init__(self, db_path: str, keep: int = 32):
+        self.db_path = db_path
+        self.keep = keep
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return store.connect(self.db_path, create=False)
+
+    def put(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # an error mid-transaction: do not hand a half-done one on
+            conn.rollback()
+        with self._lock:
+            if len(self._idle) < self.keep:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 @lru_cache(maxsize=512)

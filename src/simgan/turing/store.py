@@ -415,7 +415,14 @@ def find_open_session(conn: sqlite3.Connection, study: Study, sid: object) -> di
 
 def record_answer(conn: sqlite3.Connection, study: Study, sid: object, image_id: object, answer: object,
                   response_ms: object = None) -> dict:
-    """Store one answer in its own transaction and return the session's new state.
+    """Store one answer (:func:`store_answer`) and return the session's new state."""
+    store_answer(conn, study, sid, image_id, answer, response_ms)
+    return session_state(conn, study, sid)
+
+
+def store_answer(conn: sqlite3.Connection, study: Study, sid: object, image_id: object, answer: object,
+                 response_ms: object = None) -> None:
+    """Store one answer in its own transaction; when this returns, the answer is committed.
 
     Rejects (with the fitting status) an unknown session (404), an image that is not a test image
     of this session (400), a second answer to an image (409), and an answer to an image other than
@@ -450,7 +457,6 @@ def record_answer(conn: sqlite3.Connection, study: Study, sid: object, image_id:
         left = conn.execute("SELECT COUNT(*) FROM trials WHERE session_id = ? AND answer IS NULL", (sid,)).fetchone()[0]
         if left == 0:
             conn.execute("UPDATE sessions SET finished_at = ? WHERE id = ?", (now, sid))
-    return session_state(conn, study, sid)
 
 
 # ----------------------------------------------------------------------------------------------
