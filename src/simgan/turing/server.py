@@ -26,6 +26,7 @@ JSON API (every error, here and on the image route, is JSON ``{"error": message}
 from __future__ import annotations
 
 import io
+import logging
 import random
 import sqlite3
 import threading
@@ -40,13 +41,24 @@ from . import report as report_mod
 from . import store
 from .store import TuringError
 
+log = logging.getLogger("simgan.turing")
+
 COOKIE = "simgan_turing_session"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _list_images(folder: str | Path, what: str) -> list[str]:
+    """The images of a folder (relative paths), leaving out symlinks that lead outside it: only
+    files inside the two given folders are ever served."""
     from ..datasets import ImageFolder
-    return [r.file for r in ImageFolder.open(folder, what=what).records]
+    root = Path(folder).resolve()
+    files, outside = [], []
+    for rec in ImageFolder.open(folder, what=what).records:
+        (files if (root / rec.file).resolve().is_relative_to(root) else outside).append(rec.file)
+    if outside:
+        log.warning("%s folder %s: %d image(s) are links to files outside it and are left out (e.g. %s)",
+                    what, folder, len(outside), outside[0])
+    return files
 
 
 def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Path, n: int = 50,
@@ -83,6 +95,8 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=16 * 1024, JSON_SORT_KEYS=False, TEMPLATES_AUTO_RELOAD=False)
     app.json.sort_keys = False
+    # '/img//etc/passwd' must reach the image check (400), not be redirected to a merged path.
+    app.url_map.merge_slashes = False
     roots = {"real": real_root.resolve(), "refined": refined_root.resolve()}
     db_path = str(db_path)
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
@@ -213,9 +227,14 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         return jsonify(ok=True, study=study.id)
 
     # -- images ----------------------------------------------------------------------------
-    # <path:...> so that ids with slashes ('../x', '/etc/passwd', '%2e%2e%2f') reach the check and
-    # get a clear 400 rather than an anonymous routing 404.
-    @app.get("/img/<path:image_id>")
+    @app.before_request
+    def _image_ids_only():
+        # Checked before routing so that every path-like request ('../x', '//etc/passwd',
+        # '%2e%2e%2f…', decoded by now) gets the same clear 400, not a routing 404 or redirect.
+        if request.path.startswith("/img/"):
+            store.check_token(request.path[len("/img/"):], "image")
+
+    @app.get("/img/<image_id>")
     def image(image_id: str):
         kind, rel = store.lookup_image(db(), study, image_id)
         root = roots[kind]

@@ -285,15 +285,21 @@ def new_token() -> str:
     return secrets.token_urlsafe(12)
 
 
+def check_token(value: object, what: str) -> str:
+    """``value`` if it is a well-formed opaque id, else a 400 (paths, ``..`` and the like)."""
+    if not isinstance(value, str) or not TOKEN_RE.match(value):
+        raise BadRequest(f"{what}s are named by their opaque id (8 to 64 letters, digits, '-' or '_'), "
+                         "never by a file path")
+    return value
+
+
 def lookup_image(conn: sqlite3.Connection, study: Study, image_id: object) -> tuple[str, str]:
     """``(kind, relative file)`` of an image of ``study`` by its opaque id.
 
     Anything that is not a well-formed id (a path, ``..``, an absolute path) is a 400; an id that is
     not an image of this study is a 404. The caller still checks the file stays inside the folder.
     """
-    if not isinstance(image_id, str) or not TOKEN_RE.match(image_id):
-        raise BadRequest("images are requested by their opaque id (letters, digits, '-' and '_'), "
-                         "never by a file path")
+    check_token(image_id, "image")
     row = conn.execute("SELECT kind, file FROM images WHERE id = ? AND study_id = ?",
                        (image_id, study.id)).fetchone()
     if row is None:
@@ -435,8 +441,7 @@ def store_answer(conn: sqlite3.Connection, study: Study, sid: object, image_id: 
                 or not 0 <= response_ms <= 86_400_000:
             raise BadRequest("ms (the response time) must be a number of milliseconds between 0 and 86400000")
         response_ms = int(round(response_ms))
-    if not isinstance(image_id, str) or not TOKEN_RE.match(image_id):
-        raise BadRequest("image must be the opaque id of the image shown")
+    check_token(image_id, "image")
     with transaction(conn):
         _session_row(conn, study, sid)
         trial = conn.execute("SELECT position, answer FROM trials WHERE session_id = ? AND image_id = ?",
