@@ -427,11 +427,7 @@ def _load_module():
     return mod
 
 
-def test_load_20_concurrent_subjects_lose_nothing(tmp_path):
-    load = _load_module()
-    n, examples = 5, 2
-    real, refined = load.make_folders(tmp_path, n + examples + 3)
-    db = tmp_path / "load.db"
+def _serve_cli(load, real, refined, db, n, examples):
     port = load.free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "simgan", "turing", "serve", "--real", str(real),
@@ -439,6 +435,42 @@ def test_load_20_concurrent_subjects_lose_nothing(tmp_path):
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         load.wait_up(port, 60, proc)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc, port
+
+
+def test_killed_server_keeps_every_acknowledged_answer(tmp_path):
+    """`kill -9` right after an answer was acknowledged: the answer is in the database."""
+    load = _load_module()
+    real, refined = load.make_folders(tmp_path, 8)
+    db = tmp_path / "kill.db"
+    proc, port = _serve_cli(load, real, refined, db, 3, 2)
+    try:
+        state = call(port, "POST", "/api/sessions", {"subject": "K"})[2]
+        given = []
+        for value in ("refined", "real", "refined", "real"):
+            status, _, new = call(port, "POST", f"/api/session/{state['session']}/answer",
+                                  {"image": state["current"]["image"], "answer": value})
+            assert status == 200
+            given.append((state["current"]["image"], value))
+            state = new
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    assert db_rows(db, "SELECT image_id, answer FROM trials WHERE session_id = ? AND answer IS NOT NULL "
+                       "ORDER BY position", (state["session"],)) == given
+
+
+def test_load_20_concurrent_subjects_lose_nothing(tmp_path):
+    load = _load_module()
+    n, examples = 5, 2
+    real, refined = load.make_folders(tmp_path, n + examples + 3)
+    db = tmp_path / "load.db"
+    proc, port = _serve_cli(load, real, refined, db, n, examples)
+    try:
         runs, wall = load.run_load(port, subjects=20, max_seconds=40, fetch_images=True)
     finally:
         proc.send_signal(signal.SIGINT)

@@ -26,7 +26,7 @@ def turing():
     """
 
 
-@turing.command()
+@turing.command(short_help="Serve the test page; every answer is saved as it is given.")
 @click.option("--real", "real_dir", required=True, type=click.Path(path_type=Path),
               help="Folder of real images (a bare folder of images or an interchange dataset).")
 @click.option("--refined", "refined_dir", required=True, type=click.Path(path_type=Path),
@@ -78,7 +78,7 @@ def serve(real_dir, refined_dir, n, examples, db_path, host, port, seed, log_req
     click.echo(f"Stopped. All answers are in {db_path}; see them with `simgan turing report --db {db_path}`.")
 
 
-@turing.command()
+@turing.command(short_help="Print Table 1, accuracy per subject and overall, and p-values.")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
               help="The SQLite file written by `simgan turing serve`.")
 @click.option("--study", "study_id", type=int, default=None, help="Report one study only (default: all).")

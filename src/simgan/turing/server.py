@@ -93,7 +93,7 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         conn.close()
 
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=16 * 1024, JSON_SORT_KEYS=False, TEMPLATES_AUTO_RELOAD=False)
+    app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
     app.json.sort_keys = False
     # '/img//etc/passwd' must reach the image check (400), not be redirected to a merged path.
     app.url_map.merge_slashes = False
@@ -127,6 +127,10 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(SimganError)
+    def _simgan_error(exc: SimganError):  # e.g. the database file was removed under the server
+        return _error(500, str(exc))
 
     @app.errorhandler(Exception)
     def _internal_error(exc: Exception):

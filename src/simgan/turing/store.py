@@ -226,9 +226,6 @@ class Study:
     examples: int
     created_at: str
 
-    def folder(self, kind: str) -> str:
-        return self.real_dir if kind == "real" else self.refined_dir
-
 
 def _study(row: sqlite3.Row) -> Study:
     return Study(row["id"], row["real_dir"], row["refined_dir"], row["n"], row["examples"], row["created_at"])
