@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -391,11 +392,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, folders, capsys):
         (["turing", "report", "--db", str(junk)], "junk.db"),
         (["turing", "report", "--db", str(tmp_path / "absent.db")], "database not found"),
     ]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    cases.append((["turing", "serve", "--real", real, "--refined", refined, "--n", "3", "--examples", "2",
+                   "--db", str(tmp_path / "ok.db"), "--port", str(busy.getsockname()[1])], "cannot listen on 127.0.0.1"))
+    cases.append((["turing", "serve", "--real", real, "--refined", real], "same folder"))
     for args, needle in cases:
         code, out, err = run_cli(args, capsys)
         assert code == 2, (args, out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("simgan: error: ") and needle in lines[0], (args, err)
+    busy.close()
     assert not (tmp_path / "absent.db").exists()  # the report never creates a database
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import socket
 import sqlite3
 import threading
 from functools import lru_cache
@@ -76,6 +77,8 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         raise SimganError(f"--examples must be at least 0, got {examples}")
     real_root = Path(real_dir)
     refined_root = Path(refined_dir)
+    if real_root.exists() and real_root.resolve() == refined_root.resolve():
+        raise SimganError(f"--real and --refined are the same folder ({real_root}); they must differ")
     real_files = _list_images(real_root, "real")
     refined_files = _list_images(refined_root, "refined")
     need = n + examples
@@ -83,8 +86,6 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         if len(files) < need:
             raise SimganError(f"the {what} folder {root} has {len(files)} images; --n {n} with {examples} "
                               f"examples needs at least {need} ({n} to judge + {examples} examples)")
-    if real_root.resolve() == refined_root.resolve():
-        raise SimganError(f"--real and --refined are the same folder ({real_root}); they must differ")
 
     conn = store.connect(db_path)
     try:
@@ -324,8 +325,19 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
     ``port=0`` picks a free port; the server's ``port`` attribute says which. Call
     ``serve_forever()`` (in a thread if need be) and ``shutdown()`` to stop it.
     """
-    from werkzeug.serving import make_server as _make_server
+    from werkzeug.serving import make_server as _make_server, select_address_family
+
+    # Bind here rather than in Werkzeug, which prints its own message and exits on failure.
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        return _make_server(host, port, app, threaded=True)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
     except OSError as exc:
+        sock.close()
         raise SimganError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        return _make_server(host, port, app, threaded=True, fd=sock.fileno())
+    finally:
+        sock.close()  # the server holds its own duplicate of the socket
