@@ -105,10 +105,9 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
     # One writer at a time inside this process: SQLite serialises writers anyway, but queueing on a
     # lock is fairer and quicker than SQLite's sleep-and-retry busy handler under many subjects.
     write_lock = threading.Lock()
-    app.extensions["simgan_turing"] = {"study": study, "db": db_path, "roots": roots}
-
     pool = _ConnectionPool(db_path)
-    app.extensions["simgan_turing"]["pool"] = pool
+    # For the CLI and tests: the study, and the pool to close when the server stops.
+    app.extensions["simgan_turing"] = {"study": study, "db": db_path, "roots": roots, "pool": pool}
 
     def db() -> sqlite3.Connection:
         if "turing_db" not in g:
