@@ -13,7 +13,6 @@ The server listens on 127.0.0.1 only; Chromium runs with its background networki
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import threading
 from pathlib import Path
