@@ -1,0 +1,248 @@
+"""``simgan bench``: how fast simgan trains and refines on this machine, against its roofline.
+
+One run measures, for the ``eyes`` preset (55×35 gray, a refiner of 1.14 GFLOP per image):
+
+1. the **roofline**: a stack of the refiner's own 64→64 3×3 convolutions at batch 256, in fp32
+   (NCHW and channels-last) and in bf16 (and fp16 on a GPU), as GFLOP/s and the refined images/s
+   that rate allows;
+2. the **simulator**'s images/s (``simgan simulate eyes``);
+3. **training** images/s at batch 64 with K_g = K_d = 1 (synthetic images through refiner
+   updates per second, the paper's Algorithm 1 loop as ``simgan train`` runs it), per precision;
+4. **refining** images/s (``simgan refine`` end to end: PNG decode, refiner, PNG encode), per
+   precision, and as a fraction of the best roofline;
+5. refining's **peak memory** (resident set of a ``simgan refine`` process) at 10k and at 100k
+   images: streaming keeps it flat.
+
+Every figure printed is measured in the same run. The same command runs unchanged on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import preset
+from .devices import PRECISION_DTYPES, autocast, native_bf16, resolve_device, set_threads, synchronize
+from .refiner import Refiner, refiner_flops
+
+
+def _timeit(fn, *, min_time: float = 2.0, warmup: int = 2, device=None) -> float:
+    """Seconds per call of ``fn`` (median of repeated timings after a warm-up)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device) if device is not None else None
+    times = []
+    start = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        fn()
+        if device is not None:
+            synchronize(device)
+        times.append(time.perf_counter() - t)
+        if time.perf_counter() - start > min_time and len(times) >= 3:
+            break
+    return float(np.median(times))
+
+
+def roofline(device: torch.device, precisions, *, batch: int = 256, layers: int = 8) -> dict:
+    """GFLOP/s of a stack of the eyes refiner's 64->64 3x3 convolutions (its inner loop)."""
+    h, w, c = 35, 55, 64
+    flops = layers * 2 * c * c * 9 * h * w * batch
+    results = {}
+    variants = [("fp32", False)] + [(p, True) for p in precisions]
+    for prec, channels_last in variants:
+        key = f"{prec}{'-channels_last' if channels_last else '-nchw'}"
+        if key in results:
+            continue
+        stack = torch.nn.Sequential(*[torch.nn.Conv2d(c, c, 3, padding=1) for _ in range(layers)]).to(device).eval()
+        x = torch.randn(batch, c, h, w, device=device)
+        if channels_last:
+            stack = stack.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def run():
+            with torch.no_grad(), autocast(device, prec):
+                stack(x)
+
+        sec = _timeit(run, device=device, min_time=1.5 if device.type == "cpu" else 0.5)
+        results[key] = flops / sec / 1e9
+    return results
+
+
+def _simulate(out: Path, n: int, domain: str, seed: int) -> float:
+    from .simulators.eyes import simulate_eyes
+    t = time.perf_counter()
+    simulate_eyes(out, n, seed=seed, domain=domain, progress=False)
+    return n / (time.perf_counter() - t)
+
+
+def simulator_speed(tmp: Path, n: int) -> dict:
+    from .simulators.eyes import render_eyes
+    out = {}
+    for domain in ("synthetic", "target"):
+        render_eyes(256, seed=0, domain=domain)  # warm-up
+        t = time.perf_counter()
+        render_eyes(n, seed=1, domain=domain)
+        out[f"render_{domain}"] = n / (time.perf_counter() - t)
+    out["write_synthetic"] = _simulate(tmp / "sim_speed", n, "synthetic", 2)
+    return out
+
+
+def training_speed(syn: Path, real: Path, tmp: Path, device: torch.device, precision: str, *, rounds: int,
+                   compile_: bool = False) -> float:
+    """Synthetic images per second through refiner updates, eyes preset, batch 64, K_g = K_d = 1."""
+    from .training import Trainer
+    cfg = preset("eyes").override({"train": {
+        "steps": rounds + 3, "refiner_pretrain": 0, "disc_pretrain": 0, "kg": 1, "kd": 1, "batch_size": 64,
+        "buffer_size": 640, "device": str(device), "precision": precision, "compile": compile_,
+        "log_every": 10 ** 9, "sample_every": 10 ** 9, "checkpoint_every": 10 ** 9}})
+    run = tmp / f"train_{precision}{'_compiled' if compile_ else ''}"
+    trainer = Trainer(cfg, syn, real, run, progress=False, echo=lambda m: None)
+    for _ in range(3):  # warm-up (and compilation)
+        trainer.iteration()
+        trainer.step += 1
+    synchronize(device)
+    rows = []
+    t = time.perf_counter()
+    for _ in range(rounds):
+        row, _ = trainer.iteration()
+        rows.append(row)
+        trainer.step += 1
+    torch.stack(rows).cpu()  # one sync, as in training
+    return rounds * 64 / (time.perf_counter() - t)
+
+
+def _fake_run(path: Path) -> Path:
+    """A run directory holding an eyes-preset refiner (random weights: speed does not depend on them)."""
+    from .rundir import RunDir
+    cfg = preset("eyes").override({"image": {"height": 35, "width": 55, "channels": 1, "bit_depth": 8}})
+    torch.manual_seed(0)
+    R = Refiner(cfg.refiner, 1)
+    with torch.no_grad():
+        R.head.weight.normal_(0, 0.05)
+    rd = RunDir(path)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    rd.save_refiner(R.state_dict(), cfg, 0)
+    return rd.path
+
+
+def _refine_subprocess(run: Path, data: Path, out: Path, device: torch.device, precision: str,
+                       batch_size: int) -> tuple[float, float]:
+    """``simgan refine`` in its own process: (images/s it reports, its peak resident memory in MiB)."""
+    cmd = [sys.executable, "-m", "simgan", "refine", "--run", str(run), "--input", str(data), "--out", str(out),
+           "--device", str(device), "--precision", precision, "--batch-size", str(batch_size), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"refine failed: {stderr.strip().splitlines()[-1] if stderr.strip() else stdout}")
+    ips = float(stdout.split("(")[-1].split(" images/s")[0])
+    return ips, usage.ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def run_bench(*, device: str = "auto", precisions: list[str] | None = None, quick: bool = False,
+              memory_sizes: tuple[int, ...] = (10_000, 100_000), refine_n: int | None = None,
+              train_rounds: int | None = None, with_compile: bool = False, echo=print) -> dict:
+    set_threads()
+    dev = resolve_device(device)
+    if precisions is None:
+        precisions = ["fp32"]
+        if dev.type == "cuda":
+            precisions += ["bf16"] if native_bf16(dev) else ["fp16"]
+        elif native_bf16(dev):
+            precisions.append("bf16")
+    refine_n = refine_n or (1000 if quick else 10_000)
+    train_rounds = train_rounds or (5 if quick else 30)
+    if quick:
+        memory_sizes = (1000, 5000)
+    gflop = refiner_flops(preset("eyes").refiner, 1, 35, 55) / 1e9
+    report: dict = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev),
+                    "cuda": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+                    "native_bf16": native_bf16(dev)},
+        "refiner_gflop_per_image": gflop,
+    }
+    echo(f"simgan bench on {report['machine']['cuda'] or report['machine']['processor']} ({dev}, "
+         f"{report['machine']['threads']} threads, torch {torch.__version__}); precisions: {', '.join(precisions)}")
+    if dev.type == "cpu" and not native_bf16(dev) and "bf16" not in precisions:
+        echo("  (bf16 is emulated on this CPU (no AVX512-BF16/AMX): its roofline is measured, training and "
+             "refining in bf16 are skipped; --precisions fp32,bf16 measures them anyway)")
+
+    roof_precisions = sorted(set(precisions) | {"bf16"} | ({"fp16"} if dev.type == "cuda" else set()))
+    roof = roofline(dev, roof_precisions)
+    best_key = max(roof, key=roof.get)
+    report["roofline_gflops"] = roof
+    echo("\n1. roofline: the refiner's 64->64 3x3 convolution stack, batch 256")
+    for k, v in roof.items():
+        echo(f"   {k:<22} {v:8.1f} GFLOP/s  -> {v / gflop:8.1f} refined images/s ceiling")
+    best = roof[best_key]
+
+    with tempfile.TemporaryDirectory(prefix="simgan-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        echo("\n2. simulator (simgan simulate eyes, 55x35)")
+        sim = simulator_speed(tmp, 2000 if quick else 20_000)
+        report["simulator_images_per_s"] = sim
+        echo(f"   render synthetic {sim['render_synthetic']:9.0f} images/s   render target {sim['render_target']:9.0f} "
+             f"images/s   render + write PNG folder {sim['write_synthetic']:7.0f} images/s")
+        echo(f"   -> the paper's 1.2 million synthetic eyes: {1.2e6 / sim['render_synthetic'] / 60:.1f} min to render, "
+             f"{1.2e6 / sim['write_synthetic'] / 60:.1f} min with the PNG folder")
+
+        syn, real = tmp / "syn", tmp / "real"
+        _simulate(syn, max(refine_n, memory_sizes[0]), "synthetic", 10)
+        _simulate(real, 2000, "target", 11)
+
+        echo("\n3. training, eyes preset, batch 64, K_g = K_d = 1 (synthetic images through R updates per second)")
+        report["training_images_per_s"] = {}
+        for prec in precisions:
+            ips = training_speed(syn, real, tmp, dev, prec, rounds=train_rounds)
+            report["training_images_per_s"][prec] = ips
+            # one round: R forward+backward on b (3x), D step refines b/2 (0.5x) => 3.5 refiner passes per image
+            echo(f"   {prec:<5} {ips:8.1f} images/s   ({ips * 3.5 * gflop / best:.0%} of the best roofline in "
+                 f"refiner FLOPs)")
+        if with_compile:
+            ips = training_speed(syn, real, tmp, dev, precisions[0], rounds=train_rounds, compile_=True)
+            report["training_images_per_s"][f"{precisions[0]}+compile"] = ips
+            echo(f"   {precisions[0]}+torch.compile {ips:8.1f} images/s")
+
+        run = _fake_run(tmp / "run")
+        echo(f"\n4. refining {refine_n} images end to end (PNG decode, refiner, PNG encode)")
+        report["refine_images_per_s"] = {}
+        for prec in precisions:
+            ips, _ = _refine_subprocess(run, syn, tmp / f"refined_{prec}", dev, prec, 256)
+            report["refine_images_per_s"][prec] = ips
+            roof_prec = max(v for k, v in roof.items() if k.startswith(prec)) if any(
+                k.startswith(prec) for k in roof) else best
+            echo(f"   {prec:<5} {ips:8.1f} images/s   = {ips * gflop / best:.0%} of the best roofline "
+                 f"({best_key}), {ips * gflop / roof_prec:.0%} of the {prec} roofline")
+
+        echo("\n5. refine peak memory (resident set of the simgan refine process, fp32)")
+        report["refine_peak_rss_mib"] = {}
+        for n in memory_sizes:
+            data = tmp / f"mem_{n}"
+            _simulate(data, n, "synthetic", 20 + n)
+            ips, rss = _refine_subprocess(run, data, tmp / f"mem_{n}_out", dev, precisions[0], 256)
+            report["refine_peak_rss_mib"][str(n)] = rss
+            echo(f"   {n:>7} images: peak {rss:7.1f} MiB   ({ips:.0f} images/s)")
+        sizes = [str(n) for n in memory_sizes]
+        growth = report["refine_peak_rss_mib"][sizes[-1]] / report["refine_peak_rss_mib"][sizes[0]] - 1
+        report["refine_memory_growth"] = growth
+        echo(f"   growth from {sizes[0]} to {sizes[-1]} images: {growth:+.1%}")
+    return report
+
+
+def main_bench(out: Path | None = None, **kwargs) -> dict:
+    report = run_bench(**kwargs)
+    if out is not None:
+        Path(out).write_text(json.dumps(report, indent=1))
+    return report
