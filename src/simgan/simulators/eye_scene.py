@@ -26,6 +26,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..errors import SimganError
+
 EYEBALL_RADIUS = 12.0  # mm
 CORNEA_RADIUS = 7.8  # mm, radius of curvature of the cornea
 CORNEA_OFFSET = 5.6  # mm, from the eyeball centre to the centre of the corneal sphere
@@ -54,6 +56,20 @@ class EyeSceneRanges:
     head_roll: tuple[float, float] = (-8.0, 8.0)  # in-plane tilt left after crop normalisation
     eye_width: tuple[float, float] = (0.66, 0.84)  # frontal canthus-to-canthus width / image width
     centre_jitter: float = 0.04  # max offset of the eye centre from the image centre / width
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            lo, hi = v if isinstance(v, tuple) else (0.0, v)
+            if not lo <= hi:
+                raise SimganError(f"EyeSceneRanges.{f.name}={v!r}: the low end exceeds the high end")
+        # beyond these the eye model breaks down: the iris leaves the lid opening, and with more
+        # head rotation the projected lids start to fold over (see _lid_z; none do with the
+        # defaults, 0.5% of lid creases do at the limits)
+        for name, limit in (("gaze_pitch", 50), ("gaze_yaw", 50), ("head_pitch", 25), ("head_yaw", 25),
+                            ("head_roll", 15)):
+            if max(map(abs, getattr(self, name))) > limit:
+                raise SimganError(f"EyeSceneRanges.{name} must stay within ±{limit} degrees")
 
 
 @dataclass
@@ -109,11 +125,6 @@ class EyeSceneParams:
     def take(self, index) -> "EyeSceneParams":
         """A subset (slice, index array or boolean mask) of the scenes."""
         return EyeSceneParams(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    @staticmethod
-    def concat(parts: list["EyeSceneParams"]) -> "EyeSceneParams":
-        return EyeSceneParams(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
-                                 for f in fields(EyeSceneParams)})
 
     @classmethod
     def sample(cls, rng: np.random.Generator, n: int, ranges: EyeSceneRanges = EyeSceneRanges()) -> "EyeSceneParams":
@@ -239,8 +250,9 @@ def _lid_z(x: np.ndarray, y: np.ndarray, radius: float) -> np.ndarray:
     """Depth of a lid point: a paraboloid cap standing in for the eyeball's sphere.
 
     A sphere's depth is singular at its silhouette, where the canthi lie, and would fold the
-    projected lids back on themselves under head yaw; the paraboloid's slope stays below ~1.6,
-    so the projected lids remain graphs over x for head yaw up to about 30°.
+    projected lids back on themselves under head yaw; the paraboloid's slope stays below ~2 over
+    the lids and creases, so they project to graphs over x for every default head pose (and for
+    all but ~0.5% of creases at the ranges' limits, see :class:`EyeSceneRanges`).
     """
     return -(radius - LID_CURVATURE * (x * x + y * y))
 

@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import SimganError
 from .eye_render import RenderDetail, upsample
 from .eye_scene import CORNEA_RADIUS, REFERENCE_WIDTH, EyeGeometry, EyeSceneParams
 
@@ -69,8 +70,10 @@ class TargetAppearance:
         for f in fields(self):
             v = getattr(self, f.name)
             lo, hi = v if isinstance(v, tuple) else (v, v)
-            if not (0.0 <= lo <= hi) or (f.name.endswith("prob") and hi > 1.0):
-                raise ValueError(f"TargetAppearance.{f.name}={v!r} is out of range")
+            if not 0.0 <= lo <= hi or (f.name.endswith(("prob", "bright")) and hi > 1.0):
+                raise SimganError(f"TargetAppearance.{f.name}={v!r} is out of range")
+        if self.exposure[0] <= 0 or self.gamma[0] <= 0 or self.downsample[0] < 1.0:
+            raise SimganError("TargetAppearance: exposure and gamma must be positive, downsample at least 1")
 
 
 @dataclass
