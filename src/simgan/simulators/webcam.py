@@ -44,7 +44,7 @@ class TargetAppearance:
     """Knobs of the target domain's appearance. Ranges are ``(low, high)`` of a uniform draw per
     image; lengths in pixels are for a 55-px-wide image and scale with the width."""
 
-    skin_texture: float = 0.045  # std of the multiplicative skin texture (pores + wrinkles), at most
+    skin_texture: float = 0.05  # std of the multiplicative skin texture (pores + wrinkles), at most
     lash_prob: float = 0.85  # share of images with visible eyelashes
     lash_strength: tuple[float, float] = (0.4, 0.9)  # darkness of the upper lashes
     lash_length: tuple[float, float] = (1.2, 3.0)  # px
@@ -62,8 +62,8 @@ class TargetAppearance:
     gamma: tuple[float, float] = (0.6, 1.6)  # log-uniform
     blur_sigma: tuple[float, float] = (0.4, 1.1)  # px, defocus (Gaussian)
     downsample: tuple[float, float] = (1.0, 1.8)  # sensor pixels per crop pixel, inverse
-    read_noise: tuple[float, float] = (0.001, 0.008)  # std, on the [0, 1] scale
-    shot_noise: tuple[float, float] = (0.003, 0.018)  # std at full exposure (grows as sqrt)
+    read_noise: tuple[float, float] = (0.0006, 0.005)  # std, on the [0, 1] scale
+    shot_noise: tuple[float, float] = (0.002, 0.011)  # std at full exposure (grows as sqrt)
     equalize_prob: float = 1.0  # share of images histogram-equalised (MPIIGaze: all)
 
     def __post_init__(self):
