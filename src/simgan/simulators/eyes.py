@@ -69,9 +69,9 @@ def _tune_malloc() -> None:
 
     Rasterising a batch allocates and frees a few hundred numpy temporaries of 0.1-1 MB. With
     glibc's defaults these are mmap-ed or trimmed off the heap's top when freed, so every batch
-    page-faults all of them back in, which made rendering 2-3x slower (measured). Raising the mmap
-    and trim thresholds keeps that memory in the process, up to 256 MB of free heap; it changes
-    nothing but speed. Other platforms and allocators are left alone.
+    page-faults all of them back in: rasterising took ~1.7x more CPU time (measured). Raising the
+    mmap and trim thresholds (process-wide) keeps up to 256 MB of freed heap in the process
+    instead; results do not change. Other platforms and allocators are left alone.
     """
     global _malloc_tuned
     if _malloc_tuned or not sys.platform.startswith("linux"):
@@ -110,7 +110,7 @@ def _job(n, seed, domain, height, width, batch_size, ranges, appearance) -> _Job
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not MIN_SIZE <= v <= MAX_SIZE:
             raise SimganError(f"image {name} must be an integer from {MIN_SIZE} to {MAX_SIZE} px, got {v!r}")
-    if batch_size is None:  # about 120k pixels at once: large enough for numpy, fits in L2
+    if batch_size is None:  # ~128k pixels at once: amortises numpy's per-call cost, stays in cache
         batch_size = max(1, (1 << 17) // (int(height) * int(width)))
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise SimganError(f"batch size must be a positive integer, got {batch_size!r}")
@@ -143,14 +143,14 @@ def _render_block(job: _Job, block: int, lo: int, hi: int, want_masks: bool = Fa
     for start in range(lo, hi, job.batch_size):
         sl = slice(start, min(start + job.batch_size, hi))
         out = sl.start - lo, sl.stop - lo
-        img, pupil = rasterize(params.take(sl), geom.take(sl), None if detail is None else detail.take(sl),
-                               pupil_mask=True)
+        img = rasterize(params.take(sl), geom.take(sl), None if detail is None else detail.take(sl),
+                        pupil_mask=want_masks)
+        if want_masks:
+            img, masks[out[0]:out[1]] = img
         if look is None:
             images[out[0]:out[1]] = np.clip(img * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
         else:
             images[out[0]:out[1]] = apply_camera(img, look.take(sl))
-        if masks is not None:
-            masks[out[0]:out[1]] = pupil
     labels = scene_labels(params.take(slice(lo, hi)), geom.take(slice(lo, hi)))
     for lab in labels:
         lab["domain"] = job.domain
@@ -187,11 +187,11 @@ def render_eyes(n: int, *, seed: int = 0, domain: str = "synthetic", height: int
     """Render ``n`` labelled eye images.
 
     Returns ``images``, uint8 ``(n, height, width, 1)``, and ``labels``, one dict per image (see
-    the module docstring for the keys and conventions). The result is a function of ``(seed,
-    domain, height, width)`` and the image index only: ``batch_size`` (images rasterised at once;
-    default: about 128k pixels' worth) and ``workers`` (threads; default: the CPU count) change
-    speed, never pixels. ``ranges`` and
-    ``appearance`` override the scene distribution and the target domain's look.
+    the module docstring for the keys and conventions). ``ranges`` and ``appearance`` override
+    the scene distribution and the target domain's look (defaults: :class:`EyeSceneRanges`,
+    :class:`TargetAppearance`). Image ``i`` is a function of ``(seed, domain, height, width,
+    ranges, appearance, i)`` only: ``batch_size`` (images rasterised at once; default: about 128k
+    pixels' worth) and ``workers`` (threads; default: the CPU count) change speed, never pixels.
     """
     job = _job(n, seed, domain, height, width, batch_size, ranges, appearance)
     images = np.empty((n, job.height, job.width, 1), np.uint8)
