@@ -1,0 +1,260 @@
+"""``simgan simulate eyes``: the built-in procedural eye renderer and its two domains.
+
+The paper's gaze experiment (§3.1) refines 1.2M UnityEyes renders with 214K unlabelled MPIIGaze
+webcam crops as the real set, then trains a gaze CNN on synthetic or refined images and tests it
+on real ones. Neither data set can be shipped, so simgan renders both sides itself:
+
+* ``synthetic``: clean renders in the manner of UnityEyes (see :mod:`.eye_scene` for the scene
+  model and :mod:`.eye_render` for the drawing): eyeball, iris and pupil behind lids that follow
+  the gaze, skin with a crease, lash line and brow, directional light; wide variation of gaze,
+  head pose, eye shape, tones and light;
+* ``target``: the same distribution of scenes, drawn from a different random stream, seen by a
+  laptop webcam (see :mod:`.webcam`): skin texture, eyelashes, glints, spectacle rims, harsh
+  uneven light, blur, low resolution, sensor noise, histogram equalisation. It plays MPIIGaze's
+  part: the unlabelled "real" images of S+U learning, and held-out labelled test images.
+
+Images are 55x35 gray by default (the paper's size), any size by argument. Randomness comes in
+blocks of :data:`BLOCK` images, each from its own ``numpy`` generator seeded by ``(seed, domain,
+block)``: image ``i`` depends only on ``(seed, domain, height, width, i)``, not on ``n``, the batch
+size or the number of threads.
+
+Labels of each image (JSON-serialisable)::
+
+    gaze       [x, y, z] unit gaze vector, camera coordinates: x right in the image, y down,
+               z away from the camera; an eye looking straight at the camera has [0, 0, -1]
+    pitch      asin(-gaze_y), radians (positive: looking up)      MPIIGaze's convention
+    yaw        atan2(-gaze_x, -gaze_z), radians (positive: looking towards image left)
+    head_pose  [pitch, yaw] of the head's forward direction, same convention
+    pupil      [x, y] centre of the pupil, pixels
+    pupil_radii  [r1, r2] the pupil ellipse's semi-axes (same directions as the iris's)
+    iris       {"center": [x, y], "radii": [r1, r2], "angle": a}: the iris ellipse, r1 along the
+               direction a (radians from +x towards +y), r2 across it
+    eyelids    {"upper": [[x, y], ...], "lower": [[x, y], ...]}: 9 points along each lid margin
+               from the inner to the outer canthus (both lists start and end at the canthi)
+    domain, seed
+
+Pixel coordinates: x to the right, y down, ``(0, 0)`` the *centre* of the top-left pixel, so a
+pixel's centre has integer coordinates and the image centre is ``((W-1)/2, (H-1)/2)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import SimganError
+from .eye_render import rasterize
+from .eye_scene import EyeSceneParams, EyeSceneRanges, labels as scene_labels, project
+from .webcam import TargetAppearance, apply_camera, sample_look
+
+DOMAINS = ("synthetic", "target")
+BLOCK = 256  # images per random stream
+MIN_SIZE = 16  # px, smallest height or width the eye model is drawn at
+MAX_SIZE = 1024
+
+_DOMAIN_CODE = {"synthetic": 0, "target": 1}
+_malloc_tuned = False
+
+
+def _tune_malloc() -> None:
+    """Keep glibc from handing freed memory back to the OS after every batch.
+
+    Rasterising a batch allocates and frees a few hundred numpy temporaries of 0.1-1 MB. With
+    glibc's defaults these are mmap-ed or trimmed off the heap's top when freed, so every batch
+    page-faults all of them back in: rasterising took ~1.7x more CPU time (measured). Raising the
+    mmap and trim thresholds (process-wide) keeps up to 256 MB of freed heap in the process
+    instead; results do not change. Other platforms and allocators are left alone.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    mallopt(M_TOP_PAD, 16 << 20)
+
+
+@dataclass(frozen=True)
+class _Job:
+    seed: int
+    domain: str
+    height: int
+    width: int
+    batch_size: int
+    ranges: EyeSceneRanges
+    appearance: TargetAppearance
+
+
+def _job(n, seed, domain, height, width, batch_size, ranges, appearance) -> _Job:
+    _tune_malloc()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise SimganError(f"number of images must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SimganError(f"seed must be a non-negative integer, got {seed!r}")
+    if domain not in DOMAINS:
+        raise SimganError(f"unknown eye domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not MIN_SIZE <= v <= MAX_SIZE:
+            raise SimganError(f"image {name} must be an integer from {MIN_SIZE} to {MAX_SIZE} px, got {v!r}")
+    if batch_size is None:  # ~128k pixels at once: amortises numpy's per-call cost, stays in cache
+        batch_size = max(1, (1 << 17) // (int(height) * int(width)))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise SimganError(f"batch size must be a positive integer, got {batch_size!r}")
+    return _Job(int(seed), domain, int(height), int(width), int(batch_size),
+                ranges or EyeSceneRanges(), appearance or TargetAppearance())
+
+
+def _workers(workers: int | None) -> int:
+    return max(1, int(workers) if workers else min(os.cpu_count() or 1, 8))
+
+
+def _streams(job: _Job, block: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The block's two generators: scenes, and (target domain) their appearance."""
+    ss = np.random.SeedSequence([job.seed, _DOMAIN_CODE[job.domain], block])
+    scene, look = ss.spawn(2)
+    return np.random.default_rng(scene), np.random.default_rng(look)
+
+
+def _render_block(job: _Job, block: int, lo: int, hi: int, want_masks: bool = False):
+    """Images ``lo..hi-1`` of block ``block`` (indices within the block): uint8 ``(k, H, W)``,
+    their labels, and (if asked) the visible pupil coverage ``(k, H, W)``."""
+    scene_rng, look_rng = _streams(job, block)
+    params = EyeSceneParams.sample(scene_rng, BLOCK, job.ranges)
+    geom = project(params, job.height, job.width)
+    detail = look = None
+    if job.domain == "target":
+        detail, look = sample_look(look_rng, params, geom, job.appearance)
+    images = np.empty((hi - lo, job.height, job.width), np.uint8)
+    masks = np.empty((hi - lo, job.height, job.width), np.float32) if want_masks else None
+    for start in range(lo, hi, job.batch_size):
+        sl = slice(start, min(start + job.batch_size, hi))
+        out = sl.start - lo, sl.stop - lo
+        img = rasterize(params.take(sl), geom.take(sl), None if detail is None else detail.take(sl),
+                        pupil_mask=want_masks)
+        if want_masks:
+            img, masks[out[0]:out[1]] = img
+        if look is None:
+            images[out[0]:out[1]] = np.clip(img * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+        else:
+            images[out[0]:out[1]] = apply_camera(img, look.take(sl))
+    labels = scene_labels(params.take(slice(lo, hi)), geom.take(slice(lo, hi)))
+    for lab in labels:
+        lab["domain"] = job.domain
+        lab["seed"] = job.seed
+    return images, labels, masks
+
+
+def _iter_blocks(job: _Job, n: int, workers: int, want_masks: bool = False) -> Iterator[tuple]:
+    """Yield ``(first_index, images, labels, masks)`` for images ``0..n-1``, in order, rendering
+    up to ``workers`` blocks at a time on threads (numpy releases the GIL in its loops)."""
+    spans = [(b, 0, min(BLOCK, n - b * BLOCK)) for b in range((n + BLOCK - 1) // BLOCK)]
+    if workers == 1 or len(spans) == 1:
+        for b, lo, hi in spans:
+            yield (b * BLOCK,) + _render_block(job, b, lo, hi, want_masks)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = []
+        it = iter(spans)
+        for b, lo, hi in it:
+            pending.append((b, pool.submit(_render_block, job, b, lo, hi, want_masks)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            b, fut = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt[0], pool.submit(_render_block, job, *nxt, want_masks)))
+            yield (b * BLOCK,) + fut.result()
+
+
+def render_eyes(n: int, *, seed: int = 0, domain: str = "synthetic", height: int = 35, width: int = 55,
+                batch_size: int | None = None, workers: int | None = None, ranges: EyeSceneRanges | None = None,
+                appearance: TargetAppearance | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Render ``n`` labelled eye images.
+
+    Returns ``images``, uint8 ``(n, height, width, 1)``, and ``labels``, one dict per image (see
+    the module docstring for the keys and conventions). ``ranges`` and ``appearance`` override
+    the scene distribution and the target domain's look (defaults: :class:`EyeSceneRanges`,
+    :class:`TargetAppearance`). Image ``i`` is a function of ``(seed, domain, height, width,
+    ranges, appearance, i)`` only: ``batch_size`` (images rasterised at once; default: about 128k
+    pixels' worth) and ``workers`` (threads; default: the CPU count) change speed, never pixels.
+    """
+    job = _job(n, seed, domain, height, width, batch_size, ranges, appearance)
+    images = np.empty((n, job.height, job.width, 1), np.uint8)
+    labels: list[dict] = []
+    for start, imgs, labs, _ in _iter_blocks(job, n, _workers(workers)):
+        images[start:start + len(imgs), :, :, 0] = imgs
+        labels.extend(labs)
+    return images, labels
+
+
+def pupil_masks(n: int, *, seed: int = 0, domain: str = "synthetic", height: int = 35, width: int = 55,
+                ranges: EyeSceneRanges | None = None) -> np.ndarray:
+    """The visible pupil of the scenes :func:`render_eyes` draws: float32 ``(n, H, W)`` coverage
+    in [0, 1] (pupil ellipse times lid opening), for checking the ``pupil`` label."""
+    job = _job(n, seed, domain, height, width, None, ranges, None)
+    return np.concatenate([m for _, _, _, m in _iter_blocks(job, n, 1, want_masks=True)])
+
+
+def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic",
+                  height: int = 35, width: int = 55, progress: bool = True, workers: int | None = None,
+                  ranges: EyeSceneRanges | None = None, appearance: TargetAppearance | None = None) -> Path:
+    """Render ``n`` eyes into a new dataset folder ``out`` in the interchange format.
+
+    ``out/img/NNNNNN.png`` (8-bit gray) and ``out/labels.jsonl``; everything is written to
+    ``out.partial`` and renamed at the end, so ``out`` never holds a half-written set. An
+    existing ``out`` is an error. Returns the folder's path.
+    """
+    from ..datasets import DatasetWriter, json_line  # imports torch: only when writing files
+
+    job = _job(n, seed, domain, height, width, None, ranges, appearance)
+    writer = DatasetWriter(out)
+    digits = max(6, len(str(n - 1)))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False)
+    nw = _workers(workers)
+    try:
+        lines: list[bytes] = []
+        with ThreadPoolExecutor(nw) as png_pool:
+            for start, imgs, labs, _ in _iter_blocks(job, n, nw):
+                names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
+                # PNG encoding and file creation dominate here; spread them over threads too
+                list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
+                lines.extend(json_line({"file": name, **lab}) for name, lab in zip(names, labs))
+                if bar is not None:
+                    bar.update(len(imgs))
+        return writer.finish(lines)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def benchmark(n: int = 4096, *, domain: str = "synthetic", height: int = 35, width: int = 55,
+              repeats: int = 3, workers: int | None = None) -> float:
+    """Rendering speed in images per second (median of ``repeats`` runs of :func:`render_eyes`
+    for ``n`` images; no files written)."""
+    rates = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        render_eyes(n, seed=r, domain=domain, height=height, width=width, workers=workers)
+        rates.append(n / (time.perf_counter() - t0))
+    return float(np.median(rates))
