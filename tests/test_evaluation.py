@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,21 @@ from simgan.evaluation import (C2STSettings, GazeEstimator, GazeNet, GazeTrainSe
 from simgan.features import PSI_LEVEL, frozen_feature_net
 
 import toy_eyes
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from more threads, and on a busy machine (parallel test runs,
+    CI) OpenMP threads waiting for each other make them many times slower: use one."""
+    old_threads, old_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # the CLI's set_threads() respects it
+    yield
+    torch.set_num_threads(old_threads)
+    if old_env is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = old_env
 
 # ----------------------------------------------------------------------------------------------
 # angular error and label conventions
@@ -278,14 +294,15 @@ def test_cli_realism_end_to_end(folders, tmp_path, capsys):
     out = tmp_path / "realism"
     code, stdout, err = run_cli(["evaluate", "realism", "--real", str(folders / "real"), "--candidate",
                                  str(folders / "synthetic"), "--candidate", str(folders / "refined"),
-                                 "--out", str(out), "--device", "cpu", "-q"], capsys)
+                                 "--out", str(out), "--device", "cpu", "--reference", "-q"], capsys)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["results"]) == {"synthetic", "refined"}
+    assert m["reference"]["n_used"] == 60 and "kid" in m["reference"] and "c2st" in m["reference"]
     for r in m["results"].values():
         assert 0 <= r["c2st"]["accuracy"] <= 1 and r["c2st"]["ci95"][0] <= r["c2st"]["accuracy"]
         assert r["kid"]["kid_se"] >= 0
-    assert "C2ST acc%" in stdout and "refined" in stdout
+    assert "C2ST acc%" in stdout and "refined" in stdout and "real half vs half" in stdout
 
 
 def test_cli_preservation_end_to_end(folders, tmp_path, capsys):

@@ -23,6 +23,10 @@ def _logger(quiet: bool):
 @click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
 def evaluate():
     """Measure refinement: gaze accuracy, realism, label preservation (§3.1)."""
+    # The API leaves torch's thread count to its caller; the command uses every core.
+    from ..devices import set_threads
+
+    set_threads()
 
 
 @evaluate.command("gaze")
@@ -75,11 +79,14 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
               help="Use at most this many random images of each set.")
 @click.option("--no-c2st", is_flag=True, help="Skip the classifier two-sample test.")
 @click.option("--no-kid", is_flag=True, help="Skip the kernel distance.")
+@click.option("--reference", is_flag=True,
+              help="Also compare two halves of the real set: what 'indistinguishable' measures as.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, device, seed, overwrite, quiet):
+def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, reference, device, seed, overwrite,
+                quiet):
     """How real each --candidate set looks: classifier two-sample test and kernel distance.
 
     The automated counterpart of the paper's visual Turing test (Table 1).
@@ -89,7 +96,8 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, devic
 
     labels = default_names(list(candidates), list(names), "candidate set")
     metrics = evaluate_realism(real, dict(zip(labels, candidates)), out, device=device, seed=seed,
-                               max_images=max_images, c2st=not no_c2st, kid=not no_kid, overwrite=overwrite,
+                               max_images=max_images, c2st=not no_c2st, kid=not no_kid, reference=reference,
+                               overwrite=overwrite,
                                log=_logger(quiet))
     click.echo(format_realism_table(metrics))
 

@@ -55,9 +55,9 @@ import torch
 from torch import nn
 
 from ..datasets import to_model
-from ..devices import autocast, resolve_device, resolve_precision, set_threads, synchronize
+from ..devices import autocast, resolve_device, resolve_precision, synchronize
 from ..errors import SimganError
-from .common import (Log, default_names, gaze_labels, open_images, prepare_out, quiet, same_shape,
+from .common import (Log, gaze_labels, open_images, prepare_out, quiet, same_shape,
                      wilson_interval, write_metrics)
 
 PAPER_CONV_CHANNELS = (32, 32, 64, 80, 192)
@@ -334,8 +334,6 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
         raise SimganError("a gaze estimator needs at least 2 training images (one is held out for validation)")
     dev = resolve_device(device) if isinstance(device, str) else device
     precision = resolve_precision(s.precision, dev)
-    if dev.type == "cpu":
-        set_threads()
     prefix = f"[gaze {name}] " if name else "[gaze] "
 
     gen = torch.Generator().manual_seed(s.seed)

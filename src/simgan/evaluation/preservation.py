@@ -19,7 +19,9 @@ size; refined files without a synthetic counterpart are ignored.
    excluded because eye corners, lashes and brows are dark too), then the darkest pixel near it.
 3. *Blob*: the 8-connected region around the seed darker than half-way between the seed's level
    and the bright surround (90th percentile of a window around it). At 55×35 this is the pupil
-   together with a dark iris, or the pupil alone when the iris is light.
+   together with a dark iris, or the pupil alone when the iris is light. If that region leaks
+   into dark skin or shadow (it touches the border or covers more than a quarter of the image),
+   the threshold is lowered to 40%, 30%, 20% of the contrast until it does not.
 4. *Core*: inside the blob, the region darker than half-way between the seed's level and the
    blob's median — the pupil when it is distinguishable from the iris (≥ 4 px and at most 70%
    of the blob).
@@ -35,11 +37,11 @@ and left out of the statistics.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -50,6 +52,7 @@ from .common import Log, gaze_labels, prepare_out, quiet, same_shape, write_metr
 from .gaze import GazeEstimator, GazeTrainSettings, _table, angular_error_deg, train_gaze_estimator
 
 PAPER_SHIFT_PX = (1.1, 0.8)  # §3.1: mean ± std of the pupil-centre shift, eye width 55 px
+BLOB_FRACTIONS = (0.5, 0.4, 0.3, 0.2)  # blob thresholds, as fractions of the seed-to-surround contrast
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,12 +159,16 @@ def fit_pupil(image: np.ndarray, *, max_value: int = 255, margin: float = 0.1,
     dark, bright = float(smooth[seed]), float(np.percentile(win, 90))
     if bright - dark < min_contrast:
         return PupilFit(None, None, seed, "too little contrast")
-    t_blob = dark + 0.5 * (bright - dark)
-    mask = _component(smooth < t_blob, seed)
-    if mask is None:
-        return PupilFit(None, None, seed, "no dark region")
-    blob = _region(mask, smooth, t_blob)
-    why = _check_region(mask, blob, (h, w))
+    blob, mask, why = None, None, "no dark region"
+    for frac in BLOB_FRACTIONS:  # half contrast first; lower if the region leaks into a dark surround
+        t_blob = dark + frac * (bright - dark)
+        mask = _component(smooth < t_blob, seed)
+        if mask is None:
+            break
+        blob = _region(mask, smooth, t_blob)
+        why = _check_region(mask, blob, (h, w))
+        if why is None or why == "region too small":
+            break
     if why is not None:
         return PupilFit(None, None, seed, why)
     # (4) core: the pupil inside a darker-than-surround iris, when it stands out
@@ -274,7 +281,7 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
 
     shifts = None
     if pupil:
-        shifts, pupil_metrics = _pupil_part(syn, ref, max_value, gaze_rows=chosen, ds=syn_ds, i_syn=i_syn)
+        shifts, pupil_metrics = _pupil_part(syn, ref, max_value, syn_ds, i_syn[chosen])
         metrics["pupil"] = pupil_metrics
         log(f"[preservation] pupil shift {pupil_metrics['mean_px']:.2f} ± {pupil_metrics['std_px']:.2f} px "
             f"({pupil_metrics['n_failed']} failed fits)" if pupil_metrics["n_measured"] else
@@ -286,9 +293,9 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
             own = len(rest) >= max(len(chosen), 2)
             train_rows = rest if own else np.arange(n_all)
             log(f"[preservation] training a gaze estimator on {len(train_rows)} synthetic images")
-            s = GazeTrainSettings() if settings is None else settings
+            s = copy.deepcopy(settings) if settings is not None else GazeTrainSettings()
             if max_epochs is not None:
-                s = GazeTrainSettings(**{**asdict(s), "max_epochs": max_epochs})
+                s.max_epochs = max_epochs
             s.seed = seed
             images = syn_ds.read_many(i_syn[train_rows].tolist()) if own else syn_ds.load()
             estimator = train_gaze_estimator(images, gaze[i_syn[train_rows]], max_value=max_value, settings=s,
@@ -321,7 +328,10 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
     return metrics
 
 
-def _pupil_part(syn: np.ndarray, ref: np.ndarray, max_value: int, *, gaze_rows, ds: Dataset, i_syn) -> tuple[np.ndarray, dict]:
+def _pupil_part(syn: np.ndarray, ref: np.ndarray, max_value: int, ds: Dataset,
+                rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Fit every pair; ``rows[k]`` is the index in ``ds`` of synthetic image ``syn[k]`` (for its
+    ``pupil`` label, when it has one)."""
     n = len(syn)
     shifts = np.full(n, np.nan)
     levels = {"core": 0, "blob": 0}
@@ -339,7 +349,7 @@ def _pupil_part(syn: np.ndarray, ref: np.ndarray, max_value: int, *, gaze_rows, 
         dx, dy, level = res
         shifts[k] = math.hypot(dx, dy)
         levels[level] += 1
-        lab = ds.labels(int(i_syn[gaze_rows[k]])) if getattr(ds, "labelled", False) else {}
+        lab = ds.labels(int(rows[k])) if getattr(ds, "labelled", False) else {}
         p = lab.get("pupil")
         if isinstance(p, (list, tuple)) and len(p) == 2 and fs.best is not None:
             label_err.append(math.hypot(fs.best.x - float(p[0]), fs.best.y - float(p[1])))

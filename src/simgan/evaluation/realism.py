@@ -38,11 +38,10 @@ import torch
 from torch import nn
 
 from ..datasets import to_model
-from ..devices import resolve_device, set_threads
+from ..devices import resolve_device
 from ..errors import SimganError
 from ..features import MIN_SIZE, frozen_feature_net
-from .common import (Log, binomial_summary, default_names, open_images, prepare_out, quiet, same_shape,
-                     write_metrics)
+from .common import Log, binomial_summary, prepare_out, quiet, same_shape, write_metrics
 from .gaze import _as_torch_ready, _table
 
 # ----------------------------------------------------------------------------------------------
@@ -254,14 +253,18 @@ def image_features(images: np.ndarray, *, max_value: int = 255, device: str | to
 def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.PathLike],
                      out: str | os.PathLike | None = None, *, device: str = "auto", seed: int = 0,
                      max_images: int = 5000, c2st: bool = True, kid: bool = True, n_blocks: int = 10,
-                     c2st_settings: C2STSettings | None = None, overwrite: bool = False, log: Log = quiet) -> dict:
+                     c2st_settings: C2STSettings | None = None, reference: bool = False,
+                     overwrite: bool = False, log: Log = quiet) -> dict:
     """Compare each candidate set with the real set: C2ST and kernel distance (see module doc).
 
     At most ``max_images`` random images of each set are used (the same real images for every
-    candidate). With ``out``, writes ``OUT/metrics.json``. Returns::
+    candidate). ``reference``: also compare two random halves of the real sample with each
+    other, the calibration point of "indistinguishable" (C2ST ≈ 50%, kernel distance ≈ 0, with
+    half as many images). With ``out``, writes ``OUT/metrics.json``. Returns::
 
         {"real": {...}, "results": {NAME: {"c2st": {"accuracy", "ci95", "p_value", ...},
-                                          "kid": {"kid", "kid_se", ...}}}}
+                                          "kid": {"kid", "kid_se", ...}}},
+         "reference": {...same for real half vs half...} or None}
     """
     if not candidates:
         raise SimganError("give at least one candidate set (--candidate DIR)")
@@ -271,8 +274,6 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
         raise SimganError("--max-images must be at least 6")
     out_dir = prepare_out(out, overwrite)
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        set_threads()
     settings = (c2st_settings or C2STSettings()).check()
 
     from ..datasets import open_dataset
@@ -314,6 +315,21 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
             log(f"[realism {name}] C2ST held-out accuracy {100 * res['c2st']['accuracy']:.1f}%")
         results[name] = res
 
+    ref = None
+    if reference:
+        if len(real_images) < 12:
+            raise SimganError("the real-vs-real reference needs at least 12 real images")
+        halves = np.array_split(np.random.RandomState(seed + 1).permutation(len(real_images)), 2)
+        a, b = (np.sort(h) for h in halves)
+        ref = {"n_used": len(a)}
+        if kid:
+            ref["kid"] = kernel_distance(real_feats[a], real_feats[b], n_blocks=n_blocks, seed=seed)
+        if c2st:
+            ref["c2st"] = classifier_two_sample_test(real_images[a], real_images[b], max_value=max_value,
+                                                     settings=settings, seed=seed, device=dev, log=log,
+                                                     name="reference")
+        log("[realism] reference (real half vs half) done")
+
     metrics = {
         "measure": "realism",
         "paper": "§3.1 visual Turing test (Table 1): humans 51.7% on real vs refined (p=0.148), "
@@ -323,6 +339,7 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
                      "c2st": asdict(settings) if c2st else None, "kid_features": "simgan.features frozen random CNN, "
                      "spatial means of 4 blocks" if kid else None},
         "results": results,
+        "reference": ref,
     }
     if out_dir is not None:
         write_metrics(out_dir, metrics)
@@ -332,7 +349,10 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
 def format_realism_table(metrics: dict) -> str:
     """Plain-text table of :func:`evaluate_realism`'s results."""
     rows = [("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3")]
-    for name, r in metrics["results"].items():
+    items = list(metrics["results"].items())
+    if metrics.get("reference"):
+        items.append(("(real half vs half)", metrics["reference"]))
+    for name, r in items:
         c, k = r.get("c2st"), r.get("kid")
         rows.append((
             name,
