@@ -172,7 +172,7 @@ def _noise_sets(n: int, seed: int, sigma_b: float = 6.0):
 
 def test_c2st_same_distribution_is_chance():
     a, b = _noise_sets(400, seed=3)
-    r = classifier_two_sample_test(a, b, settings=C2STSettings(max_steps=120, eval_every=20, width=8), seed=0)
+    r = classifier_two_sample_test(a, b, settings=C2STSettings(max_steps=120, max_epochs=40, eval_every=20, width=8), seed=0)
     lo, hi = r["ci95"]
     assert lo <= 0.5 <= hi, r
     assert r["p_value"] > 0.01
@@ -181,7 +181,7 @@ def test_c2st_same_distribution_is_chance():
 
 def test_c2st_separable_sets_are_told_apart():
     a, b = _noise_sets(300, seed=4, sigma_b=20.0)  # clean vs very noisy: trivially separable
-    r = classifier_two_sample_test(a, b, settings=C2STSettings(max_steps=120, eval_every=20, width=8), seed=0)
+    r = classifier_two_sample_test(a, b, settings=C2STSettings(max_steps=120, max_epochs=40, eval_every=20, width=8), seed=0)
     assert r["accuracy"] > 0.95, r
     assert r["ci95"][0] > 0.85 and r["p_value"] < 1e-10
 
@@ -232,13 +232,24 @@ def test_pupil_fit_finds_the_label_and_a_known_shift():
 def test_preservation_api_measures_the_shift(tmp_path):
     images, labels = toy_eyes.render(80, seed=8, noise=4.0)
     moved, _ = toy_eyes.render(80, seed=8, noise=4.0, noise_seed=5, pupil_dx=2.0)
+    extra, extra_labels = toy_eyes.render(3, seed=9)
     write_dataset(tmp_path / "syn", images, labels)
-    write_dataset(tmp_path / "ref", moved, labels)
-    m = evaluate_preservation(tmp_path / "syn", tmp_path / "ref", tmp_path / "out", train_estimator=False)
+    # the refined set may hold more files than the synthetic one; pairs are matched by path
+    write_dataset(tmp_path / "ref", np.concatenate([moved, extra]), labels + extra_labels)
+    gaze = np.array([d["gaze"] for d in labels])
+    est = train_gaze_estimator(images, gaze, device="cpu", settings=GazeTrainSettings(
+        batch_size=16, eval_every_images=160, max_epochs=3, **SMALL_NET))
+    m = evaluate_preservation(tmp_path / "syn", tmp_path / "ref", tmp_path / "out", estimator=est)
     assert abs(m["pupil"]["mean_px"] - 2.0) < 0.3
     assert m["pupil"]["n_failed"] == 0 and m["n_pairs"] == 80
+    assert m["pupil"]["fit_vs_label_synthetic_mean_px"] < 0.3
     assert (tmp_path / "out" / "pupil_shift_hist.png").stat().st_size > 1000
-    assert "gaze" not in m or m["gaze"] is None or "change_mean_deg" in m["gaze"]
+    g = m["gaze"]
+    assert g["estimator"]["trained_on"] == "given estimator" and g["change_mean_deg"] > 0
+    # identical sets: nothing moves
+    m0 = evaluate_preservation(tmp_path / "syn", tmp_path / "syn", estimator=est)
+    assert m0["pupil"]["mean_px"] == 0 and m0["gaze"]["change_mean_deg"] < 1e-3
+    assert m0["pixels"]["mean_abs_change"] == 0
 
 
 # ----------------------------------------------------------------------------------------------

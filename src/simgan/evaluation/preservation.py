@@ -247,6 +247,9 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
     syn_ds = open_dataset(synthetic, what="synthetic set")
     ref_ds = open_dataset(refined, what="refined set")
     same_shape(syn_ds, ref_ds, "synthetic set", "refined set")
+    if syn_ds.spec.bit_depth != ref_ds.spec.bit_depth:
+        raise SimganError(f"the synthetic set is {syn_ds.spec.bit_depth}-bit but the refined set "
+                          f"{ref_ds.spec.bit_depth}-bit")
     i_syn, i_ref = pair_indices(syn_ds, ref_ds)
     if isinstance(estimator, (str, os.PathLike)):
         estimator = GazeEstimator.load(estimator, device=device)

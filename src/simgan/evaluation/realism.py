@@ -80,7 +80,7 @@ class C2STSettings:
     batch_size: int = 64
     lr: float = 1e-3
     max_steps: int = 1500
-    max_epochs: float = 20.0  # passes over the training split; whichever limit comes first
+    max_epochs: float = 10.0  # passes over the training split; whichever limit comes first
     eval_every: int = 50  # steps between validation-loss measurements
     patience: int = 5  # measurements without a lower validation loss
     width: int = 32
