@@ -121,6 +121,15 @@ def test_gaze_estimator_fits_a_small_set(tmp_path):
         est.predict(np.zeros((2, 20, 20, 1), np.uint8))
 
 
+def test_gaze_training_keeps_to_its_time_budget():
+    images, labels = toy_eyes.render(256, seed=2)
+    gaze = np.array([d["gaze"] for d in labels])
+    s = GazeTrainSettings.budget(0.5, eval_every_images=10**6, max_epochs=1000, **SMALL_NET)
+    est = train_gaze_estimator(images, gaze, settings=s, device="cpu")
+    assert est.info["stopped"] == "max_seconds"
+    assert est.info["total_seconds"] < 5.0 and len(est.info["curve"]) == 1
+
+
 def test_estimator_load_rejects_other_files(tmp_path):
     p = tmp_path / "x.pt"
     p.write_bytes(b"not a checkpoint")
