@@ -19,7 +19,8 @@ from simgan.cli import main as cli_main
 from simgan.datasets import write_dataset
 from simgan.errors import SimganError
 from simgan.evaluation import (C2STSettings, GazeEstimator, GazeNet, GazeTrainSettings, angular_error_deg,
-                               classifier_two_sample_test, evaluate_preservation, fit_pupil, gaze_from_pitch_yaw,
+                               classifier_two_sample_test, evaluate_preservation, fit_pupil, fit_pupil_pair,
+                               gaze_from_pitch_yaw,
                                gaze_metrics, gaze_of, image_features, kernel_distance, pitch_yaw_from_gaze,
                                polynomial_mmd2_unbiased, train_gaze_estimator)
 from simgan.features import PSI_LEVEL, frozen_feature_net
@@ -227,10 +228,12 @@ def test_pupil_fit_finds_the_label_and_a_known_shift():
     moved, _ = toy_eyes.render(60, seed=7, noise=5.0, noise_seed=99, pupil_dx=2.0)
     errs, shifts = [], []
     for img, mov, lab in zip(images, moved, labels):
-        fs, fm = fit_pupil(img), fit_pupil(mov)
+        fs, fm = fit_pupil(img), fit_pupil(mov)  # independent fits
         assert fs.ok and fm.ok, (fs.failure, fm.failure)
-        errs.append(math.hypot(fs.best.x - lab["pupil"][0], fs.best.y - lab["pupil"][1]))
-        shifts.append(fm.best.x - fs.best.x)
+        errs.append(math.hypot(fs.region.x - lab["pupil"][0], fs.region.y - lab["pupil"][1]))
+        shifts.append(fm.region.x - fs.region.x)
+        ps, pm = fit_pupil_pair(img, mov)  # the refined image fitted near the synthetic one
+        assert ps == fs and abs((pm.region.x - ps.region.x) - shifts[-1]) < 0.05
     assert np.mean(errs) < 0.3, np.mean(errs)
     assert abs(np.mean(shifts) - 2.0) < 0.3, np.mean(shifts)
     # a flat image has no pupil: a clean failure, not an exception

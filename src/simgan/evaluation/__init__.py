@@ -17,14 +17,15 @@ Lower-level pieces (arrays in, numbers out) are exported too: :func:`train_gaze_
 from .common import gaze_from_pitch_yaw, gaze_labels, gaze_of, pitch_yaw_from_gaze
 from .gaze import (GazeEstimator, GazeNet, GazeTrainSettings, angular_error_deg, evaluate_gaze,
                    format_gaze_table, gaze_metrics, plot_gaze_cdf, train_gaze_estimator)
-from .preservation import (PupilFit, evaluate_preservation, fit_pupil, format_preservation_table,
-                           pair_indices)
+from .preservation import (PupilFit, evaluate_preservation, fit_pupil, fit_pupil_pair,
+                           format_preservation_table, pair_indices)
 from .realism import (C2STSettings, classifier_two_sample_test, evaluate_realism, format_realism_table,
                       image_features, kernel_distance, polynomial_mmd2_unbiased)
 
 __all__ = [
     "C2STSettings", "GazeEstimator", "GazeNet", "GazeTrainSettings", "PupilFit", "angular_error_deg",
     "classifier_two_sample_test", "evaluate_gaze", "evaluate_preservation", "evaluate_realism", "fit_pupil",
+    "fit_pupil_pair",
     "format_gaze_table", "format_preservation_table", "format_realism_table", "gaze_from_pitch_yaw",
     "gaze_labels", "gaze_metrics", "gaze_of", "image_features", "kernel_distance", "pair_indices",
     "pitch_yaw_from_gaze", "plot_gaze_cdf", "polynomial_mmd2_unbiased", "train_gaze_estimator",

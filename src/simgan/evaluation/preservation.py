@@ -11,28 +11,36 @@ gaze estimator's prediction moves between the synthetic image and its refined ve
 refine`` keeps names and labels). Every synthetic file must have a refined counterpart of the same
 size; refined files without a synthetic counterpart are ignored.
 
-**Pupil fit** (:func:`fit_pupil`), for eye images (gray; RGB is averaged to gray):
+**Pupil fit** (:func:`fit_pupil`), for eye images (gray; RGB is averaged to gray). At 55×35 the
+pupil is a few pixels wide, often not separable from a dark iris, and touches lash lines, lid
+shadows and eye corners that are as dark as it. So rather than trusting one threshold, the fit
+considers every dark region at several thresholds and keeps the most pupil-like one:
 
 1. Smooth lightly (Gaussian σ = 0.7 px) against sensor noise.
-2. Seed: the strongest dark blob away from the image border (a difference of Gaussians at the
-   scale of an iris, maximised over the central region; a ``margin`` fraction of each side is
-   excluded because eye corners, lashes and brows are dark too), then the darkest pixel near it.
-3. *Blob*: the 8-connected region around the seed darker than half-way between the seed's level
-   and the bright surround (90th percentile of a window around it). At 55×35 this is the pupil
-   together with a dark iris, or the pupil alone when the iris is light. If that region leaks
-   into dark skin or shadow (it touches the border or covers more than a quarter of the image),
-   the threshold is lowered to 40%, 30%, 20% of the contrast until it does not.
-4. *Core*: inside the blob, the region darker than half-way between the seed's level and the
-   blob's median — the pupil when it is distinguishable from the iris (≥ 4 px and at most 70%
-   of the blob).
-5. Ellipse by second moments of the chosen region (semi-axes 2√λ of its covariance); its centre
-   is the darkness-weighted centroid (weights ``threshold − intensity``), which is sub-pixel
-   accurate and insensitive to single noisy pixels.
+2. Threshold at 8%…60% of the range from the darkest interior level (1st percentile) to the
+   bright surround (90th percentile); open each mask with a 3×3 cross and with a 5×5 disc, which
+   cut lash lines (1–4 px thick) off the iris.
+3. Score every connected region (not touching the border, 5 px to 12% of the image) by its
+   contrast with a 2-px ring around it, times penalties for elongation (axis ratio > 1.8), for
+   not filling its moment ellipse (area / πab < 0.8) and for being small (< 20 px: lash ends
+   and eye corners).
+4. Ellipse of the best region by second moments (semi-axes 2√λ of its covariance); its centre
+   is the darkness-weighted centroid (weights ``threshold − intensity``), sub-pixel accurate and
+   insensitive to single noisy pixels. The region is the pupil, or pupil and iris together when
+   they are not separable; either way its centre is the pupil's, up to lid occlusion.
 
-A fit fails when there is too little contrast, or the region touches the image border, is
-tiny, covers more than a quarter of the image, or is very elongated (ratio > 5). For a pair both
-images are fitted at the same level (core if both have one, else blob); failed pairs are counted
-and left out of the statistics.
+**Pairs** (:func:`fit_pupil_pair`): the synthetic image is fitted as above; the refined image
+is fitted the same way but only among regions centred within ``max(6, 0.15·W)`` px (8 px at
+W = 55) of the synthetic fit, preferring a region of similar area — as a person annotating both
+images would look at the same eye. Independent fits of strongly restyled images pick lash
+corners too often (a 4 px mean "shift" on the test below); the pair fit does not. A pair whose
+refined image has no such region is a failed fit, counted and left out of the statistics.
+
+Measured on the project's simulator (600 images of each domain, 55×35): synthetic renders are
+fitted in 600/600 cases, median 0.86 px from the ``pupil`` label (lid occlusion moves the
+visible region's centre); pairs of a render and a restyled copy with the pupil unmoved (random
+gamma, blur, half histogram equalisation, noise σ = 12 levels) measure 0.31 ± 0.26 px: the noise
+floor of the measure, well under the paper's 1.1 ± 0.8 px.
 """
 
 from __future__ import annotations
@@ -52,7 +60,18 @@ from .common import Log, gaze_labels, prepare_out, quiet, same_shape, write_metr
 from .gaze import GazeEstimator, GazeTrainSettings, _table, angular_error_deg, train_gaze_estimator
 
 PAPER_SHIFT_PX = (1.1, 0.8)  # §3.1: mean ± std of the pupil-centre shift, eye width 55 px
-BLOB_FRACTIONS = (0.5, 0.4, 0.3, 0.2)  # blob thresholds, as fractions of the seed-to-surround contrast
+
+# Pupil-fit constants (see the module docstring).
+SMOOTH_SIGMA = 0.7  # px
+LEVELS = (0.08, 0.12, 0.16, 0.22, 0.3, 0.4, 0.5, 0.6)  # thresholds, fractions of the dark-to-bright range
+EIGHT = np.ones((3, 3), bool)
+OPENINGS = (ndimage.generate_binary_structure(2, 1),  # 3×3 cross: cuts 1-px lash lines
+            np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], bool))
+MIN_AREA = 5  # px
+GOOD_AREA = 20  # px: smaller regions (lash ends, eye corners) are scored down in proportion
+MAX_AREA_FRACTION = 0.12  # of the image
+MAX_ROUND_ELONGATION = 1.8  # axis ratio up to which a region counts as round
+FULL_FILL = 0.8  # area / ellipse area from which a region counts as a filled ellipse
 
 
 # ----------------------------------------------------------------------------------------------
@@ -65,29 +84,25 @@ class Region:
 
     x: float
     y: float
-    a: float  # semi-major axis, px
+    a: float  # semi-major axis, px (2√λ of the region's covariance)
     b: float  # semi-minor axis, px
     angle: float  # of the major axis, radians from +x towards +y
-    area: int
-    threshold: float
+    area: int  # pixels
+    threshold: float  # intensity level (0..1) the region was cut at
+    contrast: float  # median of the surrounding ring minus the region's mean (0..1)
+    score: float
 
 
 @dataclass(frozen=True)
 class PupilFit:
-    """Result of :func:`fit_pupil`: the blob and (when separable) the core, or why it failed."""
+    """Result of :func:`fit_pupil`: the fitted region, or why there is none."""
 
-    blob: Region | None
-    core: Region | None
-    seed: tuple[int, int] | None
+    region: Region | None
     failure: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.blob is not None
-
-    @property
-    def best(self) -> Region | None:
-        return self.core or self.blob
+        return self.region is not None
 
 
 def _to_gray(image: np.ndarray, max_value: int) -> np.ndarray:
@@ -97,102 +112,104 @@ def _to_gray(image: np.ndarray, max_value: int) -> np.ndarray:
     return img / float(max_value)
 
 
-def _region(mask: np.ndarray, smooth: np.ndarray, threshold: float) -> Region:
-    ys, xs = np.nonzero(mask)
-    w = np.clip(threshold - smooth[ys, xs], 0.0, None)
-    if w.sum() <= 0:
-        w = np.ones_like(w)
-    cx = float((w * xs).sum() / w.sum())
-    cy = float((w * ys).sum() / w.sum())
-    if len(xs) > 1:
-        cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True)
-        evals, evecs = np.linalg.eigh(cov + np.eye(2) / 12.0)  # +1/12: a pixel's own extent
-    else:
-        evals, evecs = np.array([1 / 12, 1 / 12]), np.eye(2)
-    a, b = 2.0 * math.sqrt(max(evals[1], 0.0)), 2.0 * math.sqrt(max(evals[0], 0.0))
-    angle = float(math.atan2(evecs[1, 1], evecs[0, 1]))
-    return Region(cx, cy, a, b, angle, int(len(xs)), float(threshold))
+def _moments(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float]:
+    """Semi-axes and angle of the ellipse with the pixels' second moments (+1/12: a pixel's own
+    extent)."""
+    cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True) + np.eye(2) / 12.0
+    evals, evecs = np.linalg.eigh(cov)
+    return (2.0 * math.sqrt(max(evals[1], 0.0)), 2.0 * math.sqrt(max(evals[0], 1e-12)),
+            float(math.atan2(evecs[1, 1], evecs[0, 1])))
 
 
-def _component(below: np.ndarray, seed: tuple[int, int]) -> np.ndarray | None:
-    if not below[seed]:
-        return None
-    labels, _ = ndimage.label(below, structure=np.ones((3, 3), bool))
-    return labels == labels[seed]
+def _best_region(mask: np.ndarray, smooth: np.ndarray, t: float, allowed: np.ndarray, min_contrast: float,
+                 area_like: float | None, best: tuple | None) -> tuple | None:
+    """Score every connected region of ``mask`` (step 3 of the module doc); keep the best."""
+    h, w = smooth.shape
+    labels, n = ndimage.label(mask, EIGHT)
+    if n == 0:
+        return best
+    for k, sl in enumerate(ndimage.find_objects(labels), 1):
+        if sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w:
+            continue  # touches the image border: skin, brow or shadow, not a pupil
+        ys, xs = np.nonzero(labels[sl] == k)
+        area = len(xs)
+        if area < MIN_AREA or area > MAX_AREA_FRACTION * h * w:
+            continue
+        ys, xs = ys + sl[0].start, xs + sl[1].start
+        if not allowed[int(round(ys.mean())), int(round(xs.mean()))]:
+            continue
+        a, b, _ = _moments(xs, ys)
+        y0, y1 = max(0, sl[0].start - 3), min(h, sl[0].stop + 3)
+        x0, x1 = max(0, sl[1].start - 3), min(w, sl[1].stop + 3)
+        region = np.zeros((y1 - y0, x1 - x0), bool)
+        region[ys - y0, xs - x0] = True
+        ring = ndimage.binary_dilation(region, EIGHT, iterations=2) & ~region
+        patch = smooth[y0:y1, x0:x1]
+        contrast = float(np.median(patch[ring]) - patch[region].mean())
+        if contrast < min_contrast:
+            continue
+        elongation, fill = a / b, area / (math.pi * a * b)  # fill: 1 for an ellipse, less otherwise
+        score = (contrast * min(1.0, MAX_ROUND_ELONGATION / elongation) ** 2 * min(1.0, fill / FULL_FILL) ** 2
+                 * min(1.0, area / GOOD_AREA))
+        if area_like is not None:
+            score *= math.exp(-abs(math.log(area / area_like)))
+        if best is None or score > best[0]:
+            best = (score, ys, xs, t, contrast)
+    return best
 
 
-def _check_region(mask: np.ndarray, reg: Region, shape: tuple[int, int]) -> str | None:
-    h, w = shape
-    if reg.area < 4:
-        return "region too small"
-    if reg.area > 0.25 * h * w:
-        return "region too large (merged with the surround)"
-    if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
-        return "region touches the image border"
-    if reg.b <= 0 or reg.a / max(reg.b, 1e-9) > 5.0:
-        return "region too elongated"
-    return None
-
-
-def fit_pupil(image: np.ndarray, *, max_value: int = 255, margin: float = 0.1,
+def fit_pupil(image: np.ndarray, *, max_value: int = 255, near: tuple[float, float] | None = None,
+              radius: float | None = None, area_like: float | None = None, margin: float = 0.06,
               min_contrast: float = 0.06) -> PupilFit:
-    """Locate the pupil of one eye image (``H×W`` or ``H×W×C``) by ellipse fitting (module doc)."""
+    """Locate the pupil of one eye image (``H×W`` or ``H×W×C``) by ellipse fitting (module doc).
+
+    ``near`` (x, y) restricts the search to regions whose centre lies within ``radius`` pixels
+    (default ``max(6, 0.15·W)``) and ``area_like`` prefers regions of about that many pixels:
+    how the refined image of a pair is fitted, given the synthetic image's fit.
+    """
     gray = _to_gray(image, max_value)
     h, w = gray.shape
-    smooth = ndimage.gaussian_filter(gray, 0.7, mode="nearest")
-    # (2) seed: strongest dark blob at about iris scale, away from the border
-    s1 = max(1.0, w / 40.0)
-    dog = ndimage.gaussian_filter(gray, 2.5 * s1, mode="nearest") - ndimage.gaussian_filter(gray, s1, mode="nearest")
-    my, mx = int(round(margin * h)), int(round(margin * w))
-    inner = dog[my:h - my, mx:w - mx]
-    if inner.size == 0:
-        return PupilFit(None, None, None, "image too small")
-    py, px = np.unravel_index(int(np.argmax(inner)), inner.shape)
-    py, px = py + my, px + mx
-    r = int(math.ceil(2 * s1))
-    y0, y1, x0, x1 = max(0, py - r), min(h, py + r + 1), max(0, px - r), min(w, px + r + 1)
-    sy, sx = np.unravel_index(int(np.argmin(smooth[y0:y1, x0:x1])), (y1 - y0, x1 - x0))
-    seed = (int(sy + y0), int(sx + x0))
-    # (3) blob at half contrast against the bright surround
-    rw = max(6, int(round(0.22 * w)))
-    win = smooth[max(0, seed[0] - rw):seed[0] + rw + 1, max(0, seed[1] - rw):seed[1] + rw + 1]
-    dark, bright = float(smooth[seed]), float(np.percentile(win, 90))
+    smooth = ndimage.gaussian_filter(gray, SMOOTH_SIGMA, mode="nearest")
+    yy, xx = np.mgrid[0:h, 0:w]
+    my, mx = margin * h, margin * w
+    interior = (yy >= my) & (yy <= h - 1 - my) & (xx >= mx) & (xx <= w - 1 - mx)
+    if not interior.any():
+        return PupilFit(None, "image too small")
+    allowed = interior
+    if near is not None:
+        r = radius if radius is not None else max(6.0, 0.15 * w)
+        allowed = interior & ((xx - near[0]) ** 2 + (yy - near[1]) ** 2 <= r * r)
+        if not allowed.any():
+            return PupilFit(None, "search window outside the image")
+    # Levels from the whole interior in both modes: identical images give identical fits.
+    dark, bright = float(np.percentile(smooth[interior], 1)), float(np.percentile(smooth, 90))
     if bright - dark < min_contrast:
-        return PupilFit(None, None, seed, "too little contrast")
-    blob, mask, why = None, None, "no dark region"
-    for frac in BLOB_FRACTIONS:  # half contrast first; lower if the region leaks into a dark surround
-        t_blob = dark + frac * (bright - dark)
-        mask = _component(smooth < t_blob, seed)
-        if mask is None:
-            break
-        blob = _region(mask, smooth, t_blob)
-        why = _check_region(mask, blob, (h, w))
-        if why is None or why == "region too small":
-            break
-    if why is not None:
-        return PupilFit(None, None, seed, why)
-    # (4) core: the pupil inside a darker-than-surround iris, when it stands out
-    core = None
-    inside = float(np.median(smooth[mask]))
-    if inside - dark >= 0.5 * min_contrast:
-        t_core = dark + 0.5 * (inside - dark)
-        cmask = _component((smooth < t_core) & mask, seed)
-        if cmask is not None:
-            c = _region(cmask, smooth, t_core)
-            if 4 <= c.area <= 0.7 * blob.area and _check_region(cmask, c, (h, w)) is None:
-                core = c
-    return PupilFit(blob, core, seed)
+        return PupilFit(None, "too little contrast")
+    best = None
+    for frac in LEVELS:
+        t = dark + frac * (bright - dark)
+        below = smooth < t
+        for opening in OPENINGS:
+            best = _best_region(ndimage.binary_opening(below, opening), smooth, t, allowed, min_contrast,
+                                area_like, best)
+    if best is None:
+        return PupilFit(None, "no compact dark region")
+    score, ys, xs, t, contrast = best
+    weights = np.clip(t - smooth[ys, xs], 0.0, None)
+    if weights.sum() <= 0:
+        weights = np.ones(len(xs))
+    a, b, angle = _moments(xs, ys)
+    return PupilFit(Region(float((weights * xs).sum() / weights.sum()), float((weights * ys).sum() / weights.sum()),
+                           a, b, angle, len(xs), float(t), contrast, float(score)))
 
 
-def pair_shift(fs: PupilFit, fr: PupilFit) -> tuple[float, float, str] | None:
-    """Centre shift ``(dx, dy, level)`` between two fits at a common level, or ``None``."""
-    if not (fs.ok and fr.ok):
-        return None
-    if fs.core is not None and fr.core is not None:
-        a, b, level = fs.core, fr.core, "core"
-    else:
-        a, b, level = fs.blob, fr.blob, "blob"
-    return b.x - a.x, b.y - a.y, level
+def fit_pupil_pair(synthetic: np.ndarray, refined: np.ndarray, *, max_value: int = 255) -> tuple[PupilFit, PupilFit]:
+    """Fit the synthetic image, then the refined one near it with a similar area (module doc)."""
+    fs = fit_pupil(synthetic, max_value=max_value)
+    if not fs.ok:
+        return fs, PupilFit(None, "synthetic image not fitted")
+    fr = fit_pupil(refined, max_value=max_value, near=(fs.region.x, fs.region.y), area_like=fs.region.area)
+    return fs, fr
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,25 +354,19 @@ def _pupil_part(syn: np.ndarray, ref: np.ndarray, max_value: int, ds: Dataset,
     ``pupil`` label, when it has one)."""
     n = len(syn)
     shifts = np.full(n, np.nan)
-    levels = {"core": 0, "blob": 0}
     failures: dict[str, int] = {}
     label_err = []
     for k in range(n):
-        fs = fit_pupil(syn[k], max_value=max_value)
-        fr = fit_pupil(ref[k], max_value=max_value)
-        res = pair_shift(fs, fr)
-        if res is None:
-            why = fs.failure if not fs.ok else fr.failure
-            key = ("synthetic: " if not fs.ok else "refined: ") + str(why)
+        fs, fr = fit_pupil_pair(syn[k], ref[k], max_value=max_value)
+        if not (fs.ok and fr.ok):
+            key = f"synthetic: {fs.failure}" if not fs.ok else f"refined: {fr.failure}"
             failures[key] = failures.get(key, 0) + 1
             continue
-        dx, dy, level = res
-        shifts[k] = math.hypot(dx, dy)
-        levels[level] += 1
+        shifts[k] = math.hypot(fr.region.x - fs.region.x, fr.region.y - fs.region.y)
         lab = ds.labels(int(rows[k])) if getattr(ds, "labelled", False) else {}
         p = lab.get("pupil")
-        if isinstance(p, (list, tuple)) and len(p) == 2 and fs.best is not None:
-            label_err.append(math.hypot(fs.best.x - float(p[0]), fs.best.y - float(p[1])))
+        if isinstance(p, (list, tuple)) and len(p) == 2:
+            label_err.append(math.hypot(fs.region.x - float(p[0]), fs.region.y - float(p[1])))
     ok = shifts[np.isfinite(shifts)]
     m = {
         "n_measured": int(ok.size), "n_failed": int(n - ok.size), "failures": failures,
@@ -364,7 +375,6 @@ def _pupil_part(syn: np.ndarray, ref: np.ndarray, max_value: int, ds: Dataset,
         "median_px": float(np.median(ok)) if ok.size else float("nan"),
         "p90_px": float(np.percentile(ok, 90)) if ok.size else float("nan"),
         "within_1px_pct": float(100 * np.mean(ok <= 1.0)) if ok.size else float("nan"),
-        "levels": levels,
         "image_width_px": int(syn.shape[2]),
         "paper_mean_std_px": list(PAPER_SHIFT_PX),
     }
