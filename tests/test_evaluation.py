@@ -361,3 +361,4 @@ def test_cli_bad_inputs_are_one_line_errors(folders, tmp_path, capsys, argv, nee
     assert code == 2
     assert err.startswith("simgan: error: ") and err.count("\n") == 1, err
     assert needle in err
+    assert not (tmp_path / "o").exists()  # bad input leaves no output folder behind

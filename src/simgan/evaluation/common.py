@@ -22,7 +22,9 @@ def quiet(_msg: str) -> None:
 
 
 def prepare_out(out: str | os.PathLike | None, overwrite: bool) -> Path | None:
-    """Create ``out`` if needed; refuse a folder that already holds results unless ``overwrite``."""
+    """Check ``out`` before any work: a folder (or nothing yet) without results, unless
+    ``overwrite``. The folder itself is created only when results are written, so a run that
+    fails on bad input leaves nothing behind."""
     if out is None:
         return None
     p = Path(out)
@@ -30,7 +32,6 @@ def prepare_out(out: str | os.PathLike | None, overwrite: bool) -> Path | None:
         raise SimganError(f"--out {p} is a file, not a folder")
     if (p / METRICS_FILE).exists() and not overwrite:
         raise SimganError(f"{p / METRICS_FILE} already exists; choose another --out or pass --overwrite")
-    p.mkdir(parents=True, exist_ok=True)
     return p
 
 
@@ -53,6 +54,7 @@ def _jsonable(obj):
 
 def write_metrics(out: Path, metrics: dict) -> Path:
     """Write ``OUT/metrics.json`` atomically (non-finite numbers become ``null``)."""
+    out.mkdir(parents=True, exist_ok=True)
     path = out / METRICS_FILE
     atomic_write_bytes(path, (json.dumps(_jsonable(metrics), indent=2) + "\n").encode("utf-8"))
     return path

@@ -342,9 +342,10 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
         metrics["gaze_skipped"] = "the synthetic set has no gaze or pitch/yaw labels"
 
     if out_dir is not None:
-        write_metrics(out_dir, metrics)
+        out_dir.mkdir(parents=True, exist_ok=True)
         if shifts is not None:
             plot_shift_histogram(shifts, out_dir / "pupil_shift_hist.png")
+        write_metrics(out_dir, metrics)  # last: a metrics.json means the run finished
     return metrics
 
 
