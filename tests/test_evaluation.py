@@ -332,7 +332,7 @@ def test_cli_preservation_end_to_end(folders, tmp_path, capsys):
     out = tmp_path / "pres"
     code, stdout, err = run_cli(["evaluate", "preservation", "--synthetic", str(folders / "synthetic"),
                                  "--refined", str(folders / "refined"), "--out", str(out), "--device", "cpu",
-                                 "--max-epochs", "1", "-q"], capsys)
+                                 "--max-epochs", "1", "--max-minutes", "1", "--batch-size", "32", "-q"], capsys)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert abs(m["pupil"]["mean_px"] - 1.0) < 0.3
@@ -346,6 +346,8 @@ def test_cli_preservation_end_to_end(folders, tmp_path, capsys):
     (["evaluate", "gaze", "--train", "{d}/small", "--test", "{d}/real", "--out", "{t}/o"], "size"),
     (["evaluate", "gaze", "--train", "{d}/synthetic", "--name", "a", "--name", "b", "--test", "{d}/real",
       "--out", "{t}/o"], "--name"),
+    (["evaluate", "gaze", "--train", "{d}/synthetic", "--test", "{d}/real", "--out", "{t}/o", "--batch-size", "0"],
+     "--batch-size"),
     (["evaluate", "realism", "--real", "{d}/nope", "--candidate", "{d}/synthetic", "--out", "{t}/o"], "not found"),
     (["evaluate", "realism", "--real", "{d}/real", "--candidate", "{d}/small", "--out", "{t}/o"], "size"),
     (["evaluate", "preservation", "--synthetic", "{d}/synthetic", "--refined", "{d}/fewer", "--out", "{t}/o"],

@@ -20,6 +20,24 @@ def _logger(quiet: bool):
     return lambda msg: click.echo(msg, err=True)
 
 
+def _positive(value, flag: str):
+    if value is not None and value <= 0:
+        raise SimganError(f"{flag} must be > 0")
+    return value
+
+
+def _train_settings(max_minutes: float | None, batch_size: int | None):
+    """Gaze-estimator settings from the shared flags (the paper's defaults otherwise)."""
+    from ..evaluation.gaze import GazeTrainSettings
+
+    settings = GazeTrainSettings()
+    if _positive(max_minutes, "--max-minutes") is not None:
+        settings.max_seconds = 60.0 * max_minutes
+    if _positive(batch_size, "--batch-size") is not None:
+        settings.batch_size = batch_size
+    return settings
+
+
 @click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
 def evaluate():
     """Measure refinement: gaze accuracy, realism, label preservation (§3.1)."""
@@ -50,22 +68,12 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
     Labels: "gaze" [x, y, z] (camera coordinates), or "pitch" and "yaw" in radians.
     """
     from ..evaluation.common import default_names
-    from ..evaluation.gaze import GazeTrainSettings, evaluate_gaze, format_gaze_table
+    from ..evaluation.gaze import evaluate_gaze, format_gaze_table
 
     labels = default_names(list(train), list(names), "training set")
-    settings = GazeTrainSettings()
-    if max_minutes is not None:
-        if max_minutes <= 0:
-            raise SimganError("--max-minutes must be > 0")
-        settings.max_seconds = 60.0 * max_minutes
-    if batch_size is not None:
-        if batch_size < 1:
-            raise SimganError("--batch-size must be >= 1")
-        settings.batch_size = batch_size
-    if max_epochs is not None and max_epochs <= 0:
-        raise SimganError("--max-epochs must be > 0")
-    metrics = evaluate_gaze(dict(zip(labels, train)), test, out, device=device, seed=seed, settings=settings,
-                            max_epochs=max_epochs, overwrite=overwrite, log=_logger(quiet))
+    metrics = evaluate_gaze(dict(zip(labels, train)), test, out, device=device, seed=seed,
+                            settings=_train_settings(max_minutes, batch_size),
+                            max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite, log=_logger(quiet))
     click.echo(format_gaze_table(metrics))
 
 
@@ -113,12 +121,14 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, refer
 @click.option("--no-pupil", is_flag=True, help="Skip the pupil ellipse fit (for images that are not eyes).")
 @click.option("--max-pairs", default=2000, show_default=True, type=int, help="Measure at most this many pairs (0: all).")
 @click.option("--max-epochs", type=float, default=None, help="Epoch budget when training an estimator.")
+@click.option("--max-minutes", type=float, default=None, help="Wall-clock budget when training an estimator.")
+@click.option("--batch-size", type=int, default=None, help="Batch when training an estimator (default 512).")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_pairs, max_epochs, device, seed,
-                     overwrite, quiet):
+def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_pairs, max_epochs, max_minutes,
+                     batch_size, device, seed, overwrite, quiet):
     """Label preservation: pupil-centre shift (ellipse fit) and gaze-prediction change per pair (§3.1)."""
     from ..evaluation.preservation import evaluate_preservation, format_preservation_table
 
@@ -126,10 +136,9 @@ def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_
         raise SimganError("--max-pairs must be >= 0 (0: all pairs)")
     if no_gaze and estimator is not None:
         raise SimganError("--no-gaze and --estimator contradict each other")
-    if max_epochs is not None and max_epochs <= 0:
-        raise SimganError("--max-epochs must be > 0")
     metrics = evaluate_preservation(synthetic, refined, out, estimator=None if no_gaze else estimator,
                                     train_estimator=not no_gaze, max_pairs=max_pairs or None, pupil=not no_pupil,
-                                    device=device, seed=seed, max_epochs=max_epochs, overwrite=overwrite,
+                                    device=device, seed=seed, settings=_train_settings(max_minutes, batch_size),
+                                    max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite,
                                     log=_logger(quiet))
     click.echo(format_preservation_table(metrics))

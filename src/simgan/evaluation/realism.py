@@ -346,6 +346,10 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
     return metrics
 
 
+def _p(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-300 else "<1e-300"  # binomial tails underflow to 0 for huge n
+
+
 def format_realism_table(metrics: dict) -> str:
     """Plain-text table of :func:`evaluate_realism`'s results."""
     rows = [("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3")]
@@ -358,7 +362,7 @@ def format_realism_table(metrics: dict) -> str:
             name,
             f"{100 * c['accuracy']:.1f}" if c else "-",
             f"{100 * c['ci95'][0]:.1f}–{100 * c['ci95'][1]:.1f}" if c else "-",
-            f"{c['p_value']:.3g}" if c else "-",
+            _p(c["p_value"]) if c else "-",
             f"{1e3 * k['kid']:.3f}" if k else "-",
             f"{1e3 * k['kid_se']:.3f}" if k else "-",
         ))
