@@ -262,6 +262,8 @@ def test_preservation_api_measures_the_shift(tmp_path):
     m0 = evaluate_preservation(tmp_path / "syn", tmp_path / "syn", estimator=est)
     assert m0["pupil"]["mean_px"] == 0 and m0["gaze"]["change_mean_deg"] < 1e-3
     assert m0["pixels"]["mean_abs_change"] == 0
+    m1 = evaluate_preservation(tmp_path / "syn", tmp_path / "ref", train_estimator=False, pupil=False)
+    assert m1["gaze"] is None and "switched off" in m1["gaze_skipped"] and "pupil" not in m1
 
 
 # ----------------------------------------------------------------------------------------------

@@ -337,9 +337,10 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
             "error_vs_label_synthetic_deg": float(e_syn.mean()), "error_vs_label_refined_deg": float(e_ref.mean()),
         }
         log(f"[preservation] gaze prediction change {change.mean():.2f} ± {metrics['gaze']['change_std_deg']:.2f}°")
-    elif not has_gaze:
+    else:
         metrics["gaze"] = None
-        metrics["gaze_skipped"] = "the synthetic set has no gaze or pitch/yaw labels"
+        metrics["gaze_skipped"] = ("the synthetic set has no gaze or pitch/yaw labels" if not has_gaze
+                                   else "no estimator given and training one was switched off")
 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
