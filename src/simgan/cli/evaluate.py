@@ -1,0 +1,144 @@
+"""``simgan evaluate``: gaze accuracy, realism and label preservation of refined images (§3.1).
+
+Each subcommand wraps one function of :mod:`simgan.evaluation`, writes ``OUT/metrics.json``
+(refusing to replace an existing one without ``--overwrite``) and prints a table. Progress goes
+to stderr, the table to stdout.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import SimganError
+
+DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N."
+
+
+def _logger(quiet: bool):
+    if quiet:
+        return lambda _msg: None
+    return lambda msg: click.echo(msg, err=True)
+
+
+def _positive(value, flag: str):
+    if value is not None and value <= 0:
+        raise SimganError(f"{flag} must be > 0")
+    return value
+
+
+def _train_settings(max_minutes: float | None, batch_size: int | None):
+    """Gaze-estimator settings from the shared flags (the paper's defaults otherwise)."""
+    from ..evaluation.gaze import GazeTrainSettings
+
+    settings = GazeTrainSettings()
+    if _positive(max_minutes, "--max-minutes") is not None:
+        settings.max_seconds = 60.0 * max_minutes
+    if _positive(batch_size, "--batch-size") is not None:
+        settings.batch_size = batch_size
+    return settings
+
+
+@click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
+def evaluate():
+    """Measure refinement: gaze accuracy, realism, label preservation (§3.1)."""
+    # The API leaves torch's thread count to its caller; the command uses every core.
+    from ..devices import set_threads
+
+    set_threads()
+
+
+@evaluate.command("gaze")
+@click.option("--train", "train", multiple=True, required=True, metavar="DIR",
+              help="Labelled training set (repeat: one gaze estimator per set).")
+@click.option("--test", required=True, metavar="DIR", help="Labelled test set, e.g. real images.")
+@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json, gaze_cdf.png, estimators/.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Name of each training set, in --train order (default: folder names).")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--max-epochs", type=float, default=None, help="Stop training after this many epochs (default 30).")
+@click.option("--max-minutes", type=float, default=None, help="Wall-clock budget per estimator.")
+@click.option("--batch-size", type=int, default=None,
+              help="Training batch (default 512, as in §3.1). On a CPU, 64 converges in far fewer images.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, batch_size, overwrite, quiet):
+    """Train the §3.1 gaze estimator on each --train set, test on --test (Figure 7, Tables 2-3).
+
+    Labels: "gaze" [x, y, z] (camera coordinates), or "pitch" and "yaw" in radians.
+    """
+    from ..evaluation.common import default_names
+    from ..evaluation.gaze import evaluate_gaze, format_gaze_table
+
+    labels = default_names(list(train), list(names), "training set")
+    metrics = evaluate_gaze(dict(zip(labels, train)), test, out, device=device, seed=seed,
+                            settings=_train_settings(max_minutes, batch_size),
+                            max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite, log=_logger(quiet))
+    click.echo(format_gaze_table(metrics))
+
+
+@evaluate.command("realism")
+@click.option("--real", required=True, metavar="DIR", help="Real images (labels not needed).")
+@click.option("--candidate", "candidates", multiple=True, required=True, metavar="DIR",
+              help="Images to compare with the real ones (repeat: synthetic, refined, ...).")
+@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Name of each candidate set, in --candidate order (default: folder names).")
+@click.option("--max-images", default=5000, show_default=True, type=int,
+              help="Use at most this many random images of each set.")
+@click.option("--no-c2st", is_flag=True, help="Skip the classifier two-sample test.")
+@click.option("--no-kid", is_flag=True, help="Skip the kernel distance.")
+@click.option("--reference", is_flag=True,
+              help="Also compare two halves of the real set: what 'indistinguishable' measures as.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, reference, device, seed, overwrite,
+                quiet):
+    """How real each --candidate set looks: classifier two-sample test and kernel distance.
+
+    The automated counterpart of the paper's visual Turing test (Table 1).
+    """
+    from ..evaluation.common import default_names
+    from ..evaluation.realism import evaluate_realism, format_realism_table
+
+    labels = default_names(list(candidates), list(names), "candidate set")
+    metrics = evaluate_realism(real, dict(zip(labels, candidates)), out, device=device, seed=seed,
+                               max_images=max_images, c2st=not no_c2st, kid=not no_kid, reference=reference,
+                               overwrite=overwrite,
+                               log=_logger(quiet))
+    click.echo(format_realism_table(metrics))
+
+
+@evaluate.command("preservation")
+@click.option("--synthetic", required=True, metavar="DIR", help="The synthetic images that were refined.")
+@click.option("--refined", required=True, metavar="DIR", help="Their refined versions (same relative paths).")
+@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json and pupil_shift_hist.png.")
+@click.option("--estimator", default=None, metavar="PATH",
+              help="Saved gaze estimator (OUT/estimators/NAME.pt of `evaluate gaze`); default: train one.")
+@click.option("--no-gaze", is_flag=True, help="Skip the gaze-prediction check (no estimator training).")
+@click.option("--no-pupil", is_flag=True, help="Skip the pupil ellipse fit (for images that are not eyes).")
+@click.option("--max-pairs", default=2000, show_default=True, type=int, help="Measure at most this many pairs (0: all).")
+@click.option("--max-epochs", type=float, default=None, help="Epoch budget when training an estimator.")
+@click.option("--max-minutes", type=float, default=None, help="Wall-clock budget when training an estimator.")
+@click.option("--batch-size", type=int, default=None, help="Batch when training an estimator (default 512).")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_pairs, max_epochs, max_minutes,
+                     batch_size, device, seed, overwrite, quiet):
+    """Label preservation: pupil-centre shift (ellipse fit) and gaze-prediction change per pair (§3.1)."""
+    from ..evaluation.preservation import evaluate_preservation, format_preservation_table
+
+    if max_pairs < 0:
+        raise SimganError("--max-pairs must be >= 0 (0: all pairs)")
+    if no_gaze and estimator is not None:
+        raise SimganError("--no-gaze and --estimator contradict each other")
+    metrics = evaluate_preservation(synthetic, refined, out, estimator=None if no_gaze else estimator,
+                                    train_estimator=not no_gaze, max_pairs=max_pairs or None, pupil=not no_pupil,
+                                    device=device, seed=seed, settings=_train_settings(max_minutes, batch_size),
+                                    max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite,
+                                    log=_logger(quiet))
+    click.echo(format_preservation_table(metrics))
