@@ -42,6 +42,7 @@ def tiny_sets(tmp_path):
 TINY_CONFIG = """\
 preset: generic
 refiner: {kernel_size: 3, width: 8, num_blocks: 1}
+loss: {lambda_reg: 0.01}
 discriminator:
   generic: {depth: 2, width: 8, kernel: 3}
 train:
@@ -51,7 +52,7 @@ train:
   kg: 2
   kd: 1
   batch_size: 8
-  lr: 0.003
+  lr: 0.02
   buffer_size: 16
   log_every: 2
   sample_every: 100

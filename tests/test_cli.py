@@ -57,6 +57,7 @@ def test_corrupt_image_is_named(cli, tiny_sets, tiny_config, tmp_path):
     (real / "img" / "000003.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     line = one_line_error(cli, *train_args(syn, real, tmp_path / "run", tiny_config), match="000003.png")
     assert "corrupt" in line
+    assert not (tmp_path / "run").exists()  # no half-made run left behind
 
 
 def test_mixed_sizes(cli, tiny_sets, tiny_config, tmp_path):
@@ -64,6 +65,7 @@ def test_mixed_sizes(cli, tiny_sets, tiny_config, tmp_path):
     from simgan.datasets import encode_png
     encode_png(real / "img" / "000005.png", np.zeros((20, 24, 1), np.uint8))
     one_line_error(cli, *train_args(syn, real, tmp_path / "run", tiny_config), match="must share size")
+    assert not (tmp_path / "run").exists()
 
 
 def test_synthetic_and_real_of_different_channels(cli, tiny_sets, tiny_config, tmp_path):

@@ -60,3 +60,15 @@ def test_discriminator_accuracy():
     logits = logits_with_prob(torch.tensor([[[0.9, 0.2, 0.6, 0.4]]]))
     assert losses.discriminator_accuracy(logits, losses.REFINED).item() == pytest.approx(0.5)
     assert losses.discriminator_accuracy(logits, losses.REAL).item() == pytest.approx(0.5)
+
+
+def test_features_psi_is_frozen_and_differentiable():
+    psi = losses.feature_transform("features", 1)
+    assert all(not p.requires_grad for p in psi.parameters())
+    x = torch.rand(2, 1, 20, 24) * 2 - 1
+    assert losses.self_regularization_loss(x, x, psi).item() == 0.0
+    y = (x + 0.1 * torch.randn_like(x)).requires_grad_(True)
+    loss = losses.self_regularization_loss(y, x, psi)
+    loss.backward()
+    assert loss.item() > 0 and y.grad.abs().sum() > 0
+    assert losses.feature_transform("features", 3)(torch.zeros(1, 3, 16, 16)).shape[1] == 64

@@ -64,9 +64,10 @@ def test_resume_keeps_settings(tiny_sets, tiny_config, tmp_path):
         train(changed, syn, real, tmp_path / "run", resume=True, progress=False)
 
 
-def test_no_history_and_global_disc_run(tiny_sets, tiny_config, tmp_path):
+def test_no_history_global_disc_and_feature_psi_run(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
-    cfg = tiny(tiny_config, history=False).override({"discriminator": {"kind": "global"}})
+    cfg = tiny(tiny_config, history=False).override({"discriminator": {"kind": "global"},
+                                                     "loss": {"feature": "features"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False)
     assert res.step == 11
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)

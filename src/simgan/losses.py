@@ -82,8 +82,8 @@ def feature_transform(name: str, channels: int) -> nn.Module:
     if name == "gradients":
         return Gradients()
     if name == "features":
-        from .features import frozen_feature_net
-        return frozen_feature_net(channels)
+        from .features import PSI_LEVEL, frozen_feature_net
+        return frozen_feature_net(channels, level=PSI_LEVEL)
     raise ValueError(f"unknown feature transform {name!r}")
 
 

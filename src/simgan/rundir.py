@@ -62,6 +62,7 @@ class RunDir:
         self.checkpoint = self.path / "checkpoints" / "last.pt"
         self.refiner = self.path / "refiner.pt"
         self.logfile = self.path / "train.log"
+        self.created = False  # set when prepare() made the folder (not a resume)
 
     def is_run(self) -> bool:
         return self.config.is_file()
@@ -102,6 +103,7 @@ class RunDir:
             self.log(f"resuming from step {ckpt['step']}")
             return ckpt
         self.path.mkdir(parents=True)
+        self.created = True
         self.samples.mkdir()
         self.checkpoint.parent.mkdir()
         cfg.save(self.config)

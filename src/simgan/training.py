@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -309,9 +310,17 @@ class Trainer:
         self.cfg = cfg
         self.geometry = patch_geometry(cfg.discriminator, spec.height, spec.width)
 
+        # Decoding every image is where corrupt files and mixed sizes show up: a run created by
+        # this call is removed again if that fails, so no half-made run is left behind.
         cache = self.run.path / "cache" if self.dist.is_main else None
-        self.synthetic = ImageSource(_load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec, self.device)
-        self.real = ImageSource(_load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
+        try:
+            self.synthetic = ImageSource(_load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec,
+                                         self.device)
+            self.real = ImageSource(_load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
+        except BaseException:
+            if self.dist.is_main and self.run.created:
+                shutil.rmtree(self.run.path, ignore_errors=True)
+            raise
 
         # -- networks, optimisers, buffer ----------------------------------------------------
         torch.manual_seed(t.seed)

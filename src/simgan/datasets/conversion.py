@@ -66,7 +66,6 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=n, desc=f"convert {fmt}", unit="img", leave=False, disable=None)
-        lines: list[bytes] = []
         pool = ThreadPoolExecutor(max(1, threads)) if threads > 1 else None
         try:
             for start in range(0, n, CHUNK):
@@ -79,13 +78,13 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
                     for path, image in zip(paths, batch):
                         encode_png(path, image)
                 if ds.labelled:
-                    lines.extend(json_line({"file": names[i], **ds.labels(i)}) for i in idx)
+                    writer.add_lines(json_line({"file": names[i], **ds.labels(i)}) for i in idx)
                 if bar is not None:
                     bar.update(len(idx))
         finally:
             if pool is not None:
                 pool.shutdown()
-        return writer.finish(lines if ds.labelled else None)
+        return writer.finish()
     except BaseException:
         writer.abort()
         raise

@@ -149,6 +149,39 @@ def _safe_relpath(root: Path, rel: str, where: str) -> str:
     return p.as_posix()
 
 
+def list_image_files(root: Path) -> list[str]:
+    """The images of an unlabelled folder: every image file below it (hidden ones excepted), as
+    sorted paths relative to ``root``."""
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def iter_labels(root: Path, labels_path: Path):
+    """Check ``labels.jsonl`` line by line; yields ``(byte offset, "file:line", file, line)`` for
+    each record: a JSON object whose ``"file"`` is a path inside ``root`` that exists. Blank lines
+    are skipped; the caller checks for duplicates."""
+    pos = 0
+    with open(labels_path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            start, pos = pos, pos + len(raw)
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            where = f"{labels_path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise SimganError(f"{where}: line is not valid JSON") from None
+            if not isinstance(obj, dict) or "file" not in obj:
+                raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
+            rel = _safe_relpath(root, obj["file"], where)
+            if not (root / rel).is_file():
+                raise SimganError(f"{where}: names a missing file {rel!r}")
+            yield start, where, rel, bytes(line)
+
+
 class Dataset:
     """What every dataset offers: ``len``, ``read(i)`` (an ``H x W x C`` array), ``labels(i)``,
     ``spec`` and ``describe(i)`` (a name for messages). Readers of other formats (UnityEyes,
@@ -257,13 +290,7 @@ class ImageFolder(Dataset):
         else:
             if need_labels:
                 raise SimganError(f"{what} {root} has no {LABELS_FILE}; this command needs labelled images")
-            files = sorted(
-                p.relative_to(root).as_posix()
-                for p in root.rglob("*")
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            )
-            records = [Record(f) for f in files]
+            records = [Record(f) for f in list_image_files(root)]
             labelled = False
         if not records:
             raise SimganError(f"{what} folder {root} holds no images")
@@ -273,25 +300,11 @@ class ImageFolder(Dataset):
     def _read_labels(root: Path, labels_path: Path) -> list[Record]:
         records: list[Record] = []
         seen: set[str] = set()
-        with open(labels_path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                line = raw.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                where = f"{labels_path}:{lineno}"
-                try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise SimganError(f"{where}: line is not valid JSON") from None
-                if not isinstance(obj, dict) or "file" not in obj:
-                    raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
-                rel = _safe_relpath(root, obj["file"], where)
-                if rel in seen:
-                    raise SimganError(f"{where}: file {rel!r} is listed twice")
-                if not (root / rel).is_file():
-                    raise SimganError(f"{where}: names a missing file {rel!r}")
-                seen.add(rel)
-                records.append(Record(rel, bytes(line)))
+        for _, where, rel, line in iter_labels(root, labels_path):
+            if rel in seen:
+                raise SimganError(f"{where}: file {rel!r} is listed twice")
+            seen.add(rel)
+            records.append(Record(rel, line))
         return records
 
     # -- access ------------------------------------------------------------------------------
@@ -359,6 +372,7 @@ class DatasetWriter:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
         self._made_dirs: set[str] = set()
+        self._labels = None  # open .labels.jsonl.part while labels are being added
 
     def image_path(self, rel: str) -> Path:
         parent = os.path.dirname(rel)
@@ -373,11 +387,25 @@ class DatasetWriter:
     def write_text(self, name: str, data: bytes) -> None:
         atomic_write_bytes(self.partial / name, data)
 
-    def finish(self, lines: Iterable[bytes] | None) -> Path:
-        """Write ``labels.jsonl`` (``None``: unlabelled set, no file) and publish the folder."""
+    def add_lines(self, lines: Iterable[bytes]) -> None:
+        """Append ``labels.jsonl`` lines (no newline) as they are produced: huge sets never hold
+        all their labels in memory."""
+        if self._labels is None:
+            self._labels = open(self.partial / f".{LABELS_FILE}.part", "wb")
+        for line in lines:
+            self._labels.write(line + b"\n")
+
+    def finish(self, lines: Iterable[bytes] | None = None) -> Path:
+        """Write ``labels.jsonl`` (the lines added so far and ``lines``; none at all: an
+        unlabelled set, no file) and publish the folder."""
         if lines is not None:
-            payload = b"".join(line + b"\n" for line in lines)
-            atomic_write_bytes(self.partial / LABELS_FILE, payload)
+            self.add_lines(lines)
+        if self._labels is not None:
+            self._labels.flush()
+            os.fsync(self._labels.fileno())
+            self._labels.close()
+            self._labels = None
+            os.replace(self.partial / f".{LABELS_FILE}.part", self.partial / LABELS_FILE)
         _fsync_dir(self.partial)
         if self.out.exists():
             raise SimganError(f"output {self.out} appeared while writing; left the result in {self.partial}")
@@ -386,6 +414,9 @@ class DatasetWriter:
         return self.out
 
     def abort(self) -> None:
+        if self._labels is not None:
+            self._labels.close()
+            self._labels = None
         shutil.rmtree(self.partial, ignore_errors=True)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from array import array
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SimganError
-from .folder import IMAGE_EXTENSIONS, LABELS_FILE, Record, _safe_relpath, decode_image
+from .folder import LABELS_FILE, Record, decode_image, iter_labels, list_image_files
 
 
 class FolderIndex:
@@ -35,58 +36,46 @@ class FolderIndex:
             self.files = None
         else:
             # An unlabelled folder has no file to index: its sorted listing is the record list.
-            self.files = sorted(
-                p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+            self.files = list_image_files(self.root)
             self.offsets = None
         if len(self) == 0:
             raise SimganError(f"{what} folder {self.root} holds no images")
 
     def _index_labels(self) -> np.ndarray:
-        offsets: list[int] = []
-        hashes: list[int] = []
-        pos = 0
-        with open(self.labels_path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                start, pos = pos, pos + len(raw)
-                line = raw.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                where = f"{self.labels_path}:{lineno}"
-                try:
-                    obj = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise SimganError(f"{where}: line is not valid JSON") from None
-                if not isinstance(obj, dict) or "file" not in obj:
-                    raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
-                rel = _safe_relpath(self.root, obj["file"], where)
-                if not (self.root / rel).is_file():
-                    raise SimganError(f"{where}: names a missing file {rel!r}")
-                offsets.append(start)
-                hashes.append(int.from_bytes(hashlib.blake2b(rel.encode(), digest_size=8).digest(), "little"))
-        arr = np.asarray(offsets + [pos], dtype=np.int64)
-        h = np.asarray(hashes, dtype=np.uint64)
+        offsets = array("q")  # 8 bytes per record, not a Python int object
+        hashes = array("Q")
+        for start, _, rel, _ in iter_labels(self.root, self.labels_path):
+            offsets.append(start)
+            hashes.append(int.from_bytes(hashlib.blake2b(rel.encode(), digest_size=8).digest(), "little"))
+        offsets.append(self.labels_path.stat().st_size)
+        arr = np.frombuffer(offsets, dtype=np.int64).copy()
+        h = np.frombuffer(hashes, dtype=np.uint64)
         order = np.argsort(h, kind="stable")
-        dup = np.nonzero(h[order][1:] == h[order][:-1])[0]
-        if dup.size:
-            i, j = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
-            rec = self.records(j, j + 1)[0]
-            raise SimganError(f"{self.labels_path}: file {rec.file!r} is listed twice (records {i + 1} and {j + 1})")
+        for d in np.nonzero(h[order][1:] == h[order][:-1])[0]:
+            i, j = sorted((int(order[d]), int(order[d + 1])))
+            a, b = self._records_at(arr, i), self._records_at(arr, j)
+            if a.file == b.file:  # not a 64-bit hash collision
+                raise SimganError(f"{self.labels_path}: file {b.file!r} is listed twice (records {i + 1} and {j + 1})")
         return arr
 
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else len(self.offsets) - 1
+
+    def _records_at(self, offsets: np.ndarray, i: int) -> Record:
+        return self._read_span(offsets, i, i + 1)[0]
 
     def records(self, start: int, stop: int) -> list[Record]:
         """Records ``start..stop-1`` (their ``labels.jsonl`` lines verbatim)."""
         stop = min(stop, len(self))
         if self.files is not None:
             return [Record(f) for f in self.files[start:stop]]
+        return self._read_span(self.offsets, start, stop)
+
+    def _read_span(self, offsets: np.ndarray, start: int, stop: int) -> list[Record]:
         out = []
         with open(self.labels_path, "rb") as fh:
-            fh.seek(int(self.offsets[start]))
-            data = fh.read(int(self.offsets[stop] - self.offsets[start]))
+            fh.seek(int(offsets[start]))
+            data = fh.read(int(offsets[stop] - offsets[start]))
         for raw in data.split(b"\n"):
             line = raw.rstrip(b"\r")
             if not line.strip():

@@ -230,16 +230,15 @@ def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str 
         bar = tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False)
     nw = _workers(workers)
     try:
-        lines: list[bytes] = []
         with ThreadPoolExecutor(nw) as png_pool:
             for start, imgs, labs, _ in _iter_blocks(job, n, nw):
                 names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
                 # PNG encoding and file creation dominate here; spread them over threads too
                 list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
-                lines.extend(json_line({"file": name, **lab}) for name, lab in zip(names, labs))
+                writer.add_lines(json_line({"file": name, **lab}) for name, lab in zip(names, labs))
                 if bar is not None:
                     bar.update(len(imgs))
-        return writer.finish(lines)
+        return writer.finish()
     except BaseException:
         writer.abort()
         raise
