@@ -287,6 +287,7 @@ def _iris(p: EyeSceneParams, g: EyeGeometry, sclera: np.ndarray, want_pupil: boo
 
     buf = np.empty(n * H * W + 1, F32)
     buf[:-1] = sclera.ravel()
+    buf[-1] = 0.0  # the sink that off-eye entries of ``flat`` point at; never read back
     under = buf[flat]
     buf[flat] = under + iris_cov * (iris - under)
     albedo = buf[:-1].reshape(n, H, W)
