@@ -11,6 +11,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..errors import SimganError
 from .folder import DatasetWriter, encode_png, json_line
 from .readers import FORMATS, open_format, sniff
@@ -60,34 +62,15 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
     digits = max(6, len(str(n - 1)))
     names = [f"img/{i:0{digits}d}.png" for i in range(n)]
 
-    writer = DatasetWriter(out)
-    bar = None
-    try:
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=n, desc=f"convert {fmt}", unit="img", leave=False, disable=None)
-        pool = ThreadPoolExecutor(max(1, threads)) if threads > 1 else None
-        try:
-            for start in range(0, n, CHUNK):
-                idx = list(range(start, min(n, start + CHUNK)))
-                batch = ds.read_many(idx, threads=threads)
-                paths = [writer.image_path(names[i]) for i in idx]
-                if pool is not None:
-                    list(pool.map(encode_png, paths, batch))
-                else:
-                    for path, image in zip(paths, batch):
-                        encode_png(path, image)
-                if ds.labelled:
-                    writer.add_lines(json_line({"file": names[i], **ds.labels(i)}) for i in idx)
-                if bar is not None:
-                    bar.update(len(idx))
-        finally:
-            if pool is not None:
-                pool.shutdown()
+    with DatasetWriter(out) as writer, \
+            tqdm(total=n, desc=f"convert {fmt}", unit="img", leave=False, disable=None if progress else True) as bar, \
+            ThreadPoolExecutor(max(1, threads)) as pool:
+        for start in range(0, n, CHUNK):
+            idx = list(range(start, min(n, start + CHUNK)))
+            batch = ds.read_many(idx, threads=threads)
+            paths = [writer.image_path(names[i]) for i in idx]
+            list(pool.map(encode_png, paths, batch))
+            if ds.labelled:
+                writer.add_lines(json_line({"file": names[i], **ds.labels(i)}) for i in idx)
+            bar.update(len(idx))
         return writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()

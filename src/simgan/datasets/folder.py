@@ -360,7 +360,12 @@ class DatasetWriter:
     """Writes a dataset in the interchange format without ever exposing a half-written one.
 
     Everything goes to ``OUT.partial/`` first; :meth:`finish` writes ``labels.jsonl`` and renames
-    the folder to ``OUT`` in one step, so a folder named ``OUT`` is always complete.
+    the folder to ``OUT`` in one step, so a folder named ``OUT`` is always complete. Used as a
+    context manager, an exception inside the block removes ``OUT.partial`` (:meth:`abort`)::
+
+        with DatasetWriter(out) as writer:
+            writer.write_image("img/0.png", image)
+            return writer.finish()
     """
 
     def __init__(self, out: str | os.PathLike, *, resume: bool = False):
@@ -419,12 +424,18 @@ class DatasetWriter:
             self._labels = None
         shutil.rmtree(self.partial, ignore_errors=True)
 
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
 
 def write_dataset(out: str | os.PathLike, images: np.ndarray, labels: Sequence[dict] | None = None,
                   *, pattern: str = "img/{:06d}.png") -> Path:
     """Write ``N x H x W x C`` images (and optional labels dicts) as a new interchange folder."""
-    writer = DatasetWriter(out)
-    try:
+    with DatasetWriter(out) as writer:
         lines = []
         for i, image in enumerate(images):
             rel = pattern.format(i)
@@ -432,6 +443,3 @@ def write_dataset(out: str | os.PathLike, images: np.ndarray, labels: Sequence[d
             if labels is not None:
                 lines.append(json_line({"file": rel, **labels[i]}))
         return writer.finish(lines if labels is not None else None)
-    except BaseException:
-        writer.abort()
-        raise

@@ -219,32 +219,23 @@ def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str 
     ``out.partial`` and renamed at the end, so ``out`` never holds a half-written set. An
     existing ``out`` is an error. Returns the folder's path.
     """
+    from tqdm import tqdm
+
     from ..datasets import DatasetWriter, json_line  # imports torch: only when writing files
 
     job = _job(n, seed, domain, height, width, None, ranges, appearance)
-    writer = DatasetWriter(out)
     digits = max(6, len(str(n - 1)))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False)
     nw = _workers(workers)
-    try:
-        with ThreadPoolExecutor(nw) as png_pool:
-            for start, imgs, labs, _ in _iter_blocks(job, n, nw):
-                names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
-                # PNG encoding and file creation dominate here; spread them over threads too
-                list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
-                writer.add_lines(json_line({"file": name, **lab}) for name, lab in zip(names, labs))
-                if bar is not None:
-                    bar.update(len(imgs))
+    with DatasetWriter(out) as writer, \
+            tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False, disable=not progress) as bar, \
+            ThreadPoolExecutor(nw) as png_pool:
+        for start, imgs, labs, _ in _iter_blocks(job, n, nw):
+            names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
+            # PNG encoding and file creation dominate here; spread them over threads too
+            list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
+            writer.add_lines(json_line({"file": name, **lab}) for name, lab in zip(names, labs))
+            bar.update(len(imgs))
         return writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def benchmark(n: int = 4096, *, domain: str = "synthetic", height: int = 35, width: int = 55,
