@@ -132,3 +132,16 @@ def test_memory_does_not_hold_records(trained, tmp_path):
     recs = idx.records(10, 13)
     lines = (syn / "labels.jsonl").read_bytes().splitlines()
     assert [r.line for r in recs] == lines[10:13]
+
+
+def test_peak_memory_is_the_refining_process_own():
+    """The peak memory refine reports (and `simgan bench` records) is the process's own high-water
+    mark: a small child of a large parent must not report the parent's size, as Linux's
+    ru_maxrss does across fork and exec."""
+    import subprocess
+    import sys
+    parent = np.ones(1024 * 2 ** 20 // 8)  # 1 GiB resident in this process
+    child = subprocess.run([sys.executable, "-c", "from simgan.devices import peak_rss_mib; print(peak_rss_mib())"],
+                           capture_output=True, text=True, check=True)
+    assert parent.sum() > 0
+    assert 10 < float(child.stdout) < 700  # importing torch: ~220 MiB

@@ -87,3 +87,24 @@ def set_threads() -> None:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: the high-water mark of the process's own
+    address space. ``getrusage``'s ``ru_maxrss`` is not used there because Linux carries the
+    parent's resident size across fork and exec into it, so a small child of a large parent
+    reports the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    import resource
+    import sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB elsewhere

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from .datasets import LABELS_FILE, atomic_write_bytes, encode_png, from_model, spec_of, to_model
 from .datasets.folder import ImageSpec
 from .datasets.stream import FolderIndex
-from .devices import autocast, resolve_precision, set_threads
+from .devices import autocast, peak_rss_mib, resolve_precision, set_threads
 from .errors import SimganError
 from .rundir import load_refiner
 from .training import DistInfo, init_distributed
@@ -43,6 +43,7 @@ class RefineResult:
     images: int
     seconds: float  # this call's refining time (a resumed call counts only its own work)
     images_per_s: float
+    peak_rss_mib: float  # this process's peak resident memory (flat in the dataset's size)
 
 
 def _out_name(rec_file: str, labelled: bool) -> str:
@@ -211,7 +212,7 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
     if info.enabled:
         dist.barrier()
     total = count * (info.world_size if info.enabled else 1)
-    return RefineResult(out, n, seconds, total / max(seconds, 1e-9))
+    return RefineResult(out, n, seconds, total / max(seconds, 1e-9), peak_rss_mib())
 
 
 def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str = "auto",

@@ -28,4 +28,5 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, threads, quie
                          precision=precision or "auto", threads=threads, progress=not quiet,
                          echo=lambda m: click.echo(m, err=True))
     if res.images and is_main_process():
-        click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s)")
+        click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s, "
+                   f"peak memory {res.peak_rss_mib:.0f} MiB)")
