@@ -437,7 +437,9 @@ def _load_module():
 
 def _serve_cli(load, real, refined, db, n, examples):
     port = load.free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # faulthandler: a server that does not stop is sent SIGABRT and prints every thread's stack
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen([sys.executable, "-m", "simgan", "turing", "serve", "--real", str(real),
                              "--refined", str(refined), "--db", str(db), "--n", str(n), "--examples", str(examples),
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -485,9 +487,9 @@ def test_load_20_concurrent_subjects_lose_nothing(tmp_path):
         try:
             out, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            proc.send_signal(signal.SIGABRT)  # faulthandler dumps the stacks of the stuck server
             out, err = proc.communicate()
-    assert proc.returncode == 0, err.decode()[-2000:]
+    assert proc.returncode == 0, err.decode()[-6000:]
     assert b"Stopped. All answers are in" in out and f"127.0.0.1:{port}".encode() in out
     lost, stored = load.count_lost(db, runs)
     figures = load.summarize(runs, wall, lost, stored)

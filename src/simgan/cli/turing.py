@@ -63,10 +63,20 @@ def serve(real_dir, refined_dir, n, examples, db_path, host, port, seed, log_req
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"Note: listening on {host}: other machines that can reach it can open the page.", err=True)
 
-    def _stop(signum, frame):
-        raise KeyboardInterrupt
+    # Ctrl-C / SIGTERM only set a flag; the serving loop checks it between polls (at most 0.5 s)
+    # and stops there. Raising KeyboardInterrupt from the handler instead can land while the
+    # loop holds one of its own locks, and the server then hangs in its own shutdown.
+    stop = []
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    def _stop(signum, frame):
+        stop.append(signum)
+
+    def _check_stop():
+        if stop:
+            raise KeyboardInterrupt  # raised at a known point of the loop; Werkzeug's loop ends on it
+
+    server.service_actions = _check_stop  # socketserver calls it once per poll
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -74,7 +84,8 @@ def serve(real_dir, refined_dir, n, examples, db_path, host, port, seed, log_req
     finally:
         server.server_close()
         app.extensions["simgan_turing"]["pool"].close()
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     click.echo(f"Stopped. All answers are in {db_path}; see them with `simgan turing report --db {db_path}`.")
 
 
