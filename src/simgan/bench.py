@@ -20,7 +20,6 @@ Every figure printed is measured in the same run. The same command runs unchange
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import subprocess
@@ -128,8 +127,8 @@ def straightforward_training_speed(syn: Path, real: Path, device: torch.device, 
     """The same networks and Algorithm 1 round, written the way public SimGAN code is: fp32, NCHW,
     a Python list of per-image tensors stacked into each batch, the history buffer as a list of
     numpy arrays, a full batch refined for each D step, and ``.item()`` on every loss every step.
-    The reference point issue 6's targets are stated against ("about 2x the straightforward
-    implementation"), measured on this machine instead of quoted."""
+    The reference point for "how much faster than the usual code", measured on this machine
+    instead of quoted."""
     import random
 
     from . import losses
