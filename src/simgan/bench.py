@@ -134,6 +134,7 @@ def straightforward_training_speed(syn: Path, real: Path, device: torch.device, 
     from . import losses
     from .datasets.folder import decode_image, list_image_files
     from .discriminator import build_discriminator
+    from .training import make_optimizer
     cfg = preset("eyes")
     rng = random.Random(0)
 
@@ -147,14 +148,8 @@ def straightforward_training_speed(syn: Path, real: Path, device: torch.device, 
     R = Refiner(cfg.refiner, 1).to(device)
     D = build_discriminator(cfg.discriminator, 1, 35, 55).to(device)
     psi = losses.feature_transform(cfg.loss.feature, 1).to(device)
-    t = cfg.train
-
-    def optimizer(params):  # the preset's optimiser, as simgan train uses it
-        if t.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum)
-        return torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas))
-
-    opt_r, opt_d = optimizer(R.parameters()), optimizer(D.parameters())
+    opt_r = make_optimizer(R.parameters(), cfg.train, cfg.train.lr)  # the preset's, as simgan train uses it
+    opt_d = make_optimizer(D.parameters(), cfg.train, cfg.train.lr)
     history: list[np.ndarray] = []
     b = 64
 

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import losses
-from .config import SimGANConfig
+from .config import SimGANConfig, TrainConfig
 from .datasets import Dataset, ImageSpec, from_model, open_dataset, to_model
 from .devices import autocast, resolve_device, resolve_precision, set_threads
 from .discriminator import build_discriminator, patch_geometry
@@ -274,6 +274,13 @@ class TrainResult:
     metrics: dict  # the last logged row
 
 
+def make_optimizer(params, t: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam, as the training settings name."""
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=t.momentum)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas))
+
+
 class Trainer:
     def __init__(self, cfg: SimGANConfig, synthetic, real, out, *, resume: bool = False,
                  progress: bool = True, echo=None):
@@ -334,8 +341,8 @@ class Trainer:
         if t.ema_decay > 0:
             self.R_ema = copy.deepcopy(self.R).requires_grad_(False).eval()
         self.psi = losses.feature_transform(cfg.loss.feature, spec.channels).to(self.device)
-        self.opt_r = self._optimizer(self.R.parameters(), t.lr)
-        self.opt_d = self._optimizer(self.D.parameters(), t.lr_disc or t.lr)
+        self.opt_r = make_optimizer(self.R.parameters(), t, t.lr)
+        self.opt_d = make_optimizer(self.D.parameters(), t, t.lr_disc or t.lr)
         seed = t.seed * 1000 + self.dist.rank
         self.buffer = ImageHistoryBuffer(t.buffer_size, shape, self.device, seed=seed + 1) if t.history else None
         self.syn_sampler = BatchSampler(len(self.synthetic), seed + 2)
@@ -367,12 +374,6 @@ class Trainer:
         self.show_real = torch.as_tensor(np.sort(g.choice(len(self.real), n_show, replace=False)))
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _optimizer(self, params, lr):
-        t = self.cfg.train
-        if t.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=t.momentum)
-        return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas))
-
     def say(self, msg: str) -> None:
         if not self.dist.is_main:
             return
