@@ -47,7 +47,7 @@ def test_interrupted_refine_resumes_to_identical_output(trained, tmp_path, monke
     run, syn = trained
     refine_dataset(run, syn, tmp_path / "straight", batch_size=8, progress=False)
 
-    import simgan.refine as refine_mod
+    import simgan.datasets.pipeline as refine_mod  # where refine's file work calls encode_png
     real_encode = refine_mod.encode_png
     calls = {"n": 0}
 
@@ -145,3 +145,22 @@ def test_peak_memory_is_the_refining_process_own():
                            capture_output=True, text=True, check=True)
     assert parent.sum() > 0
     assert 10 < float(child.stdout) < 700  # importing torch: ~220 MiB
+
+
+def test_worker_processes_write_the_same_files(trained, tmp_path):
+    """File work in worker processes (the GPU default) gives byte-identical output to the in-process
+    threads (the CPU default), and a file of the wrong size is still named in one error line."""
+    from simgan.datasets import encode_png
+    from simgan.errors import SimganError
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "threads", batch_size=10, workers=0, progress=False)
+    refine_dataset(run, syn, tmp_path / "procs", batch_size=10, workers=2, progress=False)
+    assert folder_bytes(tmp_path / "threads") == folder_bytes(tmp_path / "procs")
+
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(syn, bad)
+    victim = sorted(bad.rglob("*.png"))[30]
+    encode_png(victim, np.zeros((5, 7, 1), np.uint8))
+    with pytest.raises(SimganError, match=victim.name):
+        refine_dataset(run, bad, tmp_path / "bad_out", batch_size=10, workers=2, progress=False)

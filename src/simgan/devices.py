@@ -18,14 +18,19 @@ from .errors import SimganError
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
+    """The torch device for ``--device``. A GPU always comes back with its index (``cuda:0``, never
+    a bare ``cuda``), because tensors report the indexed form and ``torch.device("cuda") !=
+    torch.device("cuda:0")``: comparing a tensor's device with an unindexed one would always differ."""
     name = (name or "auto").lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise SimganError(f"--device {name} was asked for but no CUDA GPU is available on this machine")
         dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
+        if dev.index is None:
+            return torch.device("cuda", torch.cuda.current_device())
+        if dev.index >= torch.cuda.device_count():
             raise SimganError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
         return dev
     if name == "cpu":
@@ -68,6 +73,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type == "cpu":
         raise SimganError("--precision fp16 is for GPUs; on CPU use fp32 or bf16")
     return precision
+
+
+def inference_precision(precision: str, device: torch.device) -> str:
+    """Like :func:`resolve_precision`, but ``auto`` on a GPU is fp16 for refining: inference only,
+    values bounded, and fp16's three more mantissa bits give fp32's 8-bit pixels on 99.95% of
+    pixels where bf16 gives 96.9% (H100, eyes refiner), at the same speed."""
+    if precision.lower() == "auto" and device.type == "cuda":
+        return "fp16"
+    return resolve_precision(precision, device)
 
 
 def autocast(device: torch.device, precision: str):

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .datasets import LABELS_FILE, atomic_write_bytes, encode_png, from_model, spec_of, to_model
+from .datasets import LABELS_FILE, atomic_write_bytes, decode_image, from_model, spec_of, to_model
+from .datasets.pipeline import ImagePipeline, default_workers
 from .datasets.folder import ImageSpec
 from .datasets.stream import FolderIndex
-from .devices import autocast, peak_rss_mib, resolve_precision, set_threads
+from .devices import autocast, inference_precision, peak_rss_mib, set_threads
 from .errors import SimganError
 from .rundir import load_refiner
 from .training import DistInfo, init_distributed
@@ -70,36 +71,59 @@ class _Progress:
         atomic_write_bytes(self.path, json.dumps({"batches_done": done}).encode())
 
 
-def refine_dataset(run, input, out, *, batch_size: int = 256, device: str = "auto", precision: str = "auto",
-                   threads: int = 4, progress: bool = True, echo=None) -> RefineResult:
+def inference_refiner(run, dev: torch.device, precision: str):
+    """The refiner of ``run`` ready to refine on ``dev``: (model, config, step, precision), with
+    ``precision`` resolved (:func:`simgan.devices.inference_precision`), the bf16 body on a CPU
+    (:meth:`Refiner.for_inference`) and the run's memory layout."""
+    model, cfg, step = load_refiner(run, dev)
+    precision = inference_precision(precision, dev)
+    if dev.type == "cpu":
+        model = model.for_inference(precision)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, cfg, step, precision
+
+
+def refine_dataset(run, input, out, *, batch_size: int | None = None, device: str = "auto", precision: str = "auto",
+                   workers: int | None = None, progress: bool = True, echo=None) -> RefineResult:
     """Refine every image of the interchange folder ``input`` with the refiner of ``run``.
 
     Writes ``out`` (which must not exist). Run again with the same arguments after an
-    interruption to continue; the finished folder appears only once complete.
+    interruption to continue; the finished folder appears only once complete. ``workers``:
+    processes that decode and encode the image files (default: none on a CPU, all cores but one
+    on a GPU; see :mod:`simgan.datasets.pipeline`); ``batch_size`` defaults to 16 on a CPU and
+    4096 on a GPU. ``precision="auto"`` refines in fp16 on a GPU:
+    it gives fp32's 8-bit pixels on 99.95% of pixels where bf16 gives 96.9% (measured on an H100,
+    eyes refiner), at the same speed; on a CPU it is bf16 where native, else fp32.
     """
     set_threads()
     info, dev = init_distributed(device)
     try:
-        return _refine(run, input, out, batch_size, dev, precision, threads, progress and info.is_main, echo, info)
+        return _refine(run, input, out, batch_size, dev, precision, workers, progress and info.is_main, echo, info)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo, info: DistInfo) -> RefineResult:
+def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo) -> RefineResult:
     say = echo or (lambda msg: None)
+    if batch_size is None:
+        # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache:
+        # bf16 on 2 AVX512-BF16 cores ran the eyes refiner at 512 images/s at batch 16 and 238 at 256.
+        batch_size = 4096 if dev.type == "cuda" else 16
     if batch_size < 1:
         raise SimganError("--batch-size must be >= 1")
+    if workers is None:
+        workers = default_workers(dev.type)
+    if workers < 0:
+        raise SimganError("--workers must be >= 0")
     out = Path(out)
     if out.exists():
         raise SimganError(f"output {out} already exists; choose a new folder or remove it")
     index = FolderIndex(input, what="input")
     first = index.records(0, 1)[0]
     spec = spec_of(index.read(first))
-    model, cfg, step = load_refiner(run, dev)
-    precision = resolve_precision(precision, dev)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, cfg, step, precision = inference_refiner(run, dev, precision)
     want = ImageSpec(cfg.image.height, cfg.image.width, cfg.image.channels, cfg.image.bit_depth)
     if spec != want:
         raise SimganError(f"the run {run} refines {want.describe()} images (preset {cfg.preset}) but {input} holds "
@@ -135,56 +159,50 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
     mine = list(range(info.rank, n_batches, info.world_size))
     done = tracker.load()
     todo = mine[done:]
-    max_value = spec.max_value
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=n, initial=min(n, done * batch_size * info.world_size), desc="refine", unit="img",
                    dynamic_ncols=True)
 
-    def load(b: int):
+    def batch_files(b: int):
         recs = index.records(b * batch_size, (b + 1) * batch_size)
-        images = list(pool.map(index.read, recs))
-        for rec, img in zip(recs, images):
-            if spec_of(img) != spec:
-                raise SimganError(f"{index.root / rec.file} is {spec_of(img).describe()} but the run refines "
-                                  f"{spec.describe()} images")
-        return recs, np.stack(images)
-
-    def save(recs, refined: np.ndarray) -> None:
-        names = [_out_name(r.file, index.labelled) for r in recs]
-        for d in {os.path.dirname(nm) for nm in names}:
-            (partial / d).mkdir(parents=True, exist_ok=True)
-        list(pool.map(lambda a: encode_png(partial / a[0], a[1]), zip(names, refined)))
+        return [index.root / r.file for r in recs], [partial / _out_name(r.file, index.labelled) for r in recs]
 
     t0 = time.perf_counter()
     count = 0
-    with ThreadPoolExecutor(max(1, threads)) as pool, ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
-        pending_read = reader.submit(load, todo[0]) if todo else None
-        pending_write = None
-        for k, b in enumerate(todo):
-            recs, pixels = pending_read.result()
-            pending_read = reader.submit(load, todo[k + 1]) if k + 1 < len(todo) else None
-            x = to_model(pixels, max_value, device=dev)
+    with ImagePipeline(workers, spec) as io:
+        # Decoding runs `depth` batches ahead and encoding trails behind: the I/O workers stay busy
+        # while the model runs. A batch counts as done only once all its files are written, in order.
+        depth = 2 if io.workers == 0 else 4
+
+        def start_read(b: int):
+            srcs, dsts = batch_files(b)
+            return dsts, io.decode(srcs)
+
+        reads = deque(start_read(b) for b in todo[:depth])
+        writes: deque = deque()
+        for k in range(len(todo)):
+            dsts, pending = reads.popleft()
+            if k + depth < len(todo):
+                reads.append(start_read(todo[k + depth]))
+            pixels = pending.result()
+            x = to_model(pixels, spec.max_value, device=dev)
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.no_grad(), autocast(dev, precision):
                 y = model(x)
-            refined = from_model(y.float(), max_value)
-            if pending_write is not None:
-                pending_write.result()
+            for d in {p.parent for p in dsts}:
+                d.mkdir(parents=True, exist_ok=True)
+            writes.append((len(dsts), io.encode(dsts, from_model(y.float(), spec.max_value))))
+            count += len(dsts)
+            while len(writes) > depth or (writes and k == len(todo) - 1):
+                m, fut = writes.popleft()
+                fut.result()
+                done += 1
                 tracker.save(done)
                 if bar is not None:
-                    bar.update(last_count * info.world_size)
-            pending_write = writer.submit(save, recs, refined)
-            done += 1
-            last_count = len(recs)
-            count += len(recs)
-        if pending_write is not None:
-            pending_write.result()
-            tracker.save(done)
-            if bar is not None:
-                bar.update(last_count * info.world_size)
+                    bar.update(m * info.world_size)
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -220,12 +238,13 @@ def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str 
     """Refine an in-memory ``N×H×W×C`` array (for notebooks and evaluation code)."""
     from .devices import resolve_device
     dev = resolve_device(device)
-    model, cfg, _ = load_refiner(run, dev)
-    precision = resolve_precision(precision, dev)
+    model, cfg, _, precision = inference_refiner(run, dev, precision)
     max_value = (1 << (cfg.image.bit_depth or 8)) - 1
     out = np.empty_like(images)
     for s in range(0, len(images), batch_size):
         x = to_model(images[s:s + batch_size], max_value, device=dev)
+        if cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), autocast(dev, precision):
             out[s:s + batch_size] = from_model(model(x).float(), max_value)
     return out

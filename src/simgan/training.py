@@ -149,8 +149,8 @@ class ImageSource:
         if self.data.device != idx.device and self.data.device.type == "cuda":
             idx = idx.to(self.data.device)
         x = self.data[idx]
-        if x.device != self.device:
-            x = x.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else x
+        if not x.is_cuda and self.device.type == "cuda":  # a set too large for the GPU: copy from pinned memory
+            x = x.pin_memory().to(self.device, non_blocking=True)
         return to_model(x, self.spec.max_value)
 
 
