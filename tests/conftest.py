@@ -86,3 +86,26 @@ def cli(capsys):
 
 def torchrun_cmd(nproc: int = 2):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+
+
+def eyes_refiner_run(tmp_path, n: int):
+    """A run holding the eyes preset's refiner with random weights that make SimGAN-sized
+    corrections (|R(x) - x| ~ 4 levels), and ``n`` labelled 35x55 images to refine:
+    (run folder, dataset folder, images). For comparing precisions and devices pixel by pixel."""
+    import torch
+    from simgan.config import preset
+    from simgan.datasets import write_dataset
+    from simgan.refiner import Refiner
+    from simgan.rundir import RunDir
+
+    cfg = preset("eyes")
+    torch.manual_seed(0)
+    R = Refiner(cfg.refiner, 1)
+    with torch.no_grad():
+        R.head.weight.normal_(0, 0.07)
+        R.head.bias.fill_(0.0)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.save_refiner(R.state_dict(), cfg, 0)
+    images, labels = make_discs(n, h=35, w=55, seed=4)
+    return run.path, write_dataset(tmp_path / "syn", images, labels), images

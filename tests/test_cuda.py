@@ -62,25 +62,10 @@ def test_gpu_refine_matches_cpu_fp32(tmp_path, precision, equal):
     making SimGAN-sized corrections: on >= 99% of pixels in fp16 (what ``auto`` picks for refining
     on a GPU; 99.95% measured on an H100), >= 99.9% in fp32 (cuDNN's TF32 convolutions), and
     >= 95% in bf16, whose 8-bit mantissa rounds the refiner's activations (96.9% measured)."""
-    from conftest import make_discs
-    from simgan.config import preset
-    from simgan.datasets import write_dataset
-    from simgan.refiner import Refiner
-    from simgan.rundir import RunDir
-
-    cfg = preset("eyes")
-    torch.manual_seed(0)
-    R = Refiner(cfg.refiner, 1)
-    with torch.no_grad():
-        R.head.weight.normal_(0, 0.07)
-        R.head.bias.fill_(0.0)
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir()
-    run.save_refiner(R.state_dict(), cfg, 0)
-    images, labels = make_discs(300, h=35, w=55, seed=4)
-    syn = write_dataset(tmp_path / "syn", images, labels)
-    refine_dataset(run.path, syn, tmp_path / "cpu", device="cpu", precision="fp32", progress=False)
-    refine_dataset(run.path, syn, tmp_path / "gpu", device="cuda", precision=precision, progress=False)
+    from conftest import eyes_refiner_run
+    run, syn, images = eyes_refiner_run(tmp_path, 300)
+    refine_dataset(run, syn, tmp_path / "cpu", device="cpu", precision="fp32", progress=False)
+    refine_dataset(run, syn, tmp_path / "gpu", device="cuda", precision=precision, progress=False)
     a = ImageFolder.open(tmp_path / "cpu").load().astype(int)
     b = ImageFolder.open(tmp_path / "gpu").load().astype(int)
     assert np.abs(a - images.astype(int)).mean() > 3

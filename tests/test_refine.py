@@ -95,26 +95,10 @@ def test_unlabelled_input_writes_png_folder(trained, tmp_path):
 def test_bf16_refine_matches_fp32(tmp_path):
     """bf16 gives the same 8-bit pixels as fp32 on >= 99% of pixels, never more than 2 levels off,
     for the eyes preset's refiner making SimGAN-sized corrections (random weights, |R(x) - x| ~ 4 levels)."""
-    import torch
-    from conftest import make_discs
-    from simgan.config import preset
-    from simgan.datasets import write_dataset
-    from simgan.refiner import Refiner
-    from simgan.rundir import RunDir
-
-    cfg = preset("eyes")
-    torch.manual_seed(0)
-    R = Refiner(cfg.refiner, 1)
-    with torch.no_grad():
-        R.head.weight.normal_(0, 0.07)
-        R.head.bias.fill_(0.0)
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir()
-    run.save_refiner(R.state_dict(), cfg, 0)
-    images, labels = make_discs(24, h=35, w=55, seed=4)
-    syn = write_dataset(tmp_path / "syn", images, labels)
-    refine_dataset(run.path, syn, tmp_path / "fp32", precision="fp32", progress=False)
-    refine_dataset(run.path, syn, tmp_path / "bf16", precision="bf16", progress=False)
+    from conftest import eyes_refiner_run
+    run, syn, images = eyes_refiner_run(tmp_path, 24)
+    refine_dataset(run, syn, tmp_path / "fp32", precision="fp32", progress=False)
+    refine_dataset(run, syn, tmp_path / "bf16", precision="bf16", progress=False)
     a = ImageFolder.open(tmp_path / "fp32").load().astype(int)
     b = ImageFolder.open(tmp_path / "bf16").load().astype(int)
     assert np.abs(a - images.astype(int)).mean() > 3  # the refiner really changes the images

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .datasets import LABELS_FILE, atomic_write_bytes, decode_image, from_model, spec_of, to_model
+from .datasets import LABELS_FILE, atomic_write_bytes, from_model, spec_of, to_model
 from .datasets.pipeline import ImagePipeline, default_workers
 from .datasets.folder import ImageSpec
 from .datasets.stream import FolderIndex
