@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ import torch
 import torch.distributed as dist
 
 from .datasets import LABELS_FILE, atomic_write_bytes, encode_png, from_model, spec_of, to_model
-from .datasets.folder import ImageSpec
+from .datasets.folder import ImageSpec, PartialDir
 from .datasets.stream import FolderIndex
 from .devices import autocast, peak_rss_mib, resolve_precision, set_threads
 from .errors import SimganError
+from .paths import check_no_overlap, partial_of
 from .rundir import load_refiner
 from .training import DistInfo, init_distributed
 
@@ -53,6 +53,21 @@ def _out_name(rec_file: str, labelled: bool) -> str:
         raise SimganError(f"refine writes PNG images, but the input lists {rec_file!r}; convert the dataset to "
                           f"PNG with `simgan convert` first (the labels must keep naming the right files)")
     return os.path.splitext(rec_file)[0] + ".png"
+
+
+def check_output_names(index: FolderIndex) -> None:
+    """Refuse two input images that would be written to one output file (``a.png`` and
+    ``a.jpg`` of an unlabelled folder both become ``a.png``)."""
+    if index.files is None:
+        return
+    seen: dict[str, str] = {}
+    for f in index.files:
+        name = _out_name(f, False)
+        key = name.lower()  # also a clash on case-insensitive file systems
+        if key in seen:
+            raise SimganError(f"{index.root / seen[key]} and {index.root / f} would both be written as {name}; "
+                              f"rename one of them")
+        seen[key] = f
 
 
 class _Progress:
@@ -91,9 +106,11 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
     if batch_size < 1:
         raise SimganError("--batch-size must be >= 1")
     out = Path(out)
+    check_no_overlap({"--run": run, "--input": input}, {"--out": out})
     if out.exists():
         raise SimganError(f"output {out} already exists; choose a new folder or remove it")
     index = FolderIndex(input, what="input")
+    check_output_names(index)
     first = index.records(0, 1)[0]
     spec = spec_of(index.read(first))
     model, cfg, step = load_refiner(run, dev)
@@ -106,31 +123,48 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
                           f"{spec.describe()} images ({first.file})")
     n = len(index)
     n_batches = (n + batch_size - 1) // batch_size
-    partial = out.with_name(out.name + ".partial")
+    partial = partial_of(out)
     manifest = {
         "run": str(Path(run).resolve()), "refiner_step": step, "input": str(Path(input).resolve()),
         "images": n, "batch_size": batch_size, "world_size": info.world_size, "precision": precision,
     }
 
-    # -- create or resume OUT.partial (rank 0), then everyone checks the same manifest ------------
+    # -- create or resume OUT.partial (rank 0, locked), then everyone checks the same manifest -----
+    pdir = None
     if info.is_main:
+        pdir = PartialDir(out, resume=True, echo=echo)
         mpath = partial / MANIFEST
-        if partial.exists():
+        if not pdir.created:
             try:
                 old = json.loads(mpath.read_text())
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):
                 old = None
             if old != manifest:
+                pdir.release()
                 raise SimganError(f"{partial} holds an unfinished refine with other inputs or settings; remove it "
                                   f"to start over (or rerun with the same --run, --input, --batch-size, "
                                   f"--precision and process count to continue it)")
             say(f"continuing the unfinished refine in {partial}")
         else:
-            partial.mkdir(parents=True)
             atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
     if info.enabled:
         dist.barrier()
+    try:
+        return _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest,
+                            dev, threads, progress, info, out)
+    except BaseException as exc:
+        if pdir is not None and pdir.lock.held:
+            # Bad input found by the call that made OUT.partial: nothing is left behind. An
+            # interruption (or a failure while continuing an earlier refine) keeps it to resume.
+            if pdir.created and isinstance(exc, SimganError):
+                pdir.remove()
+            else:
+                pdir.release()
+        raise
 
+
+def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest, dev,
+                 threads, progress, info, out) -> RefineResult:
     tracker = _Progress(partial, info)
     mine = list(range(info.rank, n_batches, info.world_size))
     done = tracker.load()
@@ -206,9 +240,7 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
         for f in partial.glob(".progress-*.json"):
             f.unlink()
         (partial / MANIFEST).unlink()
-        if out.exists():
-            raise SimganError(f"output {out} appeared while refining; the result is left in {partial}")
-        os.replace(partial, out)
+        pdir.publish()
     if info.enabled:
         dist.barrier()
     total = count * (info.world_size if info.enabled else 1)
@@ -232,5 +264,6 @@ def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str 
 
 
 def remove_partial(out) -> None:
-    """Forget an unfinished refine of ``out``."""
-    shutil.rmtree(Path(out).with_name(Path(out).name + ".partial"), ignore_errors=True)
+    """Forget an unfinished refine of ``out`` (only an ``OUT.partial`` that simgan made)."""
+    if partial_of(out).exists():
+        PartialDir(out, resume=True).remove()
