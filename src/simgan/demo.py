@@ -267,8 +267,12 @@ def _realism_rows(realism: dict) -> list[list]:
 def _preservation_rows(p: dict) -> list[list]:
     rows = []
     pupil = p.get("pupil") or {}
+    if pupil.get("n_eligible"):
+        rows.append(["pupil shift, censored median (failures as inf) (px)", f"{pupil['median_px_censored']:.2f}",
+                     f"{100 * pupil['failure_rate']:.1f}% failed or beyond {pupil['search_radius_px']:.0f} px",
+                     pupil["n_eligible"]])
     if pupil.get("n_measured"):
-        rows.append(["pupil centre shift (px)", f"{pupil['mean_px']:.2f}", f"{pupil['std_px']:.2f}",
+        rows.append(["pupil centre shift over fitted pairs (px)", f"{pupil['mean_px']:.2f}", f"{pupil['std_px']:.2f}",
                      pupil["n_measured"]])
     g = p.get("gaze") or {}
     if g:

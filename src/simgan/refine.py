@@ -86,7 +86,7 @@ class _Progress:
 
 
 def refine_dataset(run, input, out, *, batch_size: int = 256, device: str = "auto", precision: str = "auto",
-                   threads: int = 4, progress: bool = True, echo=None) -> RefineResult:
+                   threads: int = 4, progress: bool = True, echo=None, trust_pickle: bool = False) -> RefineResult:
     """Refine every image of the interchange folder ``input`` with the refiner of ``run``.
 
     Writes ``out`` (which must not exist). Run again with the same arguments after an
@@ -95,16 +95,20 @@ def refine_dataset(run, input, out, *, batch_size: int = 256, device: str = "aut
     set_threads()
     info, dev = init_distributed(device)
     try:
-        return _refine(run, input, out, batch_size, dev, precision, threads, progress and info.is_main, echo, info)
+        return _refine(run, input, out, batch_size, dev, precision, threads, progress and info.is_main, echo, info,
+                       trust_pickle)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo, info: DistInfo) -> RefineResult:
+def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo, info: DistInfo,
+            trust_pickle: bool = False) -> RefineResult:
     say = echo or (lambda msg: None)
     if batch_size < 1:
         raise SimganError("--batch-size must be >= 1")
+    if threads < 1:
+        raise SimganError("--threads must be >= 1")
     out = Path(out)
     check_no_overlap({"--run": run, "--input": input}, {"--out": out})
     if out.exists():
@@ -113,7 +117,7 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
     check_output_names(index)
     first = index.records(0, 1)[0]
     spec = spec_of(index.read(first))
-    model, cfg, step = load_refiner(run, dev)
+    model, cfg, step = load_refiner(run, dev, trust_pickle=trust_pickle)
     precision = resolve_precision(precision, dev)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

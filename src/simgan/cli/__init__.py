@@ -23,6 +23,7 @@ COMMANDS = {
     "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
     "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
     "convert": ("simgan.cli.convert", "convert", "Convert UnityEyes, MPIIGaze, HDF5 or NPZ data to the interchange format."),
+    "export": ("simgan.cli.export", "export", "Write a run's refiner as one .safetensors file to share."),
     "presets": ("simgan.cli.presets", "presets", "Show the presets: networks, receptive fields, settings."),
     "bench": ("simgan.cli.bench", "bench", "Measure training and refining speed against this machine's roofline."),
 }

@@ -8,15 +8,18 @@ from .common import device_option, is_main_process, precision_option
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(), help="A run directory written by `simgan train`.")
+@click.option("--run", "run_dir", required=True, type=click.Path(),
+              help="A run directory written by `simgan train`, or a refiner exported by `simgan export`.")
 @click.option("--input", "input_dir", required=True, type=click.Path(), help="Dataset to refine (interchange format).")
 @click.option("--out", required=True, type=click.Path(), help="Folder to create for the refined dataset.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @device_option
 @precision_option
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Image decode/encode threads.")
+@click.option("--trust-pickle", is_flag=True, default=False,
+              help="Load an older run's pickled refiner.pt (can run code: only files you trust).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def refine(run_dir, input_dir, out, batch_size, device, precision, threads, quiet):
+def refine(run_dir, input_dir, out, batch_size, device, precision, threads, trust_pickle, quiet):
     """Refine every image of a dataset; labels.jsonl lines are copied byte for byte.
 
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
@@ -25,7 +28,7 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, threads, quie
     from ..refine import refine_dataset
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
-                         precision=precision or "auto", threads=threads, progress=not quiet,
+                         precision=precision or "auto", threads=threads, progress=not quiet, trust_pickle=trust_pickle,
                          echo=lambda m: click.echo(m, err=True))
     if res.images and is_main_process():
         click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s, "
