@@ -110,9 +110,14 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
     from .simulators.eyes import simulate_eyes
     from .training import train
 
+    from .devices import resolve_device
+
     out = Path(out)
     if out.exists():
         raise SimganError(f"--out {out} already exists; choose a new folder")
+    resolve_device(device)  # a device that is not there is bad input: said before any work
+    if not 0 <= seed < 2 ** 32:
+        raise SimganError(f"--seed must be in 0 .. 2**32 - 1, got {seed}")
     name = "quick" if quick else "default"
     s = settings or DEMO_SETTINGS[name]
     out.mkdir(parents=True)
