@@ -265,8 +265,9 @@ class Case:
 
 TRAIN = ["train", "--synthetic", "{W}/syn", "--real", "{W}/real", "--out", "{C}/run", "--config", "{W}/tiny.yaml",
          "--preset", "generic", "--quiet"]
-TRAIN_CFG = ["train", "--synthetic", "{W}/syn", "--real", "{W}/real", "--out", "{C}/run", "--config", "{C}/bad.yaml",
-             "--quiet"]
+TRAIN_CFG_ANY = ["train", "--synthetic", "{W}/syn", "--real", "{W}/real", "--out", "{C}/run", "--config",
+                 "{C}/bad.yaml", "--quiet"]
+TRAIN_CFG = TRAIN_CFG_ANY + ["--preset", "generic"]
 RESUME = ["train", "--synthetic", "{W}/syn", "--real", "{W}/real", "--out", "{C}/run", "--resume", "--quiet"]
 REFINE = ["refine", "--run", "{W}/run", "--input", "{W}/syn", "--out", "{C}/ref", "--quiet"]
 SIM = ["simulate", "eyes", "--quiet"]
@@ -357,7 +358,8 @@ CASES = [
     Case("cfg-seed", TRAIN_CFG, _tiny_plus("  seed: -1\n"), "seed"),
     Case("cfg-kg-max", TRAIN_CFG, _tiny_plus("  kg_max: -3\n"), "kg_max"),
     Case("cfg-health-patience", TRAIN_CFG, _tiny_plus("  health_patience: -1\n"), "health_patience"),
-    Case("cfg-lr-inf", TRAIN_CFG, _tiny_plus("  lr_disc: .inf\n"), "finite"),
+    Case("cfg-lr-inf", TRAIN_CFG, _tiny_plus("  lr: .inf\n"), "finite"),
+    Case("cfg-lr-disc-inf", TRAIN_CFG, _tiny_plus("  lr_disc: .inf\n"), "finite"),
     Case("cfg-lr-nan", TRAIN_CFG, _tiny_plus("  lr_disc: .nan\n"), "finite"),
     Case("cfg-steps-text", TRAIN_CFG, _tiny_plus("  log_every: ten\n"), "integer"),
     Case("cfg-batch-bool", TRAIN_CFG, _tiny_plus("  history: 3\n"), "true or false"),
@@ -381,9 +383,10 @@ CASES = [
     Case("cfg-unknown-nested", TRAIN_CFG, _config("train: {stpes: 3}\n"), "stpes"),
     Case("cfg-section-scalar", TRAIN_CFG, _config("train: 5\n"), "mapping"),
     Case("cfg-non-string-key", TRAIN_CFG, _config("train: {1: 2}\n"), "unknown"),
-    Case("cfg-preset-foo", TRAIN_CFG, _config("preset: foo\n"), "foo"),
-    Case("cfg-preset-contradicts", TRAIN_CFG + ["--preset", "eyes"], _config("preset: generic\n"), "contradicts"),
-    Case("cfg-preset-honoured", TRAIN_CFG, _config("preset: hands\ntrain: {steps: 1}\n"), "hands preset"),
+    Case("cfg-preset-foo", TRAIN_CFG_ANY, _config("preset: foo\n"), "foo"),
+    Case("cfg-preset-contradicts", TRAIN_CFG_ANY + ["--preset", "generic"],
+         _config(TINY_CONFIG.replace("preset: generic", "preset: hands")), "contradicts"),
+    Case("cfg-preset-honoured", TRAIN_CFG_ANY, _config("preset: hands\ntrain: {steps: 1}\n"), "hands preset"),
     Case("cfg-channels", TRAIN_CFG, _config("preset: generic\nimage: {channels: 7}\n"), "channels"),
     Case("cfg-missing", _with(TRAIN, config="{C}/nope.yaml"), match="not found"),
     Case("cfg-is-dir", _with(TRAIN, config="{C}/cfgdir"), _empty("cfgdir"), "not a file"),
@@ -553,11 +556,14 @@ def invoke(argv: list[str], timeout: int = 60) -> tuple[int, str, str, BaseExcep
     return code, out.getvalue(), err.getvalue(), escaped
 
 
-def judge(before: dict, after: dict, code: int, err: str, escaped) -> str | None:
-    """The class of the issue's table this outcome falls in (None: the promise held)."""
+def judge(before: dict, after: dict, code: int, err: str, escaped, outputs=()) -> str | None:
+    """The class of the issue's table this outcome falls in (None: the promise held). A changed
+    or deleted path counts as damaged input unless it lies in one of ``outputs`` (what the
+    command was asked to write: a run it resumed, say)."""
     if any(p.endswith(os.sep + "pwned") for p in after):
         return CLASSES[5]
-    if any(after.get(p) != v for p, v in before.items()):
+    owned = tuple(str(o) + os.sep for o in outputs)
+    if any(after.get(p) != v and not (p + os.sep).startswith(owned) for p, v in before.items()):
         return CLASSES[4]
     if isinstance(escaped, TimeoutError):  # it went to work (or served) on bad input
         return CLASSES[2]
@@ -578,15 +584,17 @@ def run_case(case: Case, W: Path, C: Path):
     if case.setup is not None:
         case.setup(W, C)
     before = snapshot(W, C)
+    argv = expand(case.args, W, C)
+    outputs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--out", "-o", "--db")]
     try:
-        code, out, err, escaped = invoke(expand(case.args, W, C))
+        code, out, err, escaped = invoke(argv)
     finally:
         sock = getattr(_busy_port, "sock", None)
         if sock is not None:
             sock.close()
             _busy_port.sock = None
     after = snapshot(W, C)
-    return judge(before, after, code, err, escaped), code, err, escaped, before, after
+    return judge(before, after, code, err, escaped, outputs), code, err, escaped, before, after
 
 
 # ----------------------------------------------------------------------------------------------
