@@ -26,12 +26,12 @@ def test_ddp_training_two_processes(tiny_sets, tiny_config, tmp_path):
     run = tmp_path / "run"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 12))  # one row per step: only rank 0 writes
-    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["world_size"] == 2 and len(ckpt["ranks"]) == 2
     b0, b1 = (r["buffer"]["images"] for r in ckpt["ranks"])
     assert b0.shape == b1.shape and not torch.equal(b0, b1)  # each rank keeps its own history
     assert ckpt["ranks"][0]["syn_sampler"]["n"] == 24  # each rank trains on half of the 48 images
-    assert (run / "refiner.pt").exists() and any((run / "samples").glob("step_*.png"))
+    assert (run / "refiner.safetensors").exists() and any((run / "samples").glob("step_*.png"))
 
 
 def test_sharded_refine_equals_single_process(tiny_sets, tiny_config, tmp_path):

@@ -339,7 +339,7 @@ def test_cli_preservation_end_to_end(folders, tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert abs(m["pupil"]["mean_px"] - 1.0) < 0.3
     assert m["gaze"]["change_mean_deg"] >= 0 and m["gaze"]["estimator"]["trained_on"] == "synthetic set"
-    assert "pupil centre shift" in stdout
+    assert "pupil shift, censored median" in stdout and "moved beyond the radius" in stdout
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -366,3 +366,34 @@ def test_cli_bad_inputs_are_one_line_errors(folders, tmp_path, capsys, argv, nee
     assert err.startswith("simgan: error: ") and err.count("\n") == 1, err
     assert needle in err
     assert not (tmp_path / "o").exists()  # bad input leaves no output folder behind
+
+
+def test_pupil_failures_count_in_the_censored_headline(tmp_path):
+    """A refiner that moves pupils beyond the search radius cannot look good by dropping out of
+    the statistics: those pairs are a counted outcome and push the censored median up."""
+    from simgan.evaluation.preservation import censored_summary, pair_outcome, search_radius
+
+    images, labels = toy_eyes.render(20, seed=8, noise=4.0)
+    near, _ = toy_eyes.render(20, seed=8, noise=4.0, noise_seed=5, pupil_dx=1.0)
+    far, _ = toy_eyes.render(20, seed=8, noise=4.0, noise_seed=5, pupil_dx=14.0)
+    radius = search_radius(images.shape[2])
+    assert radius < 14.0
+    outcomes = [pair_outcome(a, b)[0] for a, b in zip(images, far)]
+    assert outcomes.count("beyond_radius") >= 10, outcomes
+    # 12 pairs moved 1 px, 8 moved 14 px: the fitted-only mean stays ~1 px, the headline does not.
+    refined = np.concatenate([near[:12], far[12:]])
+    write_dataset(tmp_path / "syn", images, labels)
+    write_dataset(tmp_path / "ref", refined, labels)
+    m = evaluate_preservation(tmp_path / "syn", tmp_path / "ref", train_estimator=False)["pupil"]
+    bad = m["outcomes"]["beyond_radius"] + m["outcomes"]["refined_failed"]
+    assert m["outcomes"]["fitted"] + bad + m["outcomes"]["synthetic_failed"] == 20
+    assert bad >= 6 and m["failure_rate"] == bad / m["n_eligible"]
+    assert m["mean_px"] < 2.0  # what the old headline reported
+    assert m["mean_px_lower_bound"] > m["mean_px"] + 2.0
+    assert m["p90_px_censored"] == float("inf")
+    assert all(d > radius for d in m["beyond_radius_distances_px"])
+    # the statistic itself: failures are +inf in the quantiles, the radius in the mean bound
+    s = censored_summary(np.array([1.0, 2.0, 3.0]), 2, 8.0)
+    assert s["median_px_censored"] == 3.0 and s["p90_px_censored"] == float("inf")
+    assert s["failure_rate"] == 0.4 and s["mean_px_lower_bound"] == (6.0 + 16.0) / 5
+    assert censored_summary(np.array([1.0]), 2, 8.0)["median_px_censored"] == float("inf")

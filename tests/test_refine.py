@@ -76,8 +76,15 @@ def test_partial_of_other_inputs_is_not_resumed(trained, tmp_path):
     run, syn = trained
     (tmp_path / "out.partial").mkdir()
     (tmp_path / "out.partial" / ".simgan-refine.json").write_text("{}")
+    # Without simgan's marker the folder is the user's: refused, never touched.
+    with pytest.raises(SimganError, match="did not create it"):
+        refine_dataset(run, syn, tmp_path / "out", progress=False)
+    assert (tmp_path / "out.partial" / ".simgan-refine.json").read_text() == "{}"
+    # With it (a stale lock of a dead process) it is simgan's, but of other inputs: not resumed.
+    (tmp_path / "out.partial" / ".simgan-lock").write_text('{"simgan": 1, "pid": 999999999, "host": "x"}')
     with pytest.raises(SimganError, match="unfinished refine with other inputs"):
         refine_dataset(run, syn, tmp_path / "out", progress=False)
+    assert (tmp_path / "out.partial" / ".simgan-refine.json").read_text() == "{}"
 
 
 def test_unlabelled_input_writes_png_folder(trained, tmp_path):

@@ -30,9 +30,10 @@ def test_run_directory_contents(tiny_sets, tiny_config, tmp_path):
         assert isinstance(adv[key], float), key
     assert "r_loss_real" not in rows[0] and "d_loss" not in rows[0]
     assert (run / "samples" / "step_0000011.png").exists() and (run / "samples" / "loss_curves.png").exists()
-    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # plain data: no pickle needed
     assert ckpt["step"] == 11 and ckpt["ranks"][0]["buffer"]["size"] == 16
-    assert (run / "refiner.pt").exists()
+    assert (run / "refiner.safetensors").exists() and (run / "refiner.json").exists()
+    assert not (run / "refiner.pt").exists() and not (run / ".simgan-lock").exists()  # lock gone when done
 
 
 def test_resume_is_exact(tiny_sets, tiny_config, tmp_path):
@@ -43,8 +44,8 @@ def test_resume_is_exact(tiny_sets, tiny_config, tmp_path):
     train(tiny(tiny_config, steps=3, **extra), syn, real, tmp_path / "split", progress=False)
     res = train(tiny(tiny_config, **extra), syn, real, tmp_path / "split", resume=True, progress=False)
     assert res.step == 11
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=False)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
     for key in ("refiner", "refiner_ema", "discriminator"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
@@ -70,7 +71,7 @@ def test_no_history_global_disc_and_feature_psi_run(tiny_sets, tiny_config, tmp_
                                                      "loss": {"feature": "features"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False)
     assert res.step == 11
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["ranks"][0]["buffer"] is None
 
 
@@ -83,7 +84,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_sets, tiny_config, t
     cfg = tiny(tiny_config, checkpoint_every=2, log_every=1)
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
         train(cfg, syn, real, tmp_path / "run", progress=False)
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 4
     assert all(torch.isfinite(v).all() for v in ckpt["refiner"].values() if v.is_floating_point())
 

@@ -64,7 +64,10 @@ def run_ablation(synthetic, real, test, out, *, base: SimGANConfig, variants: li
     from .refine import refine_dataset
     from .training import train
 
+    from .paths import check_no_overlap
+
     out = Path(out)
+    check_no_overlap({"--synthetic": synthetic, "--real": real, "--test": test}, {"--out": out}, partial=False)
     if out.exists():
         raise SimganError(f"--out {out} already exists; choose a new folder")
     names = variants or list(VARIANTS)

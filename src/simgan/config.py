@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -166,6 +167,20 @@ class SimGANConfig:
             (d.norm in ("none", "batch"), "discriminator norm must be none or batch"),
             (d.padding in ("valid", "same"), "discriminator padding must be valid or same"),
             (len(d.layers) >= 1, "discriminator needs at least one layer"),
+            (t.kg_max >= 1, f"kg_max must be >= 1, got {t.kg_max}"),
+            (t.health_patience is None or t.health_patience >= 1,
+             f"health_patience must be >= 1 (or null for the default), got {t.health_patience}"),
+            (t.momentum >= 0 and math.isfinite(t.momentum), f"momentum must be a finite number >= 0, got {t.momentum}"),
+            (all(0.0 <= b < 1.0 for b in t.betas), f"betas must both be in [0, 1), got {list(t.betas)}"),
+            (0 <= t.seed < 2 ** 32, f"seed must be in 0 .. 2**32 - 1, got {t.seed}"),
+            (all(math.isfinite(v) for v in (l.lambda_reg, t.lr, t.lr_disc or 1.0, t.ema_decay)),
+             "lambda_reg, lr, lr_disc and ema_decay must be finite numbers"),
+            (all(v is None or v >= 1 for v in (self.image.height, self.image.width, self.image.channels)),
+             "image height, width and channels must be >= 1"),
+            (self.image.channels in (None, 1, 3), "image channels must be 1 (gray) or 3 (RGB)"),
+            (self.image.bit_depth in (None, 8, 16), "image bit_depth must be 8 or 16"),
+            (r.kernel_size <= 31 and r.width <= 4096 and r.num_blocks <= 256, "refiner is implausibly large "
+             "(kernel_size <= 31, width <= 4096, num_blocks <= 256)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -184,12 +199,22 @@ class SimGANConfig:
 
 def load_config_file(path: str | Path) -> dict:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise SimganError(f"config file not found: {p}")
+    if not p.is_file():
+        raise SimganError(f"config file {p} is not a file")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SimganError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SimganError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SimganError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (ValueError, RecursionError) as exc:
+        raise SimganError(f"config file {p} cannot be read as YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -256,8 +281,9 @@ def generic_discriminator_layers(depth: int = 2, width: int = 64, kernel: int = 
     """The generic preset's D from a few numbers: ``depth`` stride-2 ``kernel×kernel``
     convolutions of ``width`` maps, one stride-1 convolution of ``width // 2`` maps, and a
     ``1×1`` convolution (the pattern of the paper's two discriminators)."""
-    if depth < 1:
-        raise SimganError("discriminator depth must be >= 1")
+    for name, v in (("depth", depth), ("width", width), ("kernel", kernel)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SimganError(f"config: discriminator.generic.{name} must be an integer >= 1, got {v!r}")
     return ([conv(kernel, 2, width) for _ in range(depth)]
             + [conv(kernel, 1, max(1, width // 2)), conv(1, 1, max(1, width // 2))])
 
@@ -268,23 +294,32 @@ def preset(name: str) -> SimGANConfig:
     return copy.deepcopy(PRESETS[name])
 
 
-def resolve_config(preset_name: str, *, config_file: str | Path | None = None,
+def resolve_config(preset_name: str | None, *, config_file: str | Path | None = None,
                    overrides: dict | None = None) -> SimGANConfig:
-    """Preset, then ``--config`` file, then flags (``overrides``, a nested dict)."""
+    """Preset, then ``--config`` file, then flags (``overrides``, a nested dict).
+
+    The preset is ``preset_name`` (``--preset``), else the file's ``preset:``, else ``eyes``; a
+    file whose ``preset:`` contradicts ``--preset`` is refused."""
     data: dict = {}
     if config_file is not None:
         data = load_config_file(config_file)
         file_preset = data.get("preset")
-        if file_preset is not None and preset_name is None:
+        if file_preset is not None:
+            if not isinstance(file_preset, str) or file_preset not in PRESETS:
+                raise SimganError(f"config file {config_file}: unknown preset {file_preset!r}; choose one of "
+                                  f"{', '.join(PRESETS)}")
+            if preset_name is not None and preset_name != file_preset:
+                raise SimganError(f"--preset {preset_name} contradicts 'preset: {file_preset}' in {config_file}; "
+                                  f"give one of them")
             preset_name = file_preset
-    preset_name = preset_name or data.get("preset") or "eyes"
+    preset_name = preset_name or "eyes"
     cfg = preset(preset_name)
-    data = dict(data)
+    data = copy.deepcopy(data)
     data.pop("preset", None)
     gen = data.get("discriminator", {}).pop("generic", None) if isinstance(data.get("discriminator"), dict) else None
     if gen is not None:
-        if not isinstance(gen, dict):
-            raise SimganError("config: discriminator.generic must be a mapping of depth, width, kernel")
+        if not isinstance(gen, dict) or set(gen) - {"depth", "width", "kernel"}:
+            raise SimganError("config: discriminator.generic must be a mapping of depth, width and kernel")
         cfg.discriminator.layers = generic_discriminator_layers(**gen)
     cfg = cfg.override(data)
     if overrides:
@@ -315,10 +350,12 @@ def _build(cls, data: Any, where: str):
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise SimganError(f"{where}: unknown setting {sorted(unknown)[0]!r} (known: {', '.join(sorted(known))})")
+        raise SimganError(f"{where}: unknown setting {sorted(map(str, unknown))[0]!r} (known: {', '.join(sorted(known))})")
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SimganError(f"{where}: missing setting {f.name!r}")
             continue
         kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{where}.{f.name}")
     return cls(**kwargs)
@@ -355,6 +392,8 @@ def _coerce(tp, value, where: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SimganError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise SimganError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

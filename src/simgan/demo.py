@@ -110,9 +110,14 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
     from .simulators.eyes import simulate_eyes
     from .training import train
 
+    from .devices import resolve_device
+
     out = Path(out)
     if out.exists():
         raise SimganError(f"--out {out} already exists; choose a new folder")
+    resolve_device(device)  # a device that is not there is bad input: said before any work
+    if not 0 <= seed < 2 ** 32:
+        raise SimganError(f"--seed must be in 0 .. 2**32 - 1, got {seed}")
     name = "quick" if quick else "default"
     s = settings or DEMO_SETTINGS[name]
     out.mkdir(parents=True)
@@ -267,8 +272,12 @@ def _realism_rows(realism: dict) -> list[list]:
 def _preservation_rows(p: dict) -> list[list]:
     rows = []
     pupil = p.get("pupil") or {}
+    if pupil.get("n_eligible"):
+        rows.append(["pupil shift, censored median (failures as inf) (px)", f"{pupil['median_px_censored']:.2f}",
+                     f"{100 * pupil['failure_rate']:.1f}% failed or beyond {pupil['search_radius_px']:.0f} px",
+                     pupil["n_eligible"]])
     if pupil.get("n_measured"):
-        rows.append(["pupil centre shift (px)", f"{pupil['mean_px']:.2f}", f"{pupil['std_px']:.2f}",
+        rows.append(["pupil centre shift over fitted pairs (px)", f"{pupil['mean_px']:.2f}", f"{pupil['std_px']:.2f}",
                      pupil["n_measured"]])
     g = p.get("gaze") or {}
     if g:

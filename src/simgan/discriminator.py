@@ -71,12 +71,19 @@ class GlobalDiscriminator(nn.Module):
         return self.classify(self.trunk(x).flatten(1))[:, :, None, None]
 
 
-def build_discriminator(cfg: DiscriminatorConfig, channels: int, height: int, width: int) -> nn.Module:
+def check_fits(cfg: DiscriminatorConfig, height: int, width: int) -> tuple[int, int]:
+    """D's map size for ``height × width`` images; a one-line error when the layers shrink the
+    image to nothing (checked before a run writes anything)."""
     h, w = output_size(cfg, height, width)
     if h < 1 or w < 1:
         raise SimganError(
             f"the discriminator's layers shrink a {width}x{height} image to nothing; use fewer or "
             f"smaller strided layers (e.g. the generic preset) for images this small")
+    return h, w
+
+
+def build_discriminator(cfg: DiscriminatorConfig, channels: int, height: int, width: int) -> nn.Module:
+    check_fits(cfg, height, width)
     if cfg.kind == "global":
         return GlobalDiscriminator(cfg, channels, height, width)
     return LocalDiscriminator(cfg, channels)
@@ -87,6 +94,8 @@ def output_size(cfg: DiscriminatorConfig, height: int, width: int) -> tuple[int,
     h, w = height, width
     for layer in cfg.layers:
         pad = _padding(layer, cfg.padding)
+        if h + 2 * pad < layer.kernel or w + 2 * pad < layer.kernel:
+            return 0, 0  # this layer no longer fits
         h = (h + 2 * pad - layer.kernel) // layer.stride + 1
         w = (w + 2 * pad - layer.kernel) // layer.stride + 1
     return h, w
@@ -111,7 +120,7 @@ def patch_geometry(cfg: DiscriminatorConfig, height: int, width: int) -> PatchGe
     for layer in cfg.layers:
         rf += (layer.kernel - 1) * jump
         jump *= layer.stride
-    h, w = output_size(cfg, height, width)
+    h, w = check_fits(cfg, height, width)
     if cfg.kind == "global":
         return PatchGeometry(max(height, width), jump, 1, 1)
     return PatchGeometry(rf, jump, h, w)

@@ -56,6 +56,7 @@ class ImageHistoryBuffer:
             "size": self.size,
             "images": self.images[:self.size].cpu(),
             "generator": self.generator.get_state(),
+            "device": self.device.type,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -63,4 +64,11 @@ class ImageHistoryBuffer:
             raise ValueError(f"history buffer of the checkpoint holds {state['capacity']} images, not {self.capacity}")
         self.size = int(state["size"])
         self.images[:self.size] = state["images"].to(self.device, self.images.dtype)
-        self.generator.set_state(state["generator"])
+        if state.get("device", "cpu") == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:
+            # A generator's state is specific to its device type (CPU and CUDA generators are
+            # different algorithms), so a run resumed on another device reseeds from the saved
+            # state: deterministic, though not the draws the old device would have made.
+            seed = int.from_bytes(bytes(state["generator"].flatten()[-8:].tolist()), "little") ^ self.size
+            self.generator.manual_seed(seed & ((1 << 63) - 1))

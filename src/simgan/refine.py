@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,11 +26,12 @@ import torch
 import torch.distributed as dist
 
 from .datasets import LABELS_FILE, atomic_write_bytes, from_model, spec_of, to_model
+from .datasets.folder import ImageSpec, PartialDir
 from .datasets.pipeline import ImagePipeline, default_workers
-from .datasets.folder import ImageSpec
 from .datasets.stream import FolderIndex
 from .devices import autocast, inference_precision, peak_rss_mib, set_threads
 from .errors import SimganError
+from .paths import check_no_overlap, partial_of
 from .rundir import load_refiner
 from .training import DistInfo, init_distributed
 
@@ -56,6 +56,21 @@ def _out_name(rec_file: str, labelled: bool) -> str:
     return os.path.splitext(rec_file)[0] + ".png"
 
 
+def check_output_names(index: FolderIndex) -> None:
+    """Refuse two input images that would be written to one output file (``a.png`` and
+    ``a.jpg`` of an unlabelled folder both become ``a.png``)."""
+    if index.files is None:
+        return
+    seen: dict[str, str] = {}
+    for f in index.files:
+        name = _out_name(f, False)
+        key = name.lower()  # also a clash on case-insensitive file systems
+        if key in seen:
+            raise SimganError(f"{index.root / seen[key]} and {index.root / f} would both be written as {name}; "
+                              f"rename one of them")
+        seen[key] = f
+
+
 class _Progress:
     """Per-process count of finished batches, replaced atomically after each batch."""
 
@@ -71,11 +86,11 @@ class _Progress:
         atomic_write_bytes(self.path, json.dumps({"batches_done": done}).encode())
 
 
-def inference_refiner(run, dev: torch.device, precision: str):
+def inference_refiner(run, dev: torch.device, precision: str, *, trust_pickle: bool = False):
     """The refiner of ``run`` ready to refine on ``dev``: (model, config, step, precision), with
     ``precision`` resolved (:func:`simgan.devices.inference_precision`), the bf16 body on a CPU
     (:meth:`Refiner.for_inference`) and the run's memory layout."""
-    model, cfg, step = load_refiner(run, dev)
+    model, cfg, step = load_refiner(run, dev, trust_pickle=trust_pickle)
     precision = inference_precision(precision, dev)
     if dev.type == "cpu":
         model = model.for_inference(precision)
@@ -85,7 +100,8 @@ def inference_refiner(run, dev: torch.device, precision: str):
 
 
 def refine_dataset(run, input, out, *, batch_size: int | None = None, device: str = "auto", precision: str = "auto",
-                   workers: int | None = None, progress: bool = True, echo=None) -> RefineResult:
+                   workers: int | None = None, progress: bool = True, echo=None,
+                   trust_pickle: bool = False) -> RefineResult:
     """Refine every image of the interchange folder ``input`` with the refiner of ``run``.
 
     Writes ``out`` (which must not exist). Run again with the same arguments after an
@@ -99,13 +115,15 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     set_threads()
     info, dev = init_distributed(device)
     try:
-        return _refine(run, input, out, batch_size, dev, precision, workers, progress and info.is_main, echo, info)
+        return _refine(run, input, out, batch_size, dev, precision, workers, progress and info.is_main, echo, info,
+                       trust_pickle)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo) -> RefineResult:
+def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo,
+            trust_pickle: bool = False) -> RefineResult:
     say = echo or (lambda msg: None)
     if batch_size is None:
         # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache:
@@ -118,43 +136,62 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
     if workers < 0:
         raise SimganError("--workers must be >= 0")
     out = Path(out)
+    check_no_overlap({"--run": run, "--input": input}, {"--out": out})
     if out.exists():
         raise SimganError(f"output {out} already exists; choose a new folder or remove it")
     index = FolderIndex(input, what="input")
+    check_output_names(index)
     first = index.records(0, 1)[0]
     spec = spec_of(index.read(first))
-    model, cfg, step, precision = inference_refiner(run, dev, precision)
+    model, cfg, step, precision = inference_refiner(run, dev, precision, trust_pickle=trust_pickle)
     want = ImageSpec(cfg.image.height, cfg.image.width, cfg.image.channels, cfg.image.bit_depth)
     if spec != want:
         raise SimganError(f"the run {run} refines {want.describe()} images (preset {cfg.preset}) but {input} holds "
                           f"{spec.describe()} images ({first.file})")
     n = len(index)
     n_batches = (n + batch_size - 1) // batch_size
-    partial = out.with_name(out.name + ".partial")
+    partial = partial_of(out)
     manifest = {
         "run": str(Path(run).resolve()), "refiner_step": step, "input": str(Path(input).resolve()),
         "images": n, "batch_size": batch_size, "world_size": info.world_size, "precision": precision,
     }
 
-    # -- create or resume OUT.partial (rank 0), then everyone checks the same manifest ------------
+    # -- create or resume OUT.partial (rank 0, locked), then everyone checks the same manifest -----
+    pdir = None
     if info.is_main:
+        pdir = PartialDir(out, resume=True, echo=echo)
         mpath = partial / MANIFEST
-        if partial.exists():
+        if not pdir.created:
             try:
                 old = json.loads(mpath.read_text())
-            except (OSError, json.JSONDecodeError):
+            except (OSError, ValueError):
                 old = None
             if old != manifest:
+                pdir.release()
                 raise SimganError(f"{partial} holds an unfinished refine with other inputs or settings; remove it "
                                   f"to start over (or rerun with the same --run, --input, --batch-size, "
                                   f"--precision and process count to continue it)")
             say(f"continuing the unfinished refine in {partial}")
         else:
-            partial.mkdir(parents=True)
             atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
     if info.enabled:
         dist.barrier()
+    try:
+        return _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest,
+                            dev, workers, progress, info, out)
+    except BaseException as exc:
+        if pdir is not None and pdir.lock.held:
+            # Bad input found by the call that made OUT.partial: nothing is left behind. An
+            # interruption (or a failure while continuing an earlier refine) keeps it to resume.
+            if pdir.created and isinstance(exc, SimganError):
+                pdir.remove()
+            else:
+                pdir.release()
+        raise
 
+
+def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest, dev,
+                 workers, progress, info, out) -> RefineResult:
     tracker = _Progress(partial, info)
     mine = list(range(info.rank, n_batches, info.world_size))
     done = tracker.load()
@@ -224,9 +261,7 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
         for f in partial.glob(".progress-*.json"):
             f.unlink()
         (partial / MANIFEST).unlink()
-        if out.exists():
-            raise SimganError(f"output {out} appeared while refining; the result is left in {partial}")
-        os.replace(partial, out)
+        pdir.publish()
     if info.enabled:
         dist.barrier()
     total = count * (info.world_size if info.enabled else 1)
@@ -251,5 +286,6 @@ def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str 
 
 
 def remove_partial(out) -> None:
-    """Forget an unfinished refine of ``out``."""
-    shutil.rmtree(Path(out).with_name(Path(out).name + ".partial"), ignore_errors=True)
+    """Forget an unfinished refine of ``out`` (only an ``OUT.partial`` that simgan made)."""
+    if partial_of(out).exists():
+        PartialDir(out, resume=True).remove()

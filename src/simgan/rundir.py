@@ -4,11 +4,15 @@
     RUN/metrics.jsonl        one row per step: losses, D accuracies, mean |R(x)-x|, lr, images/s
     RUN/samples/             step_NNNNNNN.png grids (synthetic / refined / real) and loss_curves.png
     RUN/checkpoints/last.pt  the full training state, for --resume
-    RUN/refiner.pt           the refiner's weights (running average if enabled), for refining
+    RUN/refiner.safetensors  the refiner's weights (running average if enabled), for refining
+    RUN/refiner.json         its config and step (also in the .safetensors metadata)
+    RUN/.simgan-lock         held while a process trains the run (pid and host inside)
     RUN/train.log            messages and warnings
 
 Files are replaced atomically (write a temporary file, fsync, rename), so a run killed at any
-moment keeps its last good checkpoint readable.
+moment keeps its last good checkpoint readable. Nothing is read back with pickle: the checkpoint
+loads with ``torch.load(weights_only=True)`` (its non-tensor state is plain data) and the
+refiner is a safetensors file; an older run's pickled ``refiner.pt`` needs ``--trust-pickle``.
 """
 
 from __future__ import annotations
@@ -60,9 +64,12 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.samples = self.path / "samples"
         self.checkpoint = self.path / "checkpoints" / "last.pt"
-        self.refiner = self.path / "refiner.pt"
+        self.refiner = self.path / "refiner.safetensors"
+        self.refiner_info = self.path / "refiner.json"
+        self.legacy_refiner = self.path / "refiner.pt"  # older simgan: a pickle, loaded only with --trust-pickle
         self.logfile = self.path / "train.log"
         self.created = False  # set when prepare() made the folder (not a resume)
+        self.lock = None  # held from prepare() until release(): one process per run folder
 
     def is_run(self) -> bool:
         return self.config.is_file()
@@ -74,46 +81,72 @@ class RunDir:
         except (OSError, yaml.YAMLError) as exc:
             raise SimganError(f"cannot read {self.config}: {exc}") from None
 
-    def prepare(self, cfg: SimGANConfig, *, resume: bool) -> dict | None:
-        """Create the run, or check that an existing one can be resumed with ``cfg``.
+    def prepare(self, cfg: SimGANConfig, *, resume: bool, trust_pickle: bool = False, echo=None) -> dict | None:
+        """Create the run, or check that an existing one can be resumed with ``cfg``; either way
+        the folder is locked (:class:`simgan.locks.Lock`) until :meth:`release`.
 
         Returns the checkpoint to resume from (None for a fresh start)."""
-        if self.path.exists():
+        from .locks import Lock
+
+        exists_msg = (f"--out {self.path} already exists; pass --resume to continue that run or "
+                      f"choose a new folder")
+        if self.path.exists() or self.path.is_symlink():
             if not resume:
-                raise SimganError(f"--out {self.path} already exists; pass --resume to continue that run or "
-                                  f"choose a new folder")
+                raise SimganError(exists_msg)
             if not self.path.is_dir() or not self.is_run():
                 raise SimganError(f"--out {self.path} exists but is not a simgan run (no config.yaml); "
                                   f"choose a new folder")
-            saved = self.saved_config()
-            if saved.preset != cfg.preset:
-                raise SimganError(f"{self.path} is a run of the {saved.preset} preset, not {cfg.preset}")
-            for (section, key), old, new in config_differences(saved, cfg):
-                if (section, key) not in RESUMABLE_CHANGES:
-                    raise SimganError(f"{self.path} was trained with {section}.{key} = {old!r}, not {new!r}; a "
-                                      f"resumed run keeps its settings (only the step count, device and "
-                                      f"precision may change)")
-            cfg.save(self.config)
-            if not self.checkpoint.exists():
-                self.log("resume asked for but no checkpoint yet: starting from step 0")
-                self.metrics.unlink(missing_ok=True)
-                return None
-            ckpt = self.load_checkpoint()
-            self._truncate_metrics(ckpt["step"])
-            self.log(f"resuming from step {ckpt['step']}")
-            return ckpt
-        self.path.mkdir(parents=True)
+            self.lock = Lock(self.path, echo=echo).acquire()
+            try:
+                return self._resume(cfg, trust_pickle)
+            except BaseException:
+                self.release()
+                raise
+        try:
+            self.path.mkdir(parents=True)
+        except FileExistsError:
+            raise SimganError(exists_msg) from None
+        except OSError as exc:
+            raise SimganError(f"cannot create --out {self.path}: {exc.strerror or exc}") from None
         self.created = True
+        self.lock = Lock(self.path, echo=echo).acquire()
         self.samples.mkdir()
         self.checkpoint.parent.mkdir()
         cfg.save(self.config)
         return None
 
-    def load_checkpoint(self) -> dict:
-        try:
-            ckpt = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-            raise SimganError(f"cannot read checkpoint {self.checkpoint}: {exc}") from None
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def remove(self) -> None:
+        """Delete a run folder this object created (a run that failed before it started)."""
+        if self.created:
+            import shutil
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.created = False
+        self.release()
+
+    def _resume(self, cfg: SimGANConfig, trust_pickle: bool) -> dict | None:
+        saved = self.saved_config()
+        if saved.preset != cfg.preset:
+            raise SimganError(f"{self.path} is a run of the {saved.preset} preset, not {cfg.preset}")
+        check_resumable(self.path, saved, cfg)
+        ckpt = None
+        if self.checkpoint.exists():
+            ckpt = self.load_checkpoint(trust_pickle=trust_pickle)
+            self._truncate_metrics(ckpt["step"])
+        cfg.save(self.config)
+        if ckpt is None:
+            self.log("resume asked for but no checkpoint yet: starting from step 0")
+            self.metrics.unlink(missing_ok=True)
+            return None
+        self.log(f"resuming from step {ckpt['step']}")
+        return ckpt
+
+    def load_checkpoint(self, *, trust_pickle: bool = False) -> dict:
+        ckpt = safe_torch_load(self.checkpoint, trust_pickle=trust_pickle, what="checkpoint")
         if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:
             raise SimganError(f"{self.checkpoint} is not a simgan checkpoint of this version")
         return ckpt
@@ -122,8 +155,13 @@ class RunDir:
         """Drop metric rows logged after the checkpoint (they will be written again)."""
         if not self.metrics.exists():
             return
-        keep = [line for line in self.metrics.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= step]
+        keep = []
+        for line in self.metrics.read_text(errors="replace").splitlines():
+            try:
+                if line.strip() and json.loads(line)["step"] <= step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line of a killed run: written again from the checkpoint
         atomic_write_bytes(self.metrics, "".join(line + "\n" for line in keep).encode())
 
     def append_metrics(self, rows: list[dict]) -> None:
@@ -136,30 +174,138 @@ class RunDir:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
 
     def save_refiner(self, state_dict: dict, cfg: SimGANConfig, step: int) -> None:
-        atomic_torch_save({"version": CHECKPOINT_VERSION, "config": cfg.to_dict(), "step": step,
-                           "refiner": state_dict}, self.refiner)
+        """``refiner.safetensors`` (the weights, with the config in its metadata) and
+        ``refiner.json`` (the same config and step as plain JSON): nothing that loading could
+        execute."""
+        from safetensors.torch import save as st_save
+
+        info = {"version": CHECKPOINT_VERSION, "step": step, "config": cfg.to_dict()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+        data = st_save(tensors, metadata=refiner_metadata(info))
+        atomic_write_bytes(self.refiner, data)
+        atomic_write_bytes(self.refiner_info, (json.dumps(info, indent=1) + "\n").encode())
 
 
-def load_refiner(run: str | os.PathLike, device: torch.device):
-    """The trained refiner of a run, in eval mode on ``device``, with its config and step."""
+def refiner_metadata(info: dict) -> dict:
+    return {"format": "simgan-refiner", "simgan": json.dumps(info)}
+
+
+def check_resumable(path: Path, saved: SimGANConfig, cfg: SimGANConfig) -> None:
+    """Refuse a change of any setting a resumed run must keep, naming it."""
+    bad = [(f"{section}.{key}" if key else section, old, new)
+           for (section, key), old, new in config_differences(saved, cfg)
+           if (section, key) not in RESUMABLE_CHANGES]
+    if bad:
+        listed = "; ".join(f"{name} = {old!r}, not {new!r}" for name, old, new in bad)
+        raise SimganError(f"{path} was trained with {listed}; a resumed run keeps its settings (only "
+                          f"{', '.join(f'{s}.{k}' for s, k in sorted(RESUMABLE_CHANGES))} may change)")
+
+
+TRUST_HINT = ("it is a pickle file, which can run arbitrary code when loaded; if you trust where it came from, "
+              "pass --trust-pickle")
+
+
+def safe_torch_load(path: Path, *, trust_pickle: bool = False, what: str = "file"):
+    """``torch.load`` with ``weights_only=True`` (tensors and plain data only); a file that needs
+    more is refused unless ``trust_pickle``, and the error says so."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle and "weights_only" in str(exc):
+            raise SimganError(f"{what} {path} holds more than tensors and plain data: {TRUST_HINT}") from None
+        raise SimganError(f"cannot read {what} {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SimganError(f"cannot read {what} {path}: {first}") from None
+
+
+def load_refiner(run: str | os.PathLike, device: torch.device, *, trust_pickle: bool = False):
+    """The trained refiner of a run (or of an exported ``.safetensors`` file), in eval mode on
+    ``device``, with its config and step.
+
+    Reads ``RUN/refiner.safetensors`` and ``RUN/refiner.json``. A run of an older simgan that has
+    only the pickled ``RUN/refiner.pt`` is loaded only with ``trust_pickle``."""
     from .refiner import Refiner
 
-    rd = RunDir(Path(run))
-    if not rd.path.is_dir():
-        raise SimganError(f"run folder not found: {rd.path}")
-    if not rd.refiner.is_file():
-        raise SimganError(f"{rd.path} holds no trained refiner (refiner.pt); is it a simgan run that has "
-                          f"reached its first checkpoint?")
+    path = Path(run)
+    if path.is_file() and path.suffix == ".safetensors":
+        state, info = read_refiner_file(path)
+        where = path
+    else:
+        rd = RunDir(path)
+        if not rd.path.is_dir():
+            raise SimganError(f"run folder not found: {rd.path}")
+        if rd.refiner.is_file():
+            state, info = read_refiner_file(rd.refiner, rd.refiner_info if rd.refiner_info.is_file() else None)
+            where = rd.refiner
+        elif rd.legacy_refiner.is_file():
+            if not trust_pickle:
+                raise SimganError(f"{rd.path} holds only refiner.pt, written by an older simgan: {TRUST_HINT} "
+                                  f"(then `simgan export` makes a safe refiner.safetensors of it)")
+            old = safe_torch_load(rd.legacy_refiner, trust_pickle=True, what="refiner")
+            if not isinstance(old, dict) or old.get("version") != CHECKPOINT_VERSION:
+                raise SimganError(f"{rd.legacy_refiner} is not a simgan refiner of this version")
+            state, info, where = old["refiner"], old, rd.legacy_refiner
+        else:
+            raise SimganError(f"{rd.path} holds no trained refiner (refiner.safetensors); is it a simgan run that "
+                              f"has reached its first checkpoint?")
     try:
-        state = torch.load(rd.refiner, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise SimganError(f"cannot read {rd.refiner}: {exc}") from None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise SimganError(f"{rd.refiner} is not a simgan refiner of this version")
-    cfg = SimGANConfig.from_dict(state["config"])
+        cfg = SimGANConfig.from_dict(info["config"])
+        step = int(info["step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SimganError(f"{where}: its config is not a simgan config ({exc})") from None
+    if not cfg.image.channels:
+        raise SimganError(f"{where}: its config does not give the image shape")
     model = Refiner(cfg.refiner, cfg.image.channels)
     try:
-        model.load_state_dict(state["refiner"])
-    except RuntimeError as exc:
-        raise SimganError(f"{rd.refiner} does not match its config: {str(exc).splitlines()[0]}") from None
-    return model.to(device).eval(), cfg, state["step"]
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise SimganError(f"{where} does not match its config: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), cfg, step
+
+
+def read_refiner_file(path: Path, info_path: Path | None = None) -> tuple[dict, dict]:
+    """Weights and info (``version``, ``step``, ``config``) of a ``.safetensors`` refiner; the
+    info comes from ``info_path`` (a run's ``refiner.json``) when given, else from the file's
+    metadata (an exported file)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SimganError(f"cannot read refiner {path}: not a readable safetensors file ({first})") from None
+    try:
+        if info_path is not None:
+            info = json.loads(info_path.read_text())
+        else:
+            info = json.loads(meta.get("simgan", "null"))
+    except (OSError, ValueError) as exc:
+        raise SimganError(f"cannot read the config of refiner {path}: {exc}") from None
+    if not isinstance(info, dict) or info.get("version") != CHECKPOINT_VERSION:
+        raise SimganError(f"{path} is not a simgan refiner of this version (no simgan config "
+                          f"{'in ' + info_path.name if info_path else 'in its metadata'})")
+    return state, info
+
+
+def export_refiner(run: str | os.PathLike, out: str | os.PathLike, *, trust_pickle: bool = False) -> Path:
+    """Write a run's refiner as one self-contained ``.safetensors`` file (its config and step in
+    the metadata) for sharing; ``simgan refine --run FILE.safetensors`` reads it back."""
+    from safetensors.torch import save as st_save
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise SimganError(f"--out {out}: the file name must end in .safetensors")
+    if out.exists() or out.is_symlink():
+        raise SimganError(f"--out {out} already exists; choose a new file name")
+    if not out.parent.is_dir():
+        raise SimganError(f"--out {out}: folder {out.parent} does not exist")
+    model, cfg, step = load_refiner(run, torch.device("cpu"), trust_pickle=trust_pickle)
+    info = {"version": CHECKPOINT_VERSION, "step": step, "config": cfg.to_dict()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(out, st_save(tensors, metadata=refiner_metadata(info)))
+    return out

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from .errors import SimganError
 from .history import ImageHistoryBuffer
 from .plots import save_grid, save_loss_curves
 from .refiner import Refiner, refiner_receptive_field
+from .paths import check_no_overlap
 from .rundir import CHECKPOINT_VERSION, RunDir, atomic_torch_save
 
 METRICS = ("d_loss", "d_acc_real", "d_acc_refined", "r_loss_real", "r_loss_reg", "mean_abs_diff")
@@ -248,7 +248,14 @@ class HealthMonitor:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The global random states as tensors and plain data (a checkpoint loads with
+    ``torch.load(weights_only=True)``: no pickled numpy or Python objects)."""
+    key, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"key": key, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": [version, list(internal), gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -256,10 +263,19 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npst = state["numpy"]
+    if isinstance(npst, dict):
+        np.random.set_state((npst["key"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                             npst["cached_gaussian"]))
+    else:  # a checkpoint of an older simgan (loaded with --trust-pickle)
+        np.random.set_state(npst)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, ValueError):
+            pass  # written on a machine with another GPU count: CUDA's streams start afresh
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -283,7 +299,7 @@ def make_optimizer(params, t: TrainConfig, lr: float) -> torch.optim.Optimizer:
 
 class Trainer:
     def __init__(self, cfg: SimGANConfig, synthetic, real, out, *, resume: bool = False,
-                 progress: bool = True, echo=None):
+                 progress: bool = True, echo=None, trust_pickle: bool = False):
         set_threads()
         self.dist, self.device = init_distributed(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
@@ -305,29 +321,39 @@ class Trainer:
         if min(len(syn_ds), len(real_ds)) < self.dist.world_size:
             raise SimganError("each process needs at least one synthetic and one real image")
 
-        # -- run directory (rank 0 writes it) -------------------------------------------------
+        # Everything that can be checked is checked before the run folder is written.
+        if not isinstance(out, (str, os.PathLike)):
+            raise SimganError("--out must be a folder path")
+        check_no_overlap({"--synthetic": None if isinstance(synthetic, Dataset) else synthetic,
+                          "--real": None if isinstance(real, Dataset) else real}, {"--out": out}, partial=False)
+        self.geometry = patch_geometry(cfg.discriminator, spec.height, spec.width)
+        self.cfg = cfg
+
+        # -- run directory (rank 0 writes it and holds its lock) -----------------------------
         self.run = RunDir(Path(out))
         checkpoint = None
         if self.dist.is_main:
-            checkpoint = self.run.prepare(cfg, resume=resume)
+            checkpoint = self.run.prepare(cfg, resume=resume, trust_pickle=trust_pickle, echo=echo)
         if self.dist.enabled:
             dist.barrier()
             if not self.dist.is_main:
-                checkpoint = self.run.load_checkpoint() if self.run.checkpoint.exists() else None
-        self.cfg = cfg
-        self.geometry = patch_geometry(cfg.discriminator, spec.height, spec.width)
-
-        # Decoding every image is where corrupt files and mixed sizes show up: a run created by
-        # this call is removed again if that fails, so no half-made run is left behind.
-        cache = self.run.path / "cache" if self.dist.is_main else None
+                checkpoint = (self.run.load_checkpoint(trust_pickle=trust_pickle)
+                              if self.run.checkpoint.exists() else None)
+        # A failure from here until training starts (corrupt images found while decoding, a
+        # checkpoint that does not fit) removes a run this call created: no half-made run is left.
         try:
-            self.synthetic = ImageSource(_load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec,
-                                         self.device)
-            self.real = ImageSource(_load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
+            self._setup(cfg, spec, syn_ds, real_ds, checkpoint)
         except BaseException:
-            if self.dist.is_main and self.run.created:
-                shutil.rmtree(self.run.path, ignore_errors=True)
+            if self.dist.is_main:
+                self.run.remove()
             raise
+
+    def _setup(self, cfg: SimGANConfig, spec: ImageSpec, syn_ds: Dataset, real_ds: Dataset, checkpoint) -> None:
+        t = cfg.train
+        cache = self.run.path / "cache" if self.dist.is_main else None
+        self.synthetic = ImageSource(_load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec,
+                                     self.device)
+        self.real = ImageSource(_load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
 
         # -- networks, optimisers, buffer ----------------------------------------------------
         torch.manual_seed(t.seed)
@@ -613,7 +639,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        """Atomically replace ``checkpoints/last.pt`` (full state) and ``refiner.pt`` (weights
+        """Atomically replace ``checkpoints/last.pt`` (full state) and ``refiner.safetensors`` (weights
         for refining). Per-process state (history buffer, samplers) is gathered to rank 0."""
         per_rank = self._state()
         if self.dist.enabled:
@@ -655,8 +681,10 @@ class Trainer:
                 self.R_ema.load_state_dict(ckpt["refiner"])
         self.opt_r.load_state_dict(ckpt["opt_refiner"])
         self.opt_d.load_state_dict(ckpt["opt_discriminator"])
-        self.scaler_r.load_state_dict(ckpt["scalers"][0])
-        self.scaler_d.load_state_dict(ckpt["scalers"][1])
+        # A GradScaler only has state in fp16; resuming into or out of fp16 starts a fresh one.
+        for scaler, state in zip((self.scaler_r, self.scaler_d), ckpt["scalers"]):
+            if scaler.is_enabled() and state:
+                scaler.load_state_dict(state)
         self.health.load_state_dict(ckpt["health"])
         self.step = ckpt["step"]
         self.kg = ckpt["kg"]
@@ -672,17 +700,19 @@ class Trainer:
 
 
 def train(config: SimGANConfig, synthetic, real, out, *, resume: bool = False, progress: bool = True,
-          echo=None) -> TrainResult:
+          echo=None, trust_pickle: bool = False) -> TrainResult:
     """Train a refiner (Algorithm 1) and write the run directory ``out``.
 
     ``synthetic`` and ``real`` are dataset paths (or :class:`simgan.datasets.Dataset` objects);
     the real set's labels, if any, are never read. With ``resume=True`` an existing run
     continues exactly where its last checkpoint stopped.
     """
-    trainer = Trainer(config, synthetic, real, out, resume=resume, progress=progress, echo=echo)
+    trainer = Trainer(config, synthetic, real, out, resume=resume, progress=progress, echo=echo,
+                      trust_pickle=trust_pickle)
     try:
         return trainer.fit()
     finally:
+        trainer.run.release()
         if trainer.dist.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -697,12 +727,27 @@ def resolve_train_config(out, *, preset_name: str | None = None, config_file=Non
     from .config import resolve_config
     from .rundir import RunDir
 
+    from .rundir import RESUMABLE_CHANGES, check_resumable, config_differences
+
     rd = RunDir(Path(out))
     if resume and rd.is_run():
         saved = rd.saved_config()
         if preset_name is not None and preset_name != saved.preset:
             raise SimganError(f"{rd.path} is a run of the {saved.preset} preset, not {preset_name}")
         if config_file is not None:
-            raise SimganError("--config cannot change a resumed run; its config.yaml is used")
+            # The same command again with --resume: the file may repeat the run's settings, and
+            # change only what a resumed run may change; anything else is named.
+            given = resolve_config(preset_name or saved.preset, config_file=config_file, overrides=overrides)
+            if given.preset != saved.preset:
+                raise SimganError(f"{rd.path} is a run of the {saved.preset} preset, not {given.preset}")
+            # image: None in a preset means "from the data"; the run has the data's shape.
+            given = given.override({"image": {k: v if v is not None else getattr(saved.image, k)
+                                              for k, v in given.to_dict()["image"].items()}})
+            check_resumable(rd.path, saved, given)
+            changes: dict = {}
+            for (section, key), _, new in config_differences(saved, given):
+                if (section, key) in RESUMABLE_CHANGES:
+                    changes.setdefault(section, {})[key] = new
+            return saved.override(changes).validate()
         return saved.override(overrides or {}).validate()
-    return resolve_config(preset_name or "eyes", config_file=config_file, overrides=overrides)
+    return resolve_config(preset_name, config_file=config_file, overrides=overrides)

@@ -23,6 +23,7 @@ COMMANDS = {
     "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
     "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
     "convert": ("simgan.cli.convert", "convert", "Convert UnityEyes, MPIIGaze, HDF5 or NPZ data to the interchange format."),
+    "export": ("simgan.cli.export", "export", "Write a run's refiner as one .safetensors file to share."),
     "presets": ("simgan.cli.presets", "presets", "Show the presets: networks, receptive fields, settings."),
     "bench": ("simgan.cli.bench", "bench", "Measure training and refining speed against this machine's roofline."),
 }
@@ -77,6 +78,15 @@ def app():
     """
 
 
+def _usage_message(exc: click.ClickException) -> str:
+    """click's usage error as one line: the command, then the message."""
+    msg = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command_path and ctx.command_path != "simgan":
+        msg = f"{ctx.command_path[len('simgan '):] if ctx.command_path.startswith('simgan ') else ctx.command_path}: {msg}"
+    return " ".join(msg.split())
+
+
 def main(argv=None) -> None:
     try:
         app.main(args=argv, prog_name="simgan", standalone_mode=False)
@@ -86,9 +96,14 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         click.echo("simgan: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(0)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # Usage errors (a bad flag value, a missing option, an unknown command) and click's file
+        # errors: the same one line and exit status 2 as every other bad input.
+        click.echo(f"simgan: error: {_usage_message(exc)} (see --help)", err=True)
+        sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

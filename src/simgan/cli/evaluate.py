@@ -7,6 +7,8 @@ to stderr, the table to stdout.
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..errors import SimganError
@@ -21,9 +23,14 @@ def _logger(quiet: bool):
 
 
 def _positive(value, flag: str):
-    if value is not None and value <= 0:
-        raise SimganError(f"{flag} must be > 0")
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise SimganError(f"{flag} must be a finite number > 0")
     return value
+
+
+def _separate(inputs: dict, out) -> None:
+    from ..paths import check_no_overlap
+    check_no_overlap(inputs, {"--out": out}, partial=False)
 
 
 def _train_settings(max_minutes: float | None, batch_size: int | None):
@@ -70,6 +77,7 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
     from ..evaluation.common import default_names
     from ..evaluation.gaze import evaluate_gaze, format_gaze_table
 
+    _separate({**{f"--train {t}": t for t in train}, "--test": test}, out)
     labels = default_names(list(train), list(names), "training set")
     metrics = evaluate_gaze(dict(zip(labels, train)), test, out, device=device, seed=seed,
                             settings=_train_settings(max_minutes, batch_size),
@@ -103,6 +111,9 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, refer
     from ..evaluation.common import default_names
     from ..evaluation.realism import evaluate_realism, format_realism_table
 
+    _separate({"--real": real, **{f"--candidate {c}": c for c in candidates}}, out)
+    if max_images < 1:
+        raise SimganError("--max-images must be >= 1")
     labels = default_names(list(candidates), list(names), "candidate set")
     metrics = evaluate_realism(real, dict(zip(labels, candidates)), out, device=device, seed=seed,
                                max_images=max_images, c2st=not no_c2st, kid=not no_kid, reference=reference,
@@ -132,6 +143,7 @@ def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_
     """Label preservation: pupil-centre shift (ellipse fit) and gaze-prediction change per pair (§3.1)."""
     from ..evaluation.preservation import evaluate_preservation, format_preservation_table
 
+    _separate({"--synthetic": synthetic, "--refined": refined, "--estimator": estimator}, out)
     if max_pairs < 0:
         raise SimganError("--max-pairs must be >= 0 (0: all pairs)")
     if no_gaze and estimator is not None:

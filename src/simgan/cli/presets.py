@@ -18,19 +18,26 @@ def presets(name, config_file, size, as_yaml):
     from ..errors import SimganError
     from ..refiner import Refiner, count_parameters, refiner_flops, refiner_receptive_field
 
-    names = [name] if name else list(PRESETS)
+    size_wh = None
+    if size:
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise SimganError(f"--size must look like 55x35, got {size!r}") from None
+        if not (1 <= w <= 65535 and 1 <= h <= 65535):
+            raise SimganError(f"--size {size}: width and height must be whole numbers from 1 to 65535")
+        size_wh = (w, h)
+    names = [name] if name else ([None] if config_file else list(PRESETS))
     for n in names:
         cfg = resolve_config(n, config_file=config_file)
+        n = cfg.preset
         if as_yaml:
             click.echo(cfg.to_yaml())
             continue
         img = cfg.image
         h, w = img.height, img.width
-        if size:
-            try:
-                w, h = (int(v) for v in size.lower().split("x"))
-            except ValueError:
-                raise SimganError(f"--size must look like 55x35, got {size!r}") from None
+        if size_wh:
+            w, h = size_wh
         r, d, t = cfg.refiner, cfg.discriminator, cfg.train
         rf = refiner_receptive_field(r)
         ch = img.channels or 1

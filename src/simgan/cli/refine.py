@@ -8,7 +8,8 @@ from .common import device_option, is_main_process, precision_option
 
 
 @click.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(), help="A run directory written by `simgan train`.")
+@click.option("--run", "run_dir", required=True, type=click.Path(),
+              help="A run directory written by `simgan train`, or a refiner exported by `simgan export`.")
 @click.option("--input", "input_dir", required=True, type=click.Path(), help="Dataset to refine (interchange format).")
 @click.option("--out", required=True, type=click.Path(), help="Folder to create for the refined dataset.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -18,8 +19,10 @@ from .common import device_option, is_main_process, precision_option
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes that decode and encode the image files (default: 0 on a CPU, where the model "
                    "needs the cores; all cores but one on a GPU). 0: two threads of this process.")
+@click.option("--trust-pickle", is_flag=True, default=False,
+              help="Load an older run's pickled refiner.pt (can run code: only files you trust).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def refine(run_dir, input_dir, out, batch_size, device, precision, workers, quiet):
+def refine(run_dir, input_dir, out, batch_size, device, precision, workers, trust_pickle, quiet):
     """Refine every image of a dataset; labels.jsonl lines are copied byte for byte.
 
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
@@ -28,7 +31,7 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, workers, quie
     from ..refine import refine_dataset
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
-                         precision=precision or "auto", workers=workers, progress=not quiet,
+                         precision=precision or "auto", workers=workers, progress=not quiet, trust_pickle=trust_pickle,
                          echo=lambda m: click.echo(m, err=True))
     if res.images and is_main_process():
         click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s, "

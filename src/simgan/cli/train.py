@@ -34,18 +34,20 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @device_option
 @precision_option
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile R and D.")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=None, help="Random seed (0 .. 2**32 - 1).")
 @click.option("--sample-every", type=click.IntRange(min=1), default=None, help="Steps between sample grids.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Steps between checkpoints.")
 @click.option("--resume", is_flag=True, default=False, help="Continue the run in --out exactly where it stopped.")
+@click.option("--trust-pickle", is_flag=True, default=False,
+              help="Resume a checkpoint of an older simgan that needs pickle (can run code: only files you trust).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
           batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay, device,
-          precision, compile_, seed, sample_every, checkpoint_every, resume, quiet):
+          precision, compile_, seed, sample_every, checkpoint_every, trust_pickle, resume, quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
     Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/samples/ (grids of synthetic / refined / real
-    and loss curves), RUN/checkpoints/last.pt and RUN/refiner.pt. For several processes (DDP):
+    and loss curves), RUN/checkpoints/last.pt and RUN/refiner.safetensors (+ refiner.json). For several processes (DDP):
     `torchrun --nproc_per_node N -m simgan -- train ...`.
     """
     from ..training import resolve_train_config, train as train_api
@@ -66,7 +68,7 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         if value is not None:
             set_nested(overrides, section, key, value)
     cfg = resolve_train_config(out, preset_name=preset, config_file=config_file, overrides=overrides, resume=resume)
-    result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet)
+    result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet, trust_pickle=trust_pickle)
     if is_main_process():
-        click.echo(f"trained to step {result.step}: {result.run}/refiner.pt "
+        click.echo(f"trained to step {result.step}: {result.run}/refiner.safetensors "
                    f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl)")

@@ -49,12 +49,25 @@ def serve(real_dir, refined_dir, n, examples, db_path, host, port, seed, log_req
     Each folder needs at least N + EXAMPLES images. Restarting with the same folders, --n,
     --examples and --db continues the same study: unfinished sessions resume where they stopped.
     """
+    from ..paths import check_no_overlap
     from ..turing.server import create_app, make_server
 
-    app = create_app(real_dir, refined_dir, db_path, n=n, examples=examples, seed=seed)
-    study = app.extensions["simgan_turing"]["study"]
-    logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
-    server = make_server(app, host, port)
+    check_no_overlap({"--real": real_dir, "--refined": refined_dir}, {"--db": db_path}, partial=False)
+    new_db = not db_path.exists()
+    try:
+        app = create_app(real_dir, refined_dir, db_path, n=n, examples=examples, seed=seed)
+        study = app.extensions["simgan_turing"]["study"]
+        logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
+        try:
+            server = make_server(app, host, port)
+        except BaseException:
+            app.extensions["simgan_turing"]["pool"].close()
+            raise
+    except BaseException:
+        if new_db:  # a database this call created for a server that never started: not left behind
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(db_path) + suffix).unlink(missing_ok=True)
+        raise
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"Visual Turing test, study {study.id}: {n} real + {n} not-real images per subject, "
                f"{examples} + {examples} examples on screen.")

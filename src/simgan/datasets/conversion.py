@@ -35,7 +35,10 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
     the first ``limit`` images. The other options go to the readers. Images are written as
     ``img/000000.png``, ...; labels (when the input has any) as ``labels.jsonl``. Returns ``out``.
     """
+    from ..paths import check_no_overlap
+
     out = Path(out)
+    check_no_overlap({"SRC": src}, {"--out": out})
     if out.exists():
         raise SimganError(f"output {out} already exists; choose a new folder or remove it")
     if limit is not None and limit < 1:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import SimganError
 
 LABELS_FILE = "labels.jsonl"
+
+# An image whose header claims more pixels than Pillow's limit is refused as a bad file (one line
+# naming it), not decoded and not printed as a warning.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -101,7 +106,10 @@ def decode_image(path: Path | str) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise SimganError(f"image file not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise SimganError(f"cannot read image {path}: its header claims a size too large to decode safely "
+                          f"({' '.join(str(exc).split()[:6])} ...)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         raise SimganError(f"cannot read image {path}: corrupt or not an image ({exc})") from None
 
 
@@ -163,23 +171,46 @@ def iter_labels(root: Path, labels_path: Path):
     each record: a JSON object whose ``"file"`` is a path inside ``root`` that exists. Blank lines
     are skipped; the caller checks for duplicates."""
     pos = 0
-    with open(labels_path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            start, pos = pos, pos + len(raw)
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            where = f"{labels_path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise SimganError(f"{where}: line is not valid JSON") from None
-            if not isinstance(obj, dict) or "file" not in obj:
-                raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
-            rel = _safe_relpath(root, obj["file"], where)
-            if not (root / rel).is_file():
-                raise SimganError(f"{where}: names a missing file {rel!r}")
-            yield start, where, rel, bytes(line)
+    for lineno, raw in enumerate(read_lines(labels_path), 1):
+        start, pos = pos, pos + len(raw)
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        where = f"{labels_path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            raise SimganError(f"{where}: line is not valid JSON") from None
+        if not isinstance(obj, dict) or "file" not in obj:
+            raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
+        rel = _safe_relpath(root, obj["file"], where)
+        try:
+            exists = (root / rel).is_file()
+        except (OSError, ValueError):
+            exists = False
+        if not exists:
+            raise SimganError(f"{where}: names a missing file {rel!r}")
+        yield start, where, rel, bytes(line)
+
+
+def check_labels_file(labels_path: Path) -> bool:
+    """True when ``labels_path`` is a readable file; False when absent; a one-line error when it
+    is something else (a folder, a broken link)."""
+    if not labels_path.exists() and not labels_path.is_symlink():
+        return False
+    if not labels_path.is_file():
+        raise SimganError(f"{labels_path} is not a file (a folder or a broken link?); {LABELS_FILE} must be a "
+                          f"file of JSON lines")
+    return True
+
+
+def read_lines(path: Path):
+    """The raw lines of a file; any error reading it is one line naming the file."""
+    try:
+        with open(path, "rb") as fh:
+            yield from fh
+    except OSError as exc:
+        raise SimganError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 class Dataset:
@@ -284,7 +315,7 @@ class ImageFolder(Dataset):
         if not root.is_dir():
             raise SimganError(f"{what} must be a folder of images, got a file: {root}")
         labels_path = root / LABELS_FILE
-        if labels_path.exists():
+        if check_labels_file(labels_path):
             records = cls._read_labels(root, labels_path)
             labelled = True
         else:
@@ -356,26 +387,117 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+class PartialDir:
+    """The lifecycle of an ``OUT.partial`` work folder: create (or take over), lock, publish
+    by one rename to ``OUT``, or remove.
+
+    simgan never deletes what it did not create: a new ``OUT.partial`` is made with its lock file
+    (:data:`simgan.locks.LOCK_FILE`, holding pid and host) already inside, and that file is the
+    folder's ownership marker. An existing ``OUT.partial`` without it is the user's folder and is
+    refused, never touched. One that has it is locked (a live owner: ``simgan: error: ... is in
+    use by pid N``; a dead one: taken over, and said) and then reused (``resume``) or emptied.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None):
+        from ..locks import LOCK_FILE, Lock, read_lock_info
+        from ..paths import partial_of
+
+        self.out = Path(out)
+        self.path = partial_of(self.out)
+        self.created = False
+        self._made_parents: list[Path] = []
+        if self.out.exists() or self.out.is_symlink():
+            raise SimganError(f"output {self.out} already exists; choose a new folder or remove it")
+        if self.path.exists() or self.path.is_symlink():
+            if self.path.is_symlink() or not self.path.is_dir() or read_lock_info(self.path / LOCK_FILE) is None:
+                raise SimganError(f"{self.path} exists but simgan did not create it (no {LOCK_FILE} marker); simgan "
+                                  f"never removes what it did not make: rename or remove it, or choose another --out")
+            self.lock = Lock(self.path, echo=echo).acquire(create=False)
+            if not resume:
+                for child in self.path.iterdir():
+                    if child.name == LOCK_FILE:
+                        continue
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            return
+        parent = self.path.parent
+        missing = []
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for p in reversed(missing):
+            try:
+                p.mkdir()
+            except FileExistsError:
+                continue
+            self._made_parents.append(p)
+        # Made under a temporary name with the marker inside, then renamed: an OUT.partial never
+        # exists without its marker.
+        tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}")
+        tmp.mkdir()
+        lock = Lock(tmp, echo=echo).acquire(create=True)
+        if self.path.exists() or self.path.is_symlink():
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SimganError(f"{self.path} was created by another process at the same time; "
+                              f"wait for it to finish or choose another --out")
+        try:
+            os.rename(tmp, self.path)
+        except OSError as exc:
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SimganError(f"cannot create {self.path}: {exc.strerror or exc}") from None
+        lock.target, lock.path, lock.what = self.path, self.path / LOCK_FILE, str(self.path)
+        self.lock = lock
+        self.created = True
+
+    def publish(self) -> Path:
+        """Rename ``OUT.partial`` to ``OUT`` (its lock file removed first) and unlock."""
+        _fsync_dir(self.path)
+        if self.out.exists() or self.out.is_symlink():
+            raise SimganError(f"output {self.out} appeared while writing; the result is left in {self.path}")
+        os.unlink(self.lock.path)
+        os.rename(self.path, self.out)
+        _fsync_dir(self.out.parent)
+        self.lock.release(remove=False)
+        return self.out
+
+    def remove(self) -> None:
+        """Delete ``OUT.partial`` (it is ours: we hold its lock) and any parent folders this
+        object created."""
+        if self.lock.held:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.lock.release(remove=False)
+        for p in reversed(self._made_parents):
+            try:
+                p.rmdir()
+            except OSError:
+                break
+
+    def release(self) -> None:
+        """Keep ``OUT.partial`` for a later run (its marker stays) and unlock it."""
+        self.lock.release(remove=False)
+
+
 class DatasetWriter:
     """Writes a dataset in the interchange format without ever exposing a half-written one.
 
-    Everything goes to ``OUT.partial/`` first; :meth:`finish` writes ``labels.jsonl`` and renames
-    the folder to ``OUT`` in one step, so a folder named ``OUT`` is always complete. Used as a
-    context manager, an exception inside the block removes ``OUT.partial`` (:meth:`abort`)::
+    Everything goes to ``OUT.partial/`` first (see :class:`PartialDir`: marked as simgan's,
+    locked); :meth:`finish` writes ``labels.jsonl`` and renames the folder to ``OUT`` in one
+    step, so a folder named ``OUT`` is always complete. Used as a context manager, an exception
+    inside the block removes ``OUT.partial`` (:meth:`abort`)::
 
         with DatasetWriter(out) as writer:
             writer.write_image("img/0.png", image)
             return writer.finish()
     """
 
-    def __init__(self, out: str | os.PathLike, *, resume: bool = False):
+    def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None):
         self.out = Path(out)
-        if self.out.exists():
-            raise SimganError(f"output {self.out} already exists; choose a new folder or remove it")
-        self.partial = self.out.with_name(self.out.name + ".partial")
-        if self.partial.exists() and not resume:
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True, exist_ok=True)
+        self._dir = PartialDir(self.out, resume=resume, echo=echo)
+        self.partial = self._dir.path
         self._made_dirs: set[str] = set()
         self._labels = None  # open .labels.jsonl.part while labels are being added
 
@@ -411,18 +533,13 @@ class DatasetWriter:
             self._labels.close()
             self._labels = None
             os.replace(self.partial / f".{LABELS_FILE}.part", self.partial / LABELS_FILE)
-        _fsync_dir(self.partial)
-        if self.out.exists():
-            raise SimganError(f"output {self.out} appeared while writing; left the result in {self.partial}")
-        os.replace(self.partial, self.out)
-        _fsync_dir(self.out.parent)
-        return self.out
+        return self._dir.publish()
 
     def abort(self) -> None:
         if self._labels is not None:
             self._labels.close()
             self._labels = None
-        shutil.rmtree(self.partial, ignore_errors=True)
+        self._dir.remove()
 
     def __enter__(self) -> "DatasetWriter":
         return self

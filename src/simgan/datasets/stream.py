@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SimganError
-from .folder import LABELS_FILE, Record, decode_image, iter_labels, list_image_files
+from .folder import LABELS_FILE, Record, check_labels_file, decode_image, iter_labels, list_image_files
 
 
 class FolderIndex:
@@ -30,7 +30,7 @@ class FolderIndex:
         if not self.root.is_dir():
             raise SimganError(f"{what} must be a folder of images, got a file: {self.root}")
         self.labels_path = self.root / LABELS_FILE
-        self.labelled = self.labels_path.exists()
+        self.labelled = check_labels_file(self.labels_path)
         if self.labelled:
             self.offsets = self._index_labels()
             self.files = None
