@@ -129,3 +129,13 @@ def test_warnings_and_adaptive_kg_in_a_run(tiny_sets, tiny_config, tmp_path):
     assert "R cannot fool it" in (tmp_path / "run" / "train.log").read_text()
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["kg"] > 1
+
+
+def test_public_api_names_exist():
+    """The functions the package docstring and the README document are reachable from `simgan`."""
+    import simgan
+    from simgan.refine import refine_dataset
+    from simgan.training import train
+    assert simgan.train is train and simgan.refine_dataset is refine_dataset
+    assert callable(simgan.evaluate_gaze) and callable(simgan.evaluate_realism)
+    assert callable(simgan.evaluate_preservation) and callable(simgan.refine_array)
