@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY_CONFIG, make_discs  # noqa: E402
 
 CLASSES = ("Python traceback, exit 1", "click's usage error instead of simgan: error", "wrongly accepted, exit 0",
-           "half-written output left", "input data deleted or changed", "(not in the table) pickle payload ran")
+           "half-written output left", "input data deleted or changed", "(not in the table) pickle payload ran",
+           "(not in the table) more than the one error line, or another exit status")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -571,11 +572,13 @@ def judge(before: dict, after: dict, code: int, err: str, escaped, outputs=()) -
         return CLASSES[2]
     if escaped is not None or code == 1 or "Traceback" in err:
         return CLASSES[0]
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    if len(lines) != 1 or not lines[0].startswith("simgan: error:") or code != 2:
+    if "Usage:" in err and "Error:" in err:
         return CLASSES[1]
     if set(after) - set(before):
         return CLASSES[3]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if len(lines) != 1 or not lines[0].startswith("simgan: error:") or code != 2:
+        return CLASSES[6]
     return None
 
 
