@@ -46,7 +46,9 @@ class RefineResult:
     peak_rss_mib: float  # this process's peak resident memory (flat in the dataset's size)
 
 
-def _out_name(rec_file: str, labelled: bool) -> str:
+def _out_name(rec_file: str, labelled: bool, variant: int | None = None) -> str:
+    if variant is not None:  # --variants K: one file per refinement, NAME_vK.png
+        return os.path.splitext(_out_name(rec_file, labelled))[0] + f"_v{variant}.png"
     if rec_file.lower().endswith(".png"):
         return rec_file
     if labelled:
@@ -71,22 +73,31 @@ class _Progress:
 
 
 def refine_dataset(run, input, out, *, batch_size: int = 256, device: str = "auto", precision: str = "auto",
-                   threads: int = 4, progress: bool = True, echo=None) -> RefineResult:
+                   threads: int = 4, progress: bool = True, echo=None, variants: int = 1) -> RefineResult:
     """Refine every image of the interchange folder ``input`` with the refiner of ``run``.
 
     Writes ``out`` (which must not exist). Run again with the same arguments after an
     interruption to continue; the finished folder appears only once complete.
+
+    ``variants = K > 1`` writes K refinements of each image, ``NAME_v0.png`` ... ``NAME_v{K-1}.png``,
+    each with the input's labels (the paper's "several refined images per synthetic image"); they
+    differ only when the refiner takes noise (``refiner.noise_channels``). A refiner's noise is
+    drawn from a generator seeded by the batch and variant, so a refine is reproducible.
     """
     set_threads()
+    if variants < 1:
+        raise SimganError("--variants must be >= 1")
     info, dev = init_distributed(device)
     try:
-        return _refine(run, input, out, batch_size, dev, precision, threads, progress and info.is_main, echo, info)
+        return _refine(run, input, out, batch_size, dev, precision, threads, progress and info.is_main, echo, info,
+                       variants)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo, info: DistInfo) -> RefineResult:
+def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo, info: DistInfo,
+            variants: int = 1) -> RefineResult:
     say = echo or (lambda msg: None)
     if batch_size < 1:
         raise SimganError("--batch-size must be >= 1")
@@ -111,6 +122,8 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
         "run": str(Path(run).resolve()), "refiner_step": step, "input": str(Path(input).resolve()),
         "images": n, "batch_size": batch_size, "world_size": info.world_size, "precision": precision,
     }
+    if variants > 1:
+        manifest["variants"] = variants
 
     # -- create or resume OUT.partial (rank 0), then everyone checks the same manifest ------------
     if info.is_main:
@@ -151,8 +164,8 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
                                   f"{spec.describe()} images")
         return recs, np.stack(images)
 
-    def save(recs, refined: np.ndarray) -> None:
-        names = [_out_name(r.file, index.labelled) for r in recs]
+    def save(recs, refined: np.ndarray, variant: int | None) -> None:
+        names = [_out_name(r.file, index.labelled, variant) for r in recs]
         for d in {os.path.dirname(nm) for nm in names}:
             (partial / d).mkdir(parents=True, exist_ok=True)
         list(pool.map(lambda a: encode_png(partial / a[0], a[1]), zip(names, refined)))
@@ -168,15 +181,22 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
             x = to_model(pixels, max_value, device=dev)
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), autocast(dev, precision):
-                y = model(x)
-            refined = from_model(y.float(), max_value)
+            outs = []
+            for v in range(variants):
+                noise = None
+                if getattr(model, "noise_channels", 0):
+                    g = torch.Generator().manual_seed(b * 1000 + v)
+                    noise = torch.randn(x.shape[0], model.noise_channels, *x.shape[2:], generator=g).to(dev)
+                with torch.no_grad(), autocast(dev, precision):
+                    y = model(x, noise) if noise is not None else model(x)
+                outs.append(from_model(y.float(), max_value))
             if pending_write is not None:
                 pending_write.result()
                 tracker.save(done)
                 if bar is not None:
                     bar.update(last_count * info.world_size)
-            pending_write = writer.submit(save, recs, refined)
+            pending_write = writer.submit(
+                lambda r=recs, o=outs: [save(r, ov, v if variants > 1 else None) for v, ov in enumerate(o)])
             done += 1
             last_count = len(recs)
             count += len(recs)
@@ -197,7 +217,12 @@ def _refine(run, input, out, batch_size, dev, precision, threads, progress, echo
             tmp = partial / f".{LABELS_FILE}.tmp"
             with open(tmp, "wb") as fh:
                 for line in index.iter_label_lines():
-                    fh.write(line + b"\n")
+                    if variants == 1:
+                        fh.write(line + b"\n")
+                        continue
+                    rec = json.loads(line)
+                    for v in range(variants):
+                        fh.write(json.dumps({**rec, "file": _out_name(rec["file"], True, v)}).encode() + b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, partial / LABELS_FILE)

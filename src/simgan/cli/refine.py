@@ -15,8 +15,11 @@ from .common import device_option, is_main_process, precision_option
 @device_option
 @precision_option
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Image decode/encode threads.")
+@click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
+              help="K refinements per image (NAME_v0.png ...), each with the image's labels; they differ when the "
+                   "refiner takes noise (refiner.noise_channels).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def refine(run_dir, input_dir, out, batch_size, device, precision, threads, quiet):
+def refine(run_dir, input_dir, out, batch_size, device, precision, threads, variants, quiet):
     """Refine every image of a dataset; labels.jsonl lines are copied byte for byte.
 
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
@@ -26,7 +29,7 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, threads, quie
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
                          precision=precision or "auto", threads=threads, progress=not quiet,
-                         echo=lambda m: click.echo(m, err=True))
+                         echo=lambda m: click.echo(m, err=True), variants=variants)
     if res.images and is_main_process():
-        click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s, "
+        click.echo(f"refined {res.images} images{f' x {variants} variants' if variants > 1 else ''} into {res.out} ({res.images_per_s:.0f} images/s, "
                    f"peak memory {res.peak_rss_mib:.0f} MiB)")
