@@ -48,7 +48,8 @@ def test_demo_digits_tiny(tmp_path):
         assert saved["gap_closed"] == (a["refined"] - a["synthetic"]) / (a["real"] - a["synthetic"])
     assert saved["seconds"] > 0 and saved["verdict"] and m["settings"]["seed"] == 1
     report = (tmp_path / "d" / "report.html").read_text()
-    assert "data:image/png;base64," in report and "Gap closed" in report
+    assert "data:image/png;base64," in report and "Gap closed" in report and "border ratio" in report
+    assert saved["artifacts"]["stride"] == 4
     # S+U learning: SimGAN's real set has no labels
     assert not (tmp_path / "d" / "data" / "real_unlabelled" / "labels.jsonl").exists()
 

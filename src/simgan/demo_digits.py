@@ -170,6 +170,8 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
                                                name=key)
     timings["realism"] = time.perf_counter() - t
     change = float(np.abs(refined.astype(np.float32) - d.synthetic.astype(np.float32)).mean() / 127.5)
+    from .demo import _artifact_rows, measure_artifacts
+    artifacts = measure_artifacts(data / "synthetic", data / "refined", cfg, len(d.synthetic))
     timings["total"] = time.perf_counter() - t_all
 
     summary = {}
@@ -179,7 +181,7 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
         "accuracy": acc, "gap_closed": gap_closed,
         "c2st": {k: v["accuracy"] for k, v in c2st.items()},
         "c2st_detail": c2st,
-        "mean_abs_change": change,
+        "mean_abs_change": change, "artifacts": artifacts,
         "seconds": timings["total"], "timings_s": timings,
         "settings": {"demo": name, "seed": seed, "device": str(dev), "working_size": WORKING_SIZE,
                      "n_synthetic": len(d.synthetic), "n_real": len(d.real), "n_test": len(d.test), **asdict(s)},
@@ -212,6 +214,7 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
                  v["n_per_class"]] for k, v in c2st.items()]),
         f"<p class='note'>50% means a fresh CNN cannot tell the set from real images. Mean |refined - synthetic| "
         f"= {change:.3f} in [-1, 1].</p>",
+        "<h2>Artifacts of refinement</h2>", _table(["measure", "value"], _artifact_rows(artifacts)),
         f"<p><b>Verdict:</b> {html.escape(str(summary.get('verdict', '')))}</p>",
         "<h2>Samples</h2><p class='note'>Rows: synthetic, the same images refined, real (other digits), test.</p>",
         _img_tag(grid, "samples"),
