@@ -35,7 +35,7 @@ from .errors import SimganError
 
 @dataclass
 class DigitsDemoSettings:
-    simgan: dict  # overrides of the generic preset: the run length only
+    simgan: dict  # overrides of the generic preset: the run length and batch only
     classifier_steps: int = 800
     classifier_batch: int = 64
     limit: int | None = None  # digits used (None: all 1,797)
@@ -45,10 +45,12 @@ class DigitsDemoSettings:
 
 DIGITS_DEMO_SETTINGS: dict[str, DigitsDemoSettings] = {
     "default": DigitsDemoSettings(
-        simgan={"train": {"steps": 600, "sample_every": 100, "checkpoint_every": 100}}),
+        simgan={"train": {"disc_pretrain": 100, "steps": 300, "batch_size": 32, "buffer_size": 3200,
+                          "sample_every": 100, "checkpoint_every": 100}}),
     "quick": DigitsDemoSettings(
-        simgan={"train": {"disc_pretrain": 50, "steps": 150, "sample_every": 50, "checkpoint_every": 50}},
-        classifier_steps=500, c2st={"max_steps": 600}),
+        simgan={"train": {"disc_pretrain": 30, "steps": 60, "batch_size": 32, "buffer_size": 640,
+                          "sample_every": 30, "checkpoint_every": 30}},
+        classifier_steps=300, c2st={"max_steps": 300}),
 }
 
 
