@@ -79,7 +79,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_sets, tiny_config, t
     from simgan.training import TrainingDiverged
     syn, real = tiny_sets
     # The first adversarial step (step 6) produces a NaN realism loss.
-    monkeypatch.setattr(losses, "realism_loss", lambda logits: torch.tensor(float("nan")))
+    monkeypatch.setattr(losses, "realism_loss", lambda logits, **kw: torch.tensor(float("nan")))
     cfg = tiny(tiny_config, checkpoint_every=2, log_every=1)
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
         train(cfg, syn, real, tmp_path / "run", progress=False)
