@@ -1,6 +1,7 @@
 """Algorithm 1 end to end on tiny images: the run directory, exact resume, health warnings."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -128,3 +129,9 @@ def test_warnings_and_adaptive_kg_in_a_run(tiny_sets, tiny_config, tmp_path):
     assert "R cannot fool it" in (tmp_path / "run" / "train.log").read_text()
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["kg"] > 1
+    # the plain verdict of a run that changes nothing, at the end and in RUN/summary.json
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["changed"] is False and summary["fooled"] is False
+    assert re.fullmatch(r"R changed images by 0\.00\d on average \(in \[-1, 1\]\) and never fooled D \(accuracy \d+%\): "
+                        r"raise --kg \(now [23]\) or lower --lambda-reg \(now 10000\)\.", summary["verdict"])
+    assert messages[-1] == "verdict: " + summary["verdict"]

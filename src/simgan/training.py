@@ -251,7 +251,7 @@ CHANGE_THRESHOLD = 0.03  # mean |R(x) - x| in [-1, 1] (about 4 grey levels of 25
 FOOLED_THRESHOLD = 0.5  # D's accuracy on refined patches below which R fooled it
 
 
-def verdict(rows: list[dict], cfg: SimGANConfig) -> dict:
+def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
     """A plain verdict on the adversarial rounds logged so far (``rows`` of metrics.jsonl):
     did refinement change the images, could D be fooled, and what to try if not. The last
     quarter of the rounds (at least one) is "now"; "fooled" is whether D's accuracy on refined
@@ -266,7 +266,7 @@ def verdict(rows: list[dict], cfg: SimGANConfig) -> dict:
     acc = (acc_ref + acc_real) / 2
     fooled_rounds = sum(r["d_acc_refined"] < FOOLED_THRESHOLD for r in adv)
     changed, fooled = mad >= CHANGE_THRESHOLD, fooled_rounds > 0
-    lam, kg = cfg.loss.lambda_reg, cfg.train.kg
+    lam, kg = cfg.loss.lambda_reg, kg or cfg.train.kg  # kg: the K_g in use (adaptive K_g may have raised it)
     what = (f"R changed images by {mad:.3f} on average (in [-1, 1]) and "
             + (f"fooled D in {fooled_rounds} of {len(adv)} logged rounds (D accuracy now {100 * acc:.0f}%)" if fooled
                else f"never fooled D (accuracy {100 * acc:.0f}%)"))
@@ -594,14 +594,14 @@ class Trainer:
             if self.dist.is_main and (self.step % t.sample_every == 0 or done):
                 self.write_samples()
                 if not done and self.phase_of(self.step - 1)[0] == "adversarial":
-                    self.say(f"step {self.step}: {verdict(self.rows, self.cfg)['verdict']}")
+                    self.say(f"step {self.step}: {verdict(self.rows, self.cfg, self.kg)['verdict']}")
             if self.step % t.checkpoint_every == 0 or done:
                 self.save_checkpoint()
         if bar is not None:
             bar.close()
         if self.dist.is_main:
             self.write_samples()
-            v = verdict(self.rows, self.cfg)
+            v = verdict(self.rows, self.cfg, self.kg)
             self.say(f"verdict: {v['verdict']}")
             from .datasets import atomic_write_bytes
             atomic_write_bytes(self.run.path / "summary.json", json.dumps({"step": self.step, **v}, indent=1).encode())
