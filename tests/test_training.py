@@ -1,6 +1,7 @@
 """Algorithm 1 end to end on tiny images: the run directory, exact resume, health warnings."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -80,7 +81,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_sets, tiny_config, t
     from simgan.training import TrainingDiverged
     syn, real = tiny_sets
     # The first adversarial step (step 6) produces a NaN realism loss.
-    monkeypatch.setattr(losses, "realism_loss", lambda logits: torch.tensor(float("nan")))
+    monkeypatch.setattr(losses, "realism_loss", lambda logits, **kw: torch.tensor(float("nan")))
     cfg = tiny(tiny_config, checkpoint_every=2, log_every=1)
     with pytest.raises(TrainingDiverged, match="NaN or infinite"):
         train(cfg, syn, real, tmp_path / "run", progress=False)
@@ -129,6 +130,12 @@ def test_warnings_and_adaptive_kg_in_a_run(tiny_sets, tiny_config, tmp_path):
     assert "R cannot fool it" in (tmp_path / "run" / "train.log").read_text()
     rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["kg"] > 1
+    # the plain verdict of a run that changes nothing, at the end and in RUN/summary.json
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["changed"] is False and summary["fooled"] is False
+    assert re.fullmatch(r"R changed images by 0\.00\d on average \(in \[-1, 1\]\) and never fooled D \(accuracy \d+%\): "
+                        r"raise --kg \(now [23]\) or lower --lambda-reg \(now 10000\)\.", summary["verdict"])
+    assert messages[-1] == "verdict: " + summary["verdict"]
 
 
 def test_public_api_names_exist():

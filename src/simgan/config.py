@@ -22,6 +22,10 @@ from .errors import SimganError
 FEATURES = ("identity", "channel-mean", "gradients", "features")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+REDUCTIONS = ("sum", "mean")
+ADVERSARIAL = ("cross-entropy", "least-squares", "hinge")
+PADDINGS = ("zeros", "reflect", "replicate")
+AUGMENTS = ("color", "translation", "cutout")
 
 
 @dataclass
@@ -53,6 +57,17 @@ class RefinerConfig:
     num_blocks: int = 4
     norm: str = "none"  # "none" or "batch" (batch norm inside the ResNet blocks)
     residual: bool = True
+    # How R's convolutions pad the border: "zeros" (the default of the paper's framework) or
+    # "reflect" / "replicate", which give the border pixels real neighbours instead of a black
+    # frame, the remedy for border artifacts in image-to-image networks (Johnson et al., ECCV
+    # 2016, use reflection padding in their residual transformation networks).
+    padding: str = "zeros"
+    # Channels of N(0, 1) noise concatenated to R's input: the paper's future work ("model the
+    # noise distribution", §5); a refiner that sees only its input maps every flat region to the
+    # same output. Noise enters R only; self-regularisation still ties R(x, z) to x, and
+    # `simgan refine --variants K` draws K noise maps per image (cf. Bousmalis et al., "Unsupervised
+    # Pixel-Level Domain Adaptation with GANs", CVPR 2017, whose generator takes x and z).
+    noise_channels: int = 0
 
 
 @dataclass
@@ -72,20 +87,42 @@ class DiscriminatorConfig:
     connected head, one decision per image (the ablation of §3.3).
 
     ``layers`` is the trunk; a final ``1×1`` convolution to 2 maps (softmax) is always added.
+
+    ``layers: []`` (the generic preset) derives the trunk from the image shape when training
+    starts (:func:`generic_discriminator_for_shape`).
     """
 
     kind: str = "local"
     layers: list[LayerSpec] = field(default_factory=list)
     norm: str = "batch"  # batch norm after each trunk convolution, as the authors' blog notes
     padding: str = "valid"  # "valid" (no padding, as in the paper's layer list) or "same"
+    # Spectral normalisation of every trunk and output convolution (Miyato et al., "Spectral
+    # Normalization for Generative Adversarial Networks", ICLR 2018).
+    spectral_norm: bool = False
+    # Anti-aliased downsampling: every strided convolution runs at stride 1 and is followed by a
+    # 3x3 binomial blur subsampled by the stride (Zhang, "Making Convolutional Networks
+    # Shift-Invariant Again", ICML 2019), so D's decisions (and R's gradients) carry no
+    # stride-periodic grid.
+    antialias: bool = False
 
 
 @dataclass
 class LossConfig:
-    """Eq. 4: ``L_R = sum_patches -log(1 - D(R(x))) + lambda_reg * ||psi(R(x)) - psi(x)||_1``."""
+    """Eq. 4: ``L_R = sum_patches -log(1 - D(R(x))) + lambda_reg * ||psi(R(x)) - psi(x)||_1``.
+
+    ``reduction`` (see :mod:`simgan.losses`): ``sum`` over patches and feature elements (the
+    paper's literal Eq. 2/4; eyes and hands presets), or ``mean`` over both, so that lambda_reg
+    means the same at every image size and patch count (the generic preset).
+    ``adversarial``: ``cross-entropy`` (the paper), ``least-squares`` (Mao et al., ICCV 2017) or
+    ``hinge`` (Lim & Ye 2017). ``r1_gamma``: weight gamma of the R1 penalty
+    ``gamma/2 ||grad D(y)||²`` on real images (Mescheder et al., ICML 2018); 0 disables.
+    """
 
     lambda_reg: float = 0.1
     feature: str = "identity"  # psi: identity | channel-mean | gradients | features
+    reduction: str = "sum"
+    adversarial: str = "cross-entropy"
+    r1_gamma: float = 0.0
 
 
 @dataclass
@@ -108,6 +145,11 @@ class TrainConfig:
     momentum: float = 0.9  # SGD
     betas: tuple[float, float] = (0.5, 0.999)  # Adam
     ema_decay: float = 0.0  # running average of R's weights (Salimans et al.); 0 disables
+    # Differentiable augmentation of every image D sees, real and refined alike, in R's step too
+    # (Zhao et al., "Differentiable Augmentation for Data-Efficient GAN Training", NeurIPS 2020):
+    # a comma-separated policy of "color", "translation", "cutout"; "" disables. For users with
+    # few real images (hundreds).
+    diff_augment: str = ""
     health_patience: int | None = None  # rounds a bad sign must last before a warning (None: max(50, T/10))
     log_every: int = 10  # metrics are read from the device every this many steps
     sample_every: int = 200  # sample grid and loss-curve PNG every this many steps
@@ -166,7 +208,14 @@ class SimGANConfig:
             (d.kind in ("local", "global"), "discriminator kind must be local or global"),
             (d.norm in ("none", "batch"), "discriminator norm must be none or batch"),
             (d.padding in ("valid", "same"), "discriminator padding must be valid or same"),
-            (len(d.layers) >= 1, "discriminator needs at least one layer"),
+            (len(d.layers) >= 1 or self.preset == "generic", "discriminator needs at least one layer"),
+            (l.reduction in REDUCTIONS, f"loss reduction must be one of {', '.join(REDUCTIONS)}, got {l.reduction!r}"),
+            (l.adversarial in ADVERSARIAL, f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, got {l.adversarial!r}"),
+            (l.r1_gamma >= 0, "r1_gamma must be >= 0"),
+            (r.padding in PADDINGS, f"refiner padding must be one of {', '.join(PADDINGS)}, got {r.padding!r}"),
+            (r.noise_channels >= 0, "refiner noise_channels must be >= 0"),
+            (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
+             f"diff_augment must be a comma-separated list of {', '.join(AUGMENTS)}, got {t.diff_augment!r}"),
             (t.kg_max >= 1, f"kg_max must be >= 1, got {t.kg_max}"),
             (t.health_patience is None or t.health_patience >= 1,
              f"health_patience must be >= 1 (or null for the default), got {t.health_patience}"),
@@ -264,17 +313,30 @@ PRESETS: dict[str, SimGANConfig] = {
         train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=32,
                           buffer_size=2048),
     ),
-    # Any other shape: a small R and D; image shape is taken from the data.
+    # Any other shape: a small R; D's trunk is derived from the image shape when training starts
+    # (generic_discriminator_for_shape) and both loss terms are means (per patch, per pixel), so
+    # lambda means the same at every size. The numbers were measured on the digits demo and the
+    # eyes (README, "Defaults on a new domain").
     "generic": SimGANConfig(
         preset="generic",
         refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4),
-        discriminator=DiscriminatorConfig(layers=[
-            conv(3, 2, 96), conv(3, 2, 64), maxpool(3, 1), conv(3, 1, 32), conv(1, 1, 32)]),
-        loss=LossConfig(lambda_reg=0.1, feature="identity"),
+        discriminator=DiscriminatorConfig(layers=[]),
+        loss=LossConfig(lambda_reg=1.0, feature="identity", reduction="mean"),
         train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=64,
                           buffer_size=6400),
     ),
 }
+
+
+def generic_discriminator_for_shape(height: int, width: int) -> list[LayerSpec]:
+    """The generic preset's D for ``height × width`` images: as many stride-2 ``3×3``
+    convolutions as keep D's map at least about 3 patches on the short side
+    (``floor(log2(min(h, w) / 6))``, 1 to 6), then the stride-1 and ``1×1`` layers of the paper's
+    eyes D. 24×24 -> 2 strided layers, 3×3 patches of 15×15 px; 55×35 -> 2, 11×6 patches;
+    224×224 -> 5."""
+    import math
+    depth = int(math.floor(math.log2(max(1, min(height, width)) / 6))) if min(height, width) >= 6 else 1
+    return generic_discriminator_layers(depth=max(1, min(6, depth)), width=64, kernel=3)
 
 
 def generic_discriminator_layers(depth: int = 2, width: int = 64, kernel: int = 3) -> list[LayerSpec]:
@@ -286,6 +348,16 @@ def generic_discriminator_layers(depth: int = 2, width: int = 64, kernel: int = 
             raise SimganError(f"config: discriminator.generic.{name} must be an integer >= 1, got {v!r}")
     return ([conv(kernel, 2, width) for _ in range(depth)]
             + [conv(kernel, 1, max(1, width // 2)), conv(1, 1, max(1, width // 2))])
+
+
+def for_image_shape(cfg: SimGANConfig, height: int, width: int) -> SimGANConfig:
+    """``cfg`` with the settings that derive from the image shape filled in: an empty D trunk
+    (the generic preset) becomes :func:`generic_discriminator_for_shape`."""
+    if cfg.discriminator.layers:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.discriminator.layers = generic_discriminator_for_shape(height, width)
+    return cfg
 
 
 def preset(name: str) -> SimGANConfig:

@@ -28,16 +28,46 @@ def _padding(layer: LayerSpec, mode: str) -> int:
     return layer.kernel // 2 if mode == "same" else 0
 
 
+class BlurPool(nn.Module):
+    """Anti-aliased subsampling (Zhang, "Making Convolutional Networks Shift-Invariant Again",
+    ICML 2019): a 3×3 binomial ``[1, 2, 1]ᵀ[1, 2, 1] / 16`` blur per channel, then every
+    ``stride``-th pixel. With the convolution before it at stride 1, the layer keeps the strided
+    layer's output size (``kernel_size``-3 blur, no padding: one row and column less on each
+    side, as the strided convolution's ``(n - k) // s + 1``) without its aliasing."""
+
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        k = (k[:, None] * k[None, :]) / 16.0
+        self.register_buffer("kernel", k.expand(channels, 1, 3, 3).clone(), persistent=False)
+        self.stride = stride
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        return nn.functional.conv2d(pad, self.kernel.to(x.dtype), stride=self.stride, groups=self.channels)
+
+
+def _maybe_sn(module: nn.Module, on: bool) -> nn.Module:
+    """Spectral normalisation (Miyato et al., ICLR 2018) of a layer's weight when ``on``."""
+    return nn.utils.parametrizations.spectral_norm(module) if on else module
+
+
 def build_trunk(cfg: DiscriminatorConfig, in_channels: int) -> tuple[nn.Sequential, int]:
     mods: list[nn.Module] = []
     ch = in_channels
     for layer in cfg.layers:
         pad = _padding(layer, cfg.padding)
         if layer.kind == "conv":
-            mods.append(nn.Conv2d(ch, layer.channels, layer.kernel, layer.stride, pad, bias=cfg.norm == "none"))
+            blur = cfg.antialias and layer.stride > 1
+            # anti-aliased: the convolution at stride 1, then BlurPool by the stride; same output size
+            mods.append(_maybe_sn(nn.Conv2d(ch, layer.channels, layer.kernel, 1 if blur else layer.stride, pad,
+                                            bias=cfg.norm == "none"), cfg.spectral_norm))
             if cfg.norm == "batch":
                 mods.append(nn.BatchNorm2d(layer.channels))
             mods.append(nn.ReLU(inplace=True))
+            if blur:
+                mods.append(BlurPool(layer.channels, layer.stride))
             ch = layer.channels
         else:
             mods.append(nn.MaxPool2d(layer.kernel, layer.stride, pad))
@@ -51,7 +81,7 @@ class LocalDiscriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk, ch = build_trunk(cfg, in_channels)
-        self.classify = nn.Conv2d(ch, 2, 1)
+        self.classify = _maybe_sn(nn.Conv2d(ch, 2, 1), cfg.spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.trunk(x))
@@ -65,7 +95,7 @@ class GlobalDiscriminator(nn.Module):
         self.cfg = cfg
         self.trunk, ch = build_trunk(cfg, in_channels)
         h, w = output_size(cfg, height, width)
-        self.classify = nn.Linear(ch * h * w, 2)
+        self.classify = _maybe_sn(nn.Linear(ch * h * w, 2), cfg.spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.trunk(x).flatten(1))[:, :, None, None]

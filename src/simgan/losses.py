@@ -5,10 +5,24 @@ probability that a patch is *refined*. Targets: refined = 1, real = 0 (Eq. 2).
 
 Conventions (fixed here and tested on hand-computed cases):
 
-* each image's loss is the **sum over D's patches** (§2.2, Figure 3) and, for the
-  self-regularisation term, the L1 norm, i.e. the **sum over feature elements**;
+* ``reduction="sum"`` (the paper's Eq. 2 and 4 read literally; the eyes and hands presets):
+  each image's adversarial loss is the **sum over D's patches** (§2.2, Figure 3) and the
+  self-regularisation term is the L1 norm, the **sum over feature elements**. Then the balance
+  between the two terms of Eq. 4 depends on the image size and on D's patch count: at 55×35
+  with the eyes D (36 patches, 1,925 pixels) lambda = 0.1 weighs a mean pixel change 5.3 times
+  as much as a mean patch loss; at 24×24 RGB with 9 patches, 19 times.
+* ``reduction="mean"`` (the generic preset): the **mean over patches** and the **mean over
+  feature elements**, so ``lambda`` means the same at every image size and patch count. With
+  Adam (scale-invariant steps) the only thing that changes between the two conventions is
+  lambda's meaning: ``lambda_mean = lambda_sum * elements / patches``.
 * a mini-batch loss is the **mean over its images**, so learning rates do not depend on the
   batch size. (The paper's Eq. 2 and 4 sum over images as well; that only rescales the step.)
+
+The adversarial loss itself (``adversarial``): ``cross-entropy`` is the paper's (Eq. 2, 3);
+``least-squares`` is LSGAN (Mao et al., "Least Squares Generative Adversarial Networks",
+ICCV 2017; the 0-1 coding, a = 0, b = c = 1); ``hinge`` is the hinge loss of Lim & Ye
+("Geometric GAN", 2017) as used by Miyato et al. (ICLR 2018). The last two read D's score as the
+log-odds of *real*, ``r = logit_real - logit_refined``.
 """
 
 from __future__ import annotations
@@ -18,24 +32,68 @@ import torch.nn.functional as F
 from torch import nn
 
 REFINED, REAL = 1, 0
+ADVERSARIAL_LOSSES = ("cross-entropy", "least-squares", "hinge")
+REDUCTIONS = ("sum", "mean")
 
 
-def _patch_ce(logits: torch.Tensor, target: int) -> torch.Tensor:
-    """Per-image sum over patches of the cross-entropy against ``target`` (N,)."""
+def _per_image(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``N×h×w`` per-patch values -> ``N`` per-image losses (sum or mean over patches)."""
+    flat = values.flatten(1)
+    return flat.mean(1) if reduction == "mean" else flat.sum(1)
+
+
+def _patch_ce(logits: torch.Tensor, target: int, reduction: str = "sum") -> torch.Tensor:
+    """Per-image sum (or mean) over patches of the cross-entropy against ``target`` (N,)."""
     logp = F.log_softmax(logits.float(), dim=1)[:, target]
-    return -logp.flatten(1).sum(1)
+    return _per_image(-logp, reduction)
 
 
-def discriminator_loss(logits_refined: torch.Tensor, logits_real: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: ``-sum_i log D(x~_i) - sum_j log(1 - D(y_j))``, summed over patches, averaged over
-    the ``n_refined + n_real`` images of D's mini-batch."""
-    per_image = torch.cat([_patch_ce(logits_refined, REFINED), _patch_ce(logits_real, REAL)])
+def realness(logits: torch.Tensor) -> torch.Tensor:
+    """D's score that a patch is real, ``logit_real - logit_refined`` (N×h×w)."""
+    logits = logits.float()
+    return logits[:, REAL] - logits[:, REFINED]
+
+
+def discriminator_loss(logits_refined: torch.Tensor, logits_real: torch.Tensor, *, adversarial: str = "cross-entropy",
+                       reduction: str = "sum") -> torch.Tensor:
+    """Eq. 2: ``-sum_i log D(x~_i) - sum_j log(1 - D(y_j))``, summed (or averaged) over patches,
+    averaged over the ``n_refined + n_real`` images of D's mini-batch. ``least-squares``:
+    ``½(r_real - 1)² + ½ r_refined²`` per patch; ``hinge``: ``relu(1 - r_real) + relu(1 + r_refined)``."""
+    if adversarial == "cross-entropy":
+        per_image = torch.cat([_patch_ce(logits_refined, REFINED, reduction), _patch_ce(logits_real, REAL, reduction)])
+    elif adversarial == "least-squares":
+        per_image = torch.cat([_per_image(0.5 * realness(logits_refined) ** 2, reduction),
+                               _per_image(0.5 * (realness(logits_real) - 1.0) ** 2, reduction)])
+    elif adversarial == "hinge":
+        per_image = torch.cat([_per_image(F.relu(1.0 + realness(logits_refined)), reduction),
+                               _per_image(F.relu(1.0 - realness(logits_real)), reduction)])
+    else:
+        raise ValueError(f"unknown adversarial loss {adversarial!r}")
     return per_image.mean()
 
 
-def realism_loss(logits_refined: torch.Tensor) -> torch.Tensor:
-    """Eq. 3: ``l_real = -log(1 - D(R(x)))``, summed over D's patches, averaged over images."""
-    return _patch_ce(logits_refined, REAL).mean()
+def realism_loss(logits_refined: torch.Tensor, *, adversarial: str = "cross-entropy",
+                 reduction: str = "sum") -> torch.Tensor:
+    """Eq. 3: ``l_real = -log(1 - D(R(x)))``, summed (or averaged) over D's patches, averaged over
+    images. ``least-squares``: ``½(r - 1)²`` per patch; ``hinge``: ``-r``."""
+    if adversarial == "cross-entropy":
+        return _patch_ce(logits_refined, REAL, reduction).mean()
+    r = realness(logits_refined)
+    if adversarial == "least-squares":
+        return _per_image(0.5 * (r - 1.0) ** 2, reduction).mean()
+    if adversarial == "hinge":
+        return _per_image(-r, reduction).mean()
+    raise ValueError(f"unknown adversarial loss {adversarial!r}")
+
+
+def r1_penalty(real_scores: torch.Tensor, real_images: torch.Tensor, *, reduction: str = "sum") -> torch.Tensor:
+    """R1 gradient penalty (Mescheder et al., "Which Training Methods for GANs do actually
+    Converge?", ICML 2018, Eq. 9 without gamma/2): ``||grad_y D(y)||²`` on real images, where D(y)
+    is the per-image sum (or mean) of the patch scores ``real_scores`` (N×h×w, computed from
+    ``real_images`` with ``requires_grad``); averaged over images."""
+    per_image = _per_image(real_scores, reduction)
+    (grad,) = torch.autograd.grad(per_image.sum(), real_images, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 def discriminator_accuracy(logits: torch.Tensor, target: int) -> torch.Tensor:
@@ -87,16 +145,19 @@ def feature_transform(name: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown feature transform {name!r}")
 
 
-def self_regularization_loss(refined: torch.Tensor, synthetic: torch.Tensor, psi: nn.Module) -> torch.Tensor:
-    """``||psi(R(x)) - psi(x)||_1`` (the second term of Eq. 4), summed over the feature elements
-    of each image, averaged over images."""
+def self_regularization_loss(refined: torch.Tensor, synthetic: torch.Tensor, psi: nn.Module,
+                             *, reduction: str = "sum") -> torch.Tensor:
+    """``||psi(R(x)) - psi(x)||_1`` (the second term of Eq. 4), summed (``mean``: averaged) over
+    the feature elements of each image, averaged over images."""
     diff = psi(refined.float()) - psi(synthetic.float())
-    return diff.abs().flatten(1).sum(1).mean()
+    flat = diff.abs().flatten(1)
+    return (flat.mean(1) if reduction == "mean" else flat.sum(1)).mean()
 
 
 def refiner_loss(logits_refined: torch.Tensor, refined: torch.Tensor, synthetic: torch.Tensor,
-                 psi: nn.Module, lambda_reg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 psi: nn.Module, lambda_reg: float, *, adversarial: str = "cross-entropy",
+                 reduction: str = "sum") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 4: ``L_R = l_real + lambda * l_reg``. Returns ``(total, l_real, l_reg)``."""
-    real = realism_loss(logits_refined)
-    reg = self_regularization_loss(refined, synthetic, psi)
+    real = realism_loss(logits_refined, adversarial=adversarial, reduction=reduction)
+    reg = self_regularization_loss(refined, synthetic, psi, reduction=reduction)
     return real + lambda_reg * reg, real, reg

@@ -47,7 +47,9 @@ class RefineResult:
     peak_rss_mib: float  # this process's peak resident memory (flat in the dataset's size)
 
 
-def _out_name(rec_file: str, labelled: bool) -> str:
+def _out_name(rec_file: str, labelled: bool, variant: int | None = None) -> str:
+    if variant is not None:  # --variants K: one file per refinement, NAME_vK.png
+        return os.path.splitext(_out_name(rec_file, labelled))[0] + f"_v{variant}.png"
     if rec_file.lower().endswith(".png"):
         return rec_file
     if labelled:
@@ -101,7 +103,7 @@ def inference_refiner(run, dev: torch.device, precision: str, *, trust_pickle: b
 
 def refine_dataset(run, input, out, *, batch_size: int | None = None, device: str = "auto", precision: str = "auto",
                    workers: int | None = None, progress: bool = True, echo=None,
-                   trust_pickle: bool = False) -> RefineResult:
+                   trust_pickle: bool = False, variants: int = 1) -> RefineResult:
     """Refine every image of the interchange folder ``input`` with the refiner of ``run``.
 
     Writes ``out`` (which must not exist). Run again with the same arguments after an
@@ -111,19 +113,26 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     4096 on a GPU. ``precision="auto"`` refines in fp16 on a GPU:
     it gives fp32's 8-bit pixels on 99.95% of pixels where bf16 gives 96.9% (measured on an H100,
     eyes refiner), at the same speed; on a CPU it is bf16 where native, else fp32.
+
+    ``variants = K > 1`` writes K refinements of each image, ``NAME_v0.png`` ... ``NAME_v{K-1}.png``,
+    each with the input's labels (the paper's "several refined images per synthetic image"); they
+    differ only when the refiner takes noise (``refiner.noise_channels``). A refiner's noise is
+    drawn from a generator seeded by the batch and variant, so a refine is reproducible.
     """
     set_threads()
+    if variants < 1:
+        raise SimganError("--variants must be >= 1")
     info, dev = init_distributed(device)
     try:
         return _refine(run, input, out, batch_size, dev, precision, workers, progress and info.is_main, echo, info,
-                       trust_pickle)
+                       trust_pickle, variants)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo,
-            trust_pickle: bool = False) -> RefineResult:
+            trust_pickle: bool = False, variants: int = 1) -> RefineResult:
     say = echo or (lambda msg: None)
     if batch_size is None:
         # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache:
@@ -155,6 +164,8 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
         "run": str(Path(run).resolve()), "refiner_step": step, "input": str(Path(input).resolve()),
         "images": n, "batch_size": batch_size, "world_size": info.world_size, "precision": precision,
     }
+    if variants > 1:
+        manifest["variants"] = variants
 
     # -- create or resume OUT.partial (rank 0, locked), then everyone checks the same manifest -----
     pdir = None
@@ -178,7 +189,7 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
         dist.barrier()
     try:
         return _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest,
-                            dev, workers, progress, info, out)
+                            dev, workers, progress, info, out, variants)
     except BaseException as exc:
         if pdir is not None and pdir.lock.held:
             # Bad input found by the call that made OUT.partial: nothing is left behind. An
@@ -191,7 +202,7 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
 
 
 def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest, dev,
-                 workers, progress, info, out) -> RefineResult:
+                 workers, progress, info, out, variants) -> RefineResult:
     tracker = _Progress(partial, info)
     mine = list(range(info.rank, n_batches, info.world_size))
     done = tracker.load()
@@ -204,7 +215,9 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
 
     def batch_files(b: int):
         recs = index.records(b * batch_size, (b + 1) * batch_size)
-        return [index.root / r.file for r in recs], [partial / _out_name(r.file, index.labelled) for r in recs]
+        names = [[partial / _out_name(r.file, index.labelled, v if variants > 1 else None) for r in recs]
+                 for v in range(variants)]
+        return [index.root / r.file for r in recs], names
 
     t0 = time.perf_counter()
     count = 0
@@ -219,7 +232,7 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
 
         reads = deque(start_read(b) for b in todo[:depth])
         writes: deque = deque()
-        for k in range(len(todo)):
+        for k, b in enumerate(todo):
             dsts, pending = reads.popleft()
             if k + depth < len(todo):
                 reads.append(start_read(todo[k + depth]))
@@ -227,15 +240,23 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
             x = to_model(pixels, spec.max_value, device=dev)
             if cfg.train.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), autocast(dev, precision):
-                y = model(x)
-            for d in {p.parent for p in dsts}:
+            outs = []
+            for v in range(variants):
+                noise = None
+                if getattr(model, "noise_channels", 0):
+                    g = torch.Generator().manual_seed(b * 1000 + v)
+                    noise = torch.randn(x.shape[0], model.noise_channels, *x.shape[2:], generator=g).to(dev)
+                with torch.no_grad(), autocast(dev, precision):
+                    y = model(x, noise) if noise is not None else model(x)
+                outs.append(from_model(y.float(), spec.max_value))
+            for d in {p.parent for p in dsts[0]}:
                 d.mkdir(parents=True, exist_ok=True)
-            writes.append((len(dsts), io.encode(dsts, from_model(y.float(), spec.max_value))))
-            count += len(dsts)
+            writes.append((len(dsts[0]), [io.encode(names, o) for names, o in zip(dsts, outs)]))
+            count += len(dsts[0])
             while len(writes) > depth or (writes and k == len(todo) - 1):
-                m, fut = writes.popleft()
-                fut.result()
+                m, futs = writes.popleft()
+                for fut in futs:
+                    fut.result()
                 done += 1
                 tracker.save(done)
                 if bar is not None:
@@ -252,7 +273,12 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
             tmp = partial / f".{LABELS_FILE}.tmp"
             with open(tmp, "wb") as fh:
                 for line in index.iter_label_lines():
-                    fh.write(line + b"\n")
+                    if variants == 1:
+                        fh.write(line + b"\n")
+                        continue
+                    rec = json.loads(line)
+                    for v in range(variants):
+                        fh.write(json.dumps({**rec, "file": _out_name(rec["file"], True, v)}).encode() + b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, partial / LABELS_FILE)

@@ -26,12 +26,12 @@ from .config import RefinerConfig
 class ResnetBlock(nn.Module):
     """Two ``k×k`` convolutions with an identity shortcut (He et al., the paper's ref. [12])."""
 
-    def __init__(self, width: int, kernel_size: int, norm: str = "none"):
+    def __init__(self, width: int, kernel_size: int, norm: str = "none", padding: str = "zeros"):
         super().__init__()
         pad = kernel_size // 2
         bias = norm == "none"
-        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias)
-        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias)
+        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias, padding_mode=padding)
+        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias, padding_mode=padding)
         self.norm1 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
         self.norm2 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
         self.act = nn.ReLU(inplace=True)
@@ -47,24 +47,35 @@ class ResnetBlock(nn.Module):
 
 
 class Refiner(nn.Module):
-    """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape."""
+    """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape.
+
+    With ``cfg.noise_channels = k > 0``, R also takes ``k`` maps of N(0, 1) noise (drawn anew per
+    call unless ``noise`` is given), concatenated to ``x`` at the stem; the output is still
+    ``x`` plus a correction, tied to ``x`` by the self-regularisation term."""
 
     def __init__(self, cfg: RefinerConfig, channels: int):
         super().__init__()
         self.cfg = cfg
         self.channels = channels
+        self.noise_channels = cfg.noise_channels
         k = cfg.kernel_size
-        self.stem = nn.Sequential(nn.Conv2d(channels, cfg.width, k, padding=k // 2), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, k, cfg.norm) for _ in range(cfg.num_blocks)])
+        self.stem = nn.Sequential(nn.Conv2d(channels + cfg.noise_channels, cfg.width, k, padding=k // 2,
+                                            padding_mode=cfg.padding), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, k, cfg.norm, cfg.padding) for _ in range(cfg.num_blocks)])
         self.head = nn.Conv2d(cfg.width, channels, 1)
         self.residual = cfg.residual
         if self.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        inp = x
+        if self.noise_channels:
+            if noise is None:
+                noise = torch.randn(x.shape[0], self.noise_channels, *x.shape[2:], device=x.device, dtype=x.dtype)
+            inp = torch.cat([x, noise.to(x.dtype)], dim=1)
         weights = self.head.weight.dtype
-        h = self.stem(x.to(weights))
+        h = self.stem(inp.to(weights))
         if weights == torch.float32:
             h = h.float()  # under autocast: the residual stream stays in fp32 (see ResnetBlock)
         r = self.head(self.blocks(h))

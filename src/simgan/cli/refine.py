@@ -19,10 +19,13 @@ from .common import device_option, is_main_process, precision_option
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes that decode and encode the image files (default: 0 on a CPU, where the model "
                    "needs the cores; all cores but one on a GPU). 0: two threads of this process.")
+@click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
+              help="K refinements per image (NAME_v0.png ...), each with the image's labels; they differ when the "
+                   "refiner takes noise (refiner.noise_channels).")
 @click.option("--trust-pickle", is_flag=True, default=False,
               help="Load an older run's pickled refiner.pt (can run code: only files you trust).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def refine(run_dir, input_dir, out, batch_size, device, precision, workers, trust_pickle, quiet):
+def refine(run_dir, input_dir, out, batch_size, device, precision, workers, variants, trust_pickle, quiet):
     """Refine every image of a dataset; labels.jsonl lines are copied byte for byte.
 
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
@@ -32,7 +35,7 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, workers, trus
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
                          precision=precision or "auto", workers=workers, progress=not quiet, trust_pickle=trust_pickle,
-                         echo=lambda m: click.echo(m, err=True))
+                         echo=lambda m: click.echo(m, err=True), variants=variants)
     if res.images and is_main_process():
-        click.echo(f"refined {res.images} images into {res.out} ({res.images_per_s:.0f} images/s, "
+        click.echo(f"refined {res.images} images{f' x {variants} variants' if variants > 1 else ''} into {res.out} ({res.images_per_s:.0f} images/s, "
                    f"peak memory {res.peak_rss_mib:.0f} MiB)")

@@ -31,6 +31,22 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--global-disc", is_flag=True, default=False, help="Ablation: image-level D instead of the local one.")
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="Running average of R's weights (0 disables); refining uses it.")
+@click.option("--loss-reduction", type=click.Choice(["sum", "mean"]), default=None,
+              help="Eq. 2/4 as sums over patches and pixels (the paper; eyes, hands) or means (generic: lambda "
+                   "means the same at every size).")
+@click.option("--adversarial", type=click.Choice(["cross-entropy", "least-squares", "hinge"]), default=None,
+              help="Adversarial loss: the paper's cross-entropy, least squares (Mao et al. 2017) or hinge (Lim & Ye 2017).")
+@click.option("--r1-gamma", type=click.FloatRange(min=0), default=None,
+              help="R1 gradient penalty weight on real images (Mescheder et al. 2018); 0 disables.")
+@click.option("--spectral-norm/--no-spectral-norm", default=None, help="Spectral normalisation in D (Miyato et al. 2018).")
+@click.option("--antialias/--no-antialias", default=None,
+              help="D downsamples with a blur (Zhang 2019) instead of plain striding: no stride-periodic grid.")
+@click.option("--diff-augment", default=None, metavar="POLICY",
+              help="DiffAugment of D's inputs (Zhao et al. 2020), e.g. color,translation,cutout; '' disables.")
+@click.option("--refiner-padding", type=click.Choice(["zeros", "reflect", "replicate"]), default=None,
+              help="Padding of R's convolutions (reflect/replicate: no dark frame).")
+@click.option("--noise-channels", type=click.IntRange(min=0), default=None,
+              help="Channels of N(0,1) noise given to R with its input; see `simgan refine --variants`.")
 @device_option
 @precision_option
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile R and D.")
@@ -42,8 +58,10 @@ from .common import device_option, is_main_process, precision_option, set_nested
               help="Resume a checkpoint of an older simgan that needs pickle (can run code: only files you trust).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
-          batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay, device,
-          precision, compile_, seed, sample_every, checkpoint_every, trust_pickle, resume, quiet):
+          batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay,
+          loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
+          noise_channels, device, precision, compile_, seed, sample_every, checkpoint_every, trust_pickle, resume,
+          quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
     Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/samples/ (grids of synthetic / refined / real
@@ -64,6 +82,10 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         ("train", "checkpoint_every"): checkpoint_every,
         ("train", "history"): False if no_history else None,
         ("discriminator", "kind"): "global" if global_disc else None,
+        ("loss", "reduction"): loss_reduction, ("loss", "adversarial"): adversarial, ("loss", "r1_gamma"): r1_gamma,
+        ("discriminator", "spectral_norm"): spectral_norm, ("discriminator", "antialias"): antialias,
+        ("train", "diff_augment"): diff_augment, ("refiner", "padding"): refiner_padding,
+        ("refiner", "noise_channels"): noise_channels,
     }.items():
         if value is not None:
             set_nested(overrides, section, key, value)
@@ -71,4 +93,5 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
     result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet, trust_pickle=trust_pickle)
     if is_main_process():
         click.echo(f"trained to step {result.step}: {result.run}/refiner.safetensors "
-                   f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl)")
+                   f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl, verdict in "
+                   f"{result.run}/summary.json)")

@@ -254,11 +254,13 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
                      out: str | os.PathLike | None = None, *, device: str = "auto", seed: int = 0,
                      max_images: int = 5000, c2st: bool = True, kid: bool = True, n_blocks: int = 10,
                      c2st_settings: C2STSettings | None = None, reference: bool = False,
-                     overwrite: bool = False, log: Log = quiet) -> dict:
+                     overwrite: bool = False, log: Log = quiet, inception: bool = False) -> dict:
     """Compare each candidate set with the real set: C2ST and kernel distance (see module doc).
 
     At most ``max_images`` random images of each set are used (the same real images for every
-    candidate). ``reference``: also compare two random halves of the real sample with each
+    candidate). ``inception``: also FID and KID on Inception-v3 features
+    (:mod:`simgan.evaluation.inception`) when the ``simgan[fid]`` extra is installed; skipped
+    with a one-line note otherwise. ``reference``: also compare two random halves of the real sample with each
     other, the calibration point of "indistinguishable" (C2ST ≈ 50%, kernel distance ≈ 0, with
     half as many images). With ``out``, writes ``OUT/metrics.json``. Returns::
 
@@ -299,6 +301,15 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
     real_images = sample(real_ds)
     max_value = real_ds.spec.max_value
     real_feats = image_features(real_images, max_value=max_value, device=dev) if kid else None
+    inception_note = None
+    inc_real = None
+    if inception:
+        from .inception import MISSING_NOTE, inception_features, inception_weights
+        if inception_weights() is None:
+            inception_note = MISSING_NOTE
+            log(f"[realism] {MISSING_NOTE}")
+        else:
+            inc_real = inception_features(real_images, max_value=max_value, device=dev)
 
     results = {}
     for name, ds in cand_ds.items():
@@ -309,6 +320,13 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
             res["kid"] = kernel_distance(real_feats, image_features(images, max_value=max_value, device=dev),
                                          n_blocks=n_blocks, seed=seed)
             log(f"[realism {name}] kernel distance {res['kid']['kid']:.3g} ± {res['kid']['kid_se']:.2g}")
+        if inc_real is not None:
+            from .inception import fid_kid
+            res["inception"] = fid_kid(real_images, images, max_value=max_value, device=dev, seed=seed,
+                                       real_features=inc_real)
+            log(f"[realism {name}] FID {res['inception']['fid']:.2f}, KID {res['inception']['kid']:.4f} ± "
+                f"{res['inception']['kid_std']:.4f} ({res['inception']['n_real']} real / "
+                f"{res['inception']['n_candidate']} candidate images)")
         if c2st:
             res["c2st"] = classifier_two_sample_test(real_images, images, max_value=max_value, settings=settings,
                                                      seed=seed, device=dev, log=log, name=name)
@@ -340,6 +358,7 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
                      "spatial means of 4 blocks" if kid else None},
         "results": results,
         "reference": ref,
+        "inception_note": inception_note,
     }
     if out_dir is not None:
         write_metrics(out_dir, metrics)
@@ -352,7 +371,7 @@ def _p(p: float) -> str:
 
 def format_realism_table(metrics: dict) -> str:
     """Plain-text table of :func:`evaluate_realism`'s results."""
-    rows = [("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3")]
+    rows = [("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3", "FID", "Inception KID×1e3")]
     items = list(metrics["results"].items())
     if metrics.get("reference"):
         items.append(("(real half vs half)", metrics["reference"]))
@@ -365,5 +384,14 @@ def format_realism_table(metrics: dict) -> str:
             _p(c["p_value"]) if c else "-",
             f"{1e3 * k['kid']:.3f}" if k else "-",
             f"{1e3 * k['kid_se']:.3f}" if k else "-",
+            f"{r['inception']['fid']:.2f}" if r.get("inception") else "-",
+            f"{1e3 * r['inception']['kid']:.2f} ± {1e3 * r['inception']['kid_std']:.2f}" if r.get("inception") else "-",
         ))
-    return _table(rows) + f"\n(real set: {metrics['real']['n_used']} of {metrics['real']['n']} images, {metrics['real']['path']})"
+    text = _table(rows) + f"\n(real set: {metrics['real']['n_used']} of {metrics['real']['n']} images, {metrics['real']['path']})"
+    incs = [r["inception"] for _, r in items if r.get("inception")]
+    if incs:
+        text += (f"\nFID and KID on Inception-v3 pool features; KID: cubic polynomial kernel, unbiased MMD², mean ± std "
+                 f"over {incs[0]['n_subsets']} subsets of {incs[0]['subset_size']} images per set")
+    if metrics.get("inception_note"):
+        text += "\n" + metrics["inception_note"]
+    return text

@@ -1,0 +1,169 @@
+"""Issue 10's options: loss reduction, LSGAN / hinge losses, R1, spectral norm, anti-aliased D,
+DiffAugment, R's padding and noise, `refine --variants`, the generic D from the image shape,
+the balance line and the plain verdict."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from simgan import losses
+from simgan.augment import diff_augment
+from simgan.config import (DiscriminatorConfig, RefinerConfig, generic_discriminator_for_shape, resolve_config)
+from simgan.discriminator import build_discriminator, output_size
+from simgan.errors import SimganError
+from simgan.refiner import Refiner
+from simgan.training import balance_line, effective_lambda, train, verdict
+
+
+def logits_real_score(r: torch.Tensor) -> torch.Tensor:
+    """Logits (N,2,h,w) whose realness logit_real - logit_refined is r."""
+    return torch.stack([r, torch.zeros_like(r)], dim=1)
+
+
+def test_mean_reduction_by_hand():
+    p = torch.tensor([[[0.8, 0.5]]])
+    ref = torch.stack([torch.zeros_like(p), torch.log(p / (1 - p))], dim=1)
+    real = ref.clone()
+    # per patch means instead of sums: half the sum for 2 patches
+    assert losses.realism_loss(ref, reduction="mean").item() == pytest.approx(
+        (-math.log(0.2) - math.log(0.5)) / 2, rel=1e-5)
+    assert losses.discriminator_loss(ref, real, reduction="mean").item() == pytest.approx(
+        ((-math.log(0.8) - math.log(0.5)) / 2 + (-math.log(0.2) - math.log(0.5)) / 2) / 2, rel=1e-5)
+    syn = torch.zeros(1, 1, 2, 2)
+    out = torch.tensor([[[[0.4, 0.0], [0.0, 0.0]]]])
+    assert losses.self_regularization_loss(out, syn, losses.Identity(), reduction="mean").item() == pytest.approx(0.1)
+
+
+def test_least_squares_and_hinge_by_hand():
+    r_ref = torch.tensor([[[0.5, -1.0]]])  # realness of refined patches
+    r_real = torch.tensor([[[2.0, 0.0]]])
+    ref, real = logits_real_score(r_ref), logits_real_score(r_real)
+    # LSGAN 0-1 coding: D: ½ r_ref² + ½ (r_real - 1)²; R: ½ (r_ref - 1)²  (sums over patches, mean over images)
+    d_ls = ((0.5 * 0.25 + 0.5 * 1.0) + (0.5 * 1.0 + 0.5 * 1.0)) / 2
+    assert losses.discriminator_loss(ref, real, adversarial="least-squares").item() == pytest.approx(d_ls)
+    assert losses.realism_loss(ref, adversarial="least-squares").item() == pytest.approx(0.5 * 0.25 + 0.5 * 4.0)
+    # hinge: D: relu(1 + r_ref) + relu(1 - r_real); R: -r_ref
+    d_h = ((1.5 + 0.0) + (0.0 + 1.0)) / 2
+    assert losses.discriminator_loss(ref, real, adversarial="hinge").item() == pytest.approx(d_h)
+    assert losses.realism_loss(ref, adversarial="hinge").item() == pytest.approx(0.5)
+    assert losses.realism_loss(ref, adversarial="hinge", reduction="mean").item() == pytest.approx(0.25)
+
+
+def test_r1_penalty_by_hand():
+    # D(y) = sum over one patch of 3 * y: gradient 3 everywhere, ||grad||² = 9 * pixels
+    y = torch.zeros(2, 1, 2, 2, requires_grad=True)
+    scores = (3 * y).sum(dim=(1, 2, 3))[:, None, None]
+    assert losses.r1_penalty(scores, y).item() == pytest.approx(9 * 4)
+
+
+def test_spectral_norm_and_antialias_keep_shapes():
+    layers = generic_discriminator_for_shape(24, 24)
+    for kw in ({}, {"spectral_norm": True}, {"antialias": True}, {"spectral_norm": True, "antialias": True}):
+        cfg = DiscriminatorConfig(layers=layers, **kw)
+        d = build_discriminator(cfg, 3, 24, 24)
+        assert d(torch.randn(2, 3, 24, 24)).shape == (2, 2, *output_size(cfg, 24, 24)), kw
+    sn = build_discriminator(DiscriminatorConfig(layers=layers, spectral_norm=True), 3, 24, 24)
+    assert any("parametrizations" in n for n, _ in sn.named_parameters())
+
+
+def test_generic_discriminator_from_shape():
+    assert [l.stride for l in generic_discriminator_for_shape(24, 24)] == [2, 2, 1, 1]
+    assert output_size(DiscriminatorConfig(layers=generic_discriminator_for_shape(24, 24)), 24, 24) == (3, 3)
+    assert sum(l.stride == 2 for l in generic_discriminator_for_shape(224, 224)) == 5
+    assert sum(l.stride == 2 for l in generic_discriminator_for_shape(8, 8)) == 1
+    cfg = resolve_config("generic")
+    assert cfg.discriminator.layers == [] and cfg.loss.reduction == "mean"
+    assert resolve_config("eyes").loss.reduction == "sum"  # the eyes preset keeps the paper's sums
+
+
+def test_diff_augment_shapes_and_gradient():
+    x = (torch.rand(4, 3, 16, 12) * 2 - 1).requires_grad_(True)
+    for policy in ("color", "translation", "cutout", "color,translation,cutout"):
+        y = diff_augment(x, policy)
+        assert y.shape == x.shape
+        y.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        x.grad = None
+    cut = diff_augment(torch.ones(8, 1, 16, 16), "cutout")
+    assert ((cut == 0).flatten(1).sum(1) > 0).all()  # a square is zeroed in every image
+    with pytest.raises(SimganError, match="diff_augment"):
+        resolve_config("generic", overrides={"train": {"diff_augment": "colour"}})
+
+
+def test_refiner_padding_and_noise():
+    for pad in ("zeros", "reflect", "replicate"):
+        r = Refiner(RefinerConfig(width=4, num_blocks=1, padding=pad), 3)
+        assert r(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+    r = Refiner(RefinerConfig(width=4, num_blocks=1, noise_channels=2), 1)
+    torch.nn.init.normal_(r.head.weight)  # not the zero init, so the noise shows
+    x = torch.zeros(1, 1, 8, 8)
+    z = torch.randn(1, 2, 8, 8)
+    assert torch.equal(r(x, z), r(x, z))
+    assert not torch.equal(r(x, z), r(x, torch.randn(1, 2, 8, 8)))
+    with pytest.raises(SimganError, match="padding"):
+        resolve_config("generic", overrides={"refiner": {"padding": "circle"}})
+
+
+def test_effective_lambda_and_balance_line():
+    cfg = resolve_config("generic")  # lambda 1 as a mean
+    lam_mean, lam_sum = effective_lambda(cfg, patches=9, elements=1728)
+    assert lam_mean == 1.0 and lam_sum == pytest.approx(9 / 1728)
+    eyes = resolve_config("eyes")  # lambda 0.1 summed: 0.1 * 1925 / 36 per patch vs per pixel
+    assert effective_lambda(eyes, 36, 1925)[0] == pytest.approx(0.1 * 1925 / 36)
+    line = balance_line(cfg, 9, 1728)
+    assert line.startswith("balance: lambda 1 with means over 9 patches and 1728 feature elements")
+
+
+def test_verdict_on_a_run_that_changes_nothing():
+    rows = [{"phase": "adversarial", "mean_abs_diff": 0.019, "d_acc_real": 0.97, "d_acc_refined": 0.99}] * 8
+    cfg = resolve_config("generic", overrides={"train": {"kg": 2}, "loss": {"lambda_reg": 0.1}})
+    v = verdict(rows, cfg)
+    assert v["changed"] is False and v["fooled"] is False
+    assert v["verdict"] == ("R changed images by 0.019 on average (in [-1, 1]) and never fooled D (accuracy 98%): "
+                            "raise --kg (now 2) or lower --lambda-reg (now 0.1).")
+    ok = [{"phase": "adversarial", "mean_abs_diff": 0.2, "d_acc_real": 0.6, "d_acc_refined": 0.4}] * 4
+    assert verdict(ok, cfg)["verdict"].endswith("refinement is working; look at the sample grids for artifacts.")
+
+
+def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
+    syn, real = tiny_sets
+    cfg = resolve_config("generic", config_file=tiny_config, overrides={
+        "loss": {"adversarial": "hinge", "r1_gamma": 1.0},
+        "discriminator": {"spectral_norm": True, "antialias": True},
+        "refiner": {"padding": "reflect", "noise_channels": 2},
+        "train": {"diff_augment": "color,translation,cutout"}})
+    res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)
+    summary = json.loads((res.run / "summary.json").read_text())
+    assert summary["step"] == res.step and summary["verdict"].startswith("R changed images by")
+    log = (res.run / "train.log").read_text()
+    assert "balance: lambda 0.01 with means over" in log and "verdict: R changed images" in log
+
+
+def test_refine_variants(cli, tiny_sets, tiny_config, tmp_path):
+    syn, real = tiny_sets
+    code, _, err = cli("train", "--synthetic", syn, "--real", real, "--out", tmp_path / "run", "--preset", "generic",
+                       "--config", tiny_config, "--quiet")
+    assert code == 0, err
+    code, _, err = cli("refine", "--run", tmp_path / "run", "--input", syn, "--out", tmp_path / "ref",
+                       "--variants", "3", "--quiet")
+    assert code == 0, err
+    lines = [json.loads(l) for l in (tmp_path / "ref" / "labels.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 * 48 and lines[1]["file"].endswith("_v1.png") and lines[0]["id"] == lines[2]["id"]
+    assert all((tmp_path / "ref" / l["file"]).exists() for l in lines)
+
+
+def test_artifact_measures_see_a_grid_and_a_frame():
+    import numpy as np
+    from simgan.evaluation.artifacts import border_ratio, periodic_ratio
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.1, (16, 24, 32))
+    assert 0.5 < periodic_ratio(noise, 4) < 1.5 and 0.8 < border_ratio(noise) < 1.2
+    grid = noise.copy()
+    grid[:, ::4, ::4] += 0.5  # a stride-4 grid
+    assert periodic_ratio(grid, 4) > 3
+    frame = noise.copy()
+    frame[:, :2] += 0.5
+    frame[:, :, -2:] += 0.5
+    assert border_ratio(frame) > 3
