@@ -18,7 +18,7 @@ COMMANDS = {
     "simulate": ("simgan.cli.simulate", "simulate", "Render labelled synthetic (or target-domain) images."),
     "train": ("simgan.cli.train", "train", "Train a refiner R against a local discriminator D (Algorithm 1)."),
     "refine": ("simgan.cli.refine", "refine", "Refine a whole dataset with a trained run; labels are kept."),
-    "evaluate": ("simgan.cli.evaluate", "evaluate", "Measure refinement: gaze accuracy, realism, label preservation."),
+    "evaluate": ("simgan.cli.evaluate", "evaluate", "Measure refinement: gaze or hand pose accuracy, realism, label preservation."),
     "demo": ("simgan.cli.demo", "demo", "The paper's gaze experiment end to end on built-in data, with a report."),
     "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
     "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
