@@ -22,7 +22,7 @@ COMMANDS = {
     "demo": ("simgan.cli.demo", "demo", "The paper's gaze experiment end to end on built-in data, with a report."),
     "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
     "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
-    "convert": ("simgan.cli.convert", "convert", "Convert UnityEyes, MPIIGaze, HDF5 or NPZ data to the interchange format."),
+    "convert": ("simgan.cli.convert", "convert", "Convert UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ data to the interchange format."),
     "presets": ("simgan.cli.presets", "presets", "Show the presets: networks, receptive fields, settings."),
     "bench": ("simgan.cli.bench", "bench", "Measure training and refining speed against this machine's roofline."),
 }
