@@ -19,7 +19,7 @@ COMMANDS = {
     "train": ("simgan.cli.train", "train", "Train a refiner R against a local discriminator D (Algorithm 1)."),
     "refine": ("simgan.cli.refine", "refine", "Refine a whole dataset with a trained run; labels are kept."),
     "evaluate": ("simgan.cli.evaluate", "evaluate", "Measure refinement: gaze or hand pose accuracy, realism, label preservation."),
-    "demo": ("simgan.cli.demo", "demo", "The paper's gaze experiment end to end on built-in data, with a report."),
+    "demo": ("simgan.cli.demo", "demo", "The paper's gaze (or, `demo hands`, hand pose) experiment end to end on built-in data."),
     "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
     "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
     "convert": ("simgan.cli.convert", "convert", "Convert UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ data to the interchange format."),

@@ -491,6 +491,25 @@ def save_estimator(est: PoseEstimator, path: Path) -> Path:
     return path
 
 
+def load_estimator(path: str | os.PathLike, device: str | torch.device = "cpu") -> PoseEstimator:
+    """An estimator saved by :func:`evaluate_pose` (``OUT/estimators/NAME.pt``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise SimganError(f"pose estimator file not found: {p}")
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
+        raise SimganError(f"cannot read pose estimator {p}: {type(exc).__name__}") from None
+    if not isinstance(d, dict) or d.get("format") != "simgan-pose-estimator":
+        raise SimganError(f"{p} is not a simgan pose estimator (saved by `simgan evaluate pose`)")
+    m = StackedHourglass(d["in_size"], d["joints"], d["stacks"], d["channels"], d["heatmap"], d["depth"],
+                         d["in_channels"])
+    m.load_state_dict(d["state_dict"])
+    m.eval()
+    m.to(resolve_device(device) if isinstance(device, str) else device)
+    return PoseEstimator(m, int(d["max_value"]))
+
+
 def _safe_name(name: str) -> str:
     keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
     return keep or "estimator"

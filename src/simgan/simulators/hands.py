@@ -220,6 +220,63 @@ def simulate_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str
         return writer.finish()
 
 
+def cube_encode(depth_mm: np.ndarray, center_z: np.ndarray, cube_mm: float = 400.0, *,
+                empty_is_far: bool = False) -> np.ndarray:
+    """Depth in mm -> the normalised "hand cube" encoding used for learning (uint16).
+
+    Hand pose pipelines on NYU normalise each crop's depth to a cube around the hand (e.g.
+    Oberweger et al., "Hands deep in deep learning", CVWW 2015: a 3-D box centred on the hand,
+    depth scaled to [-1, 1]). Here a reading ``d`` becomes ``1 + 65534 * (d - near) / cube_mm``
+    clipped to [1, 65535], ``near = center_z - cube_mm / 2``; 0 (no reading) stays 0. So a
+    model's [-1, 1] range spans the hand's 400 mm instead of the 16-bit range's 65 m, where a
+    hand would occupy 0.6% of it; the background beyond the cube saturates at 65535 ("far").
+    ``center_z``: one depth (mm) per image, e.g. the label ``pose.center[2]``.
+    ``empty_is_far``: 0 means "no surface" (a clean render's background, nothing along the ray)
+    rather than "no reading", and becomes far (65535); the sensor domain's 0 stays "no reading".
+    """
+    d = depth_mm.astype(np.float64)
+    near = np.asarray(center_z, np.float64).reshape((-1,) + (1,) * (d.ndim - 1)) - cube_mm / 2.0
+    v = np.clip(np.rint(1.0 + 65534.0 * (d - near) / cube_mm), 1, 65535)
+    return np.where(depth_mm > 0, v, 65535 if empty_is_far else 0).astype(np.uint16)
+
+
+def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224,
+                views: int = 1, cube_mm: float | None = None, labels: bool = True, workers: int | None = None,
+                progress: bool = False) -> Path:
+    """Like :func:`simulate_hands`, optionally in the :func:`cube_encode` encoding (``cube_mm``;
+    each label line then says so in ``"depth_encoding"``; a synthetic image's empty background
+    becomes far, a sensor image's missing readings stay 0) and without ``labels.jsonl``
+    (``labels=False``: the unlabelled real set of S+U learning)."""
+    from tqdm import tqdm
+
+    from ..datasets import DatasetWriter, json_line
+
+    job = _job(n, seed, domain, size, views, None, None)
+    digits = max(6, len(str(n - 1)))
+    nw = _workers(workers)
+
+    def name(k: int) -> str:
+        pose, view = divmod(k, job.views)
+        return f"img/{pose:0{digits}d}.png" if job.views == 1 else f"img/{pose:0{digits}d}_v{view}.png"
+
+    with DatasetWriter(out) as writer, \
+            tqdm(total=n * job.views, desc=f"render {domain} hands", unit="img", leave=False,
+                 disable=not progress) as bar, ThreadPoolExecutor(nw) as png_pool:
+        for start, imgs, labs in _iter_blocks(job, n, nw):
+            if cube_mm is not None:
+                cz = np.array([lab["pose"]["center"][2] for lab in labs])
+                imgs = cube_encode(imgs, cz, cube_mm, empty_is_far=domain == "synthetic")
+                for lab, z in zip(labs, cz):
+                    lab["depth_encoding"] = {"kind": "cube", "near_mm": round(float(z - cube_mm / 2), 3),
+                                             "cube_mm": cube_mm, "no_reading": 0, "far": 65535}
+            names = [name(start * job.views + k) for k in range(len(imgs))]
+            list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
+            if labels:
+                writer.add_lines(json_line({"file": nm, **lab}) for nm, lab in zip(names, labs))
+            bar.update(len(imgs))
+        return writer.finish()
+
+
 def benchmark(n: int = 512, *, domain: str = "synthetic", size: int = 224, repeats: int = 3,
               workers: int | None = None) -> float:
     """Rendering speed in images per second (median of ``repeats`` runs, no files written)."""
@@ -231,4 +288,5 @@ def benchmark(n: int = 512, *, domain: str = "synthetic", size: int = 224, repea
     return float(np.median(rates))
 
 
-__all__ = ["DOMAINS", "JOINT_NAMES", "HandRanges", "SensorModel", "benchmark", "render_hands", "simulate_hands"]
+__all__ = ["DOMAINS", "JOINT_NAMES", "HandRanges", "SensorModel", "benchmark", "cube_encode", "render_hands",
+           "simulate_hands", "write_hands"]
