@@ -10,6 +10,18 @@ from simgan.evaluation.pose import (StackedHourglass, augment, decode_heatmaps, 
                                     pose_metrics, target_heatmaps)
 
 
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny networks: extra threads only add overhead (and fight on a shared CPU); the evaluate
+    command keeps the thread count when OMP_NUM_THREADS is set."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
 def test_hourglass_shapes_paper_setting():
     # §3.2: 224x224 input, 2 hourglass blocks, 64x64 heatmaps for the 14 joints (narrow here for speed)
     m = StackedHourglass(224, joints=14, stacks=2, channels=16, heatmap=64)
