@@ -14,7 +14,8 @@ TINY = HandsDemoSettings(
                                          {"kind": "conv", "kernel": 3, "stride": 2, "channels": 8}]},
             "train": {"refiner_pretrain": 0, "disc_pretrain": 2, "steps": 3, "kg": 1, "kd": 1, "batch_size": 8,
                       "buffer_size": 16, "lr": 0.003, "sample_every": 1000, "checkpoint_every": 1000}},
-    pose={"channels": 4, "heatmap": 16, "epochs": 1, "batch_size": 8}, realism_images=16, refine_batch=16)
+    pose={"channels": 4, "heatmap": 16, "epochs": 1, "batch_size": 8}, realism_images=16, refine_batch=16,
+    render_size=32)
 
 
 @pytest.fixture

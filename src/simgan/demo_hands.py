@@ -19,7 +19,7 @@
 **Size.** The paper's 224x224 refiner (7x7 filters, 10 ResNet blocks, 64 maps) costs about 400
 GFLOP per refined image: a CPU cannot train it in minutes. The default and ``--quick`` runs scale
 the experiment down *as data* (:data:`HANDS_DEMO_SETTINGS`): 64x64 images, a 3x3 refiner with 4
-blocks of 32 maps, the preset's discriminator, a 16-map hourglass with 32x32 heatmaps. ``--full``
+blocks of 32 maps, the preset's discriminator with smaller kernels and strides, a 16-map hourglass with 32x32 heatmaps. ``--full``
 is the paper's setting (224x224, the ``hands`` preset unchanged, 2-stack hourglass with 256 maps
 and 64x64 heatmaps, NYU's numbers of frames), for a GPU.
 """
@@ -52,29 +52,39 @@ class HandsDemoSettings:
     views3: bool = True  # also the "3x" rows (training on all views)
     realism_images: int = 2000
     refine_batch: int = 256
+    render_size: int = 160  # render and apply the sensor at this size (one image pixel per Kinect pixel), then resize
 
 
+# The hands preset scaled to 64x64 images: R with 3x3 filters, 4 blocks of 32 maps; D the preset's
+# layer kinds and widths with smaller kernels and strides (the preset's 7x7/4, 5x5/2, pool 3/2,
+# 3x3/2 shrink 64 pixels to nothing), so a 64x64 image gives 4x4 local outputs.
 _SMALL_NETS = {"image": {"height": 64, "width": 64},
-               "refiner": {"kernel_size": 3, "width": 32, "num_blocks": 4}}
+               "refiner": {"kernel_size": 3, "width": 32, "num_blocks": 4},
+               "discriminator": {"layers": [
+                   {"kind": "conv", "kernel": 5, "stride": 2, "channels": 96},
+                   {"kind": "conv", "kernel": 3, "stride": 2, "channels": 64},
+                   {"kind": "maxpool", "kernel": 3, "stride": 2},
+                   {"kind": "conv", "kernel": 3, "stride": 1, "channels": 32},
+                   {"kind": "conv", "kernel": 1, "stride": 1, "channels": 32}]}}
 
 HANDS_DEMO_SETTINGS: dict[str, HandsDemoSettings] = {
-    # About 35 minutes on an unloaded 2-core CPU (estimate from the quick run's timings, not measured).
+    # Sized for about 35 minutes on a 2-core CPU (from the quick run's measured rates; see README).
     "default": HandsDemoSettings(
-        size=64, n_synthetic=3000, n_real=6000, n_target_train=3000, n_test=1000,
-        simgan={**_SMALL_NETS, "train": {"refiner_pretrain": 0, "disc_pretrain": 100, "steps": 400, "kg": 2,
+        size=64, n_synthetic=2000, n_real=4000, n_target_train=2000, n_test=1000,
+        simgan={**_SMALL_NETS, "train": {"refiner_pretrain": 0, "disc_pretrain": 100, "steps": 300, "kg": 2,
                                          "kd": 1, "batch_size": 32, "buffer_size": 3200, "lr": 2e-4,
                                          "sample_every": 100, "checkpoint_every": 100},
                 "loss": {"lambda_reg": 0.1}},
-        pose={"channels": 16, "heatmap": 32, "epochs": 3, "batch_size": 32},
+        pose={"channels": 16, "heatmap": 32, "epochs": 4, "batch_size": 32},
     ),
     # Under 10 minutes on a 2-core CPU: every step, on few images and iterations.
     "quick": HandsDemoSettings(
         size=64, n_synthetic=500, n_real=1000, n_target_train=500, n_test=300,
-        simgan={**_SMALL_NETS, "train": {"refiner_pretrain": 0, "disc_pretrain": 20, "steps": 60, "kg": 2, "kd": 1,
-                                         "batch_size": 32, "buffer_size": 640, "lr": 2e-4, "sample_every": 30,
-                                         "checkpoint_every": 30},
+        simgan={**_SMALL_NETS, "train": {"refiner_pretrain": 0, "disc_pretrain": 20, "steps": 50, "kg": 2, "kd": 1,
+                                         "batch_size": 32, "buffer_size": 640, "lr": 2e-4, "sample_every": 25,
+                                         "checkpoint_every": 25},
                 "loss": {"lambda_reg": 0.1}},
-        pose={"channels": 16, "heatmap": 32, "epochs": 2, "batch_size": 32},
+        pose={"channels": 16, "heatmap": 32, "epochs": 3, "batch_size": 32},
         realism_images=500,
     ),
     # The paper's settings (§3.2): 224x224, the hands preset as it is, NYU's numbers of frames
@@ -109,13 +119,12 @@ def depth_colors(images: np.ndarray) -> np.ndarray:
     missing = v == 0
     far = v >= 65535
     t = np.clip((v - 1.0) / 65534.0, 0.0, 1.0)
-    # stretch each image's hand range so the fingers' relief is visible
+    # one fixed scale for every image (rows stay comparable): the middle 60% of the cube, about
+    # +-120 mm around the hand's centre, where the hand's relief is
     out = np.empty(v.shape + (3,), np.uint8)
     cmap = colormaps["viridis"]
     for i in range(len(v)):
-        hand = ~missing[i] & ~far[i]
-        lo, hi = (np.percentile(t[i][hand], [1, 99]) if hand.any() else (0.0, 1.0))
-        s = np.clip((t[i] - lo) / max(hi - lo, 1e-6), 0, 1)
+        s = np.clip((t[i] - 0.2) / 0.6, 0, 1)
         rgb = (cmap(1.0 - s)[..., :3] * 255).astype(np.uint8)
         rgb[far[i]] = (225, 225, 225)
         rgb[missing[i]] = (0, 0, 0)
@@ -249,13 +258,17 @@ def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "aut
     t = step(f"1/6 simulating depth hands ({s.size}x{s.size}): synthetic, target (Kinect-like)")
     base = seed * 10
     S = s.size
-    write_hands(data / "synthetic", s.n_synthetic, seed=base + 1, size=S, cube_mm=CUBE_MM)
+    R = max(S, s.render_size)  # rendered (and seen by the sensor) at R, resized to S
+    write_hands(data / "synthetic", s.n_synthetic, seed=base + 1, size=S, cube_mm=CUBE_MM, render_size=R)
     if s.views3:
-        write_hands(data / "synthetic_3x", s.n_synthetic, seed=base + 1, size=S, views=3, cube_mm=CUBE_MM)
+        write_hands(data / "synthetic_3x", s.n_synthetic, seed=base + 1, size=S, views=3, cube_mm=CUBE_MM,
+                    render_size=R)
     write_hands(data / "real_unlabelled", s.n_real, seed=base + 2, size=S, domain="target", cube_mm=CUBE_MM,
-                labels=False)  # S+U learning: no real label exists
-    write_hands(data / "target_train", s.n_target_train, seed=base + 3, size=S, domain="target", cube_mm=CUBE_MM)
-    write_hands(data / "target_test", s.n_test, seed=base + 4, size=S, domain="target", cube_mm=CUBE_MM)
+                labels=False, render_size=R)  # S+U learning: no real label exists
+    write_hands(data / "target_train", s.n_target_train, seed=base + 3, size=S, domain="target", cube_mm=CUBE_MM,
+                render_size=R)
+    write_hands(data / "target_test", s.n_test, seed=base + 4, size=S, domain="target", cube_mm=CUBE_MM,
+                render_size=R)
     timings["simulate"] = time.perf_counter() - t
     echo(f"   {s.n_synthetic} synthetic poses ({'1 and 3 views' if s.views3 else '1 view'}), {s.n_real} unlabelled "
          f"target, {s.n_target_train} labelled target, {s.n_test} target test images ({timings['simulate']:.0f} s)")

@@ -129,6 +129,9 @@ class StackedHourglass(nn.Module):
         self.features = nn.ModuleList([nn.Sequential(Residual(c, c), nn.Conv2d(c, c, 1), nn.BatchNorm2d(c),
                                                      nn.ReLU(inplace=True)) for _ in range(stacks)])
         self.outs = nn.ModuleList([nn.Conv2d(c, joints, 1) for _ in range(stacks)])
+        for conv in self.outs:  # start from near-empty heatmaps: the loss starts at the targets' energy
+            nn.init.normal_(conv.weight, std=1e-3)
+            nn.init.zeros_(conv.bias)
         self.merge_features = nn.ModuleList([nn.Conv2d(c, c, 1) for _ in range(stacks - 1)])
         self.merge_preds = nn.ModuleList([nn.Conv2d(joints, c, 1) for _ in range(stacks - 1)])
 

@@ -240,18 +240,39 @@ def cube_encode(depth_mm: np.ndarray, center_z: np.ndarray, cube_mm: float = 400
     return np.where(depth_mm > 0, v, 65535 if empty_is_far else 0).astype(np.uint16)
 
 
+def downsample(images: np.ndarray, labels: list[dict], size: int) -> tuple[np.ndarray, list[dict]]:
+    """Resize ``(k, S, S)`` depth images to ``size`` by nearest-neighbour sampling (each output
+    pixel takes the input pixel under its centre: no depths are invented between surfaces, as a
+    crop resized for a network would be) and map the labels' ``uv`` and ``intrinsics`` with them."""
+    S = images.shape[1]
+    if S == size:
+        return images, labels
+    f = S / size
+    idx = np.minimum(np.floor((np.arange(size) + 0.5) * f).astype(int), S - 1)
+    out = images[:, idx[:, None], idx[None, :]]
+    for lab in labels:
+        lab["uv"] = np.round((np.asarray(lab["uv"]) + 0.5) / f - 0.5, 3).tolist()
+        K = lab["intrinsics"]
+        lab["intrinsics"] = {"fx": K["fx"] / f, "fy": K["fy"] / f, "cx": (K["cx"] + 0.5) / f - 0.5,
+                             "cy": (K["cy"] + 0.5) / f - 0.5, "width": size, "height": size}
+    return out, labels
+
+
 def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224,
                 views: int = 1, cube_mm: float | None = None, labels: bool = True, workers: int | None = None,
-                progress: bool = False) -> Path:
+                progress: bool = False, render_size: int | None = None) -> Path:
     """Like :func:`simulate_hands`, optionally in the :func:`cube_encode` encoding (``cube_mm``;
     each label line then says so in ``"depth_encoding"``; a synthetic image's empty background
     becomes far, a sensor image's missing readings stay 0) and without ``labels.jsonl``
-    (``labels=False``: the unlabelled real set of S+U learning)."""
+    (``labels=False``: the unlabelled real set of S+U learning). ``render_size``: render (and
+    apply the sensor) at this size, then :func:`downsample` to ``size``: the sensor's artefacts
+    keep their size relative to the hand, as in NYU's 640x480 frames cropped and resized."""
     from tqdm import tqdm
 
     from ..datasets import DatasetWriter, json_line
 
-    job = _job(n, seed, domain, size, views, None, None)
+    job = _job(n, seed, domain, render_size or size, views, None, None)
+    _check_int(size, "image size", MIN_SIZE, MAX_SIZE)
     digits = max(6, len(str(n - 1)))
     nw = _workers(workers)
 
@@ -263,6 +284,7 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
             tqdm(total=n * job.views, desc=f"render {domain} hands", unit="img", leave=False,
                  disable=not progress) as bar, ThreadPoolExecutor(nw) as png_pool:
         for start, imgs, labs in _iter_blocks(job, n, nw):
+            imgs, labs = downsample(imgs, labs, size)
             if cube_mm is not None:
                 cz = np.array([lab["pose"]["center"][2] for lab in labs])
                 imgs = cube_encode(imgs, cz, cube_mm, empty_is_far=domain == "synthetic")
