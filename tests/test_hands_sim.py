@@ -151,3 +151,21 @@ def test_simulate_hands_refuses_existing_out(cli, tmp_path):
     (tmp_path / "x").mkdir()
     code, _, err = cli("simulate", "hands", "--n", "1", "--out", tmp_path / "x", "--size", "32")
     assert code == 2 and err.startswith("simgan: error:") and err.count("\n") == 1
+
+
+def test_downsample_keeps_labels_on_their_pixels():
+    from simgan.simulators.hands import cube_encode, downsample
+
+    big, labels = render_hands(6, seed=4, size=160)
+    small, labels = downsample(big[..., 0], labels, 64)
+    assert small.shape == (6, 64, 64)
+    for lab in labels:
+        K, xyz, uv = lab["intrinsics"], np.array(lab["xyz"]), np.array(lab["uv"])
+        assert K["width"] == 64
+        np.testing.assert_allclose(uv[:, 0], K["fx"] * xyz[:, 0] / xyz[:, 2] + K["cx"], atol=0.01)
+        np.testing.assert_allclose(uv[:, 1], K["fy"] * xyz[:, 1] / xyz[:, 2] + K["cy"], atol=0.01)
+    # the cube encoding: 0 (no reading) stays 0, an empty synthetic background becomes far
+    enc = cube_encode(small, [l["pose"]["center"][2] for l in labels], empty_is_far=True)
+    assert np.all(enc[small == 0] == 65535) and np.all(enc[small > 0] >= 1)
+    # the cube's centre maps to the middle of the 16-bit range, its ends to 1 and 65535
+    assert cube_encode(np.array([[0, 500, 300, 700, 900]], np.uint16), [500])[0].tolist() == [0, 32768, 1, 65535, 65535]
