@@ -111,19 +111,16 @@ def _render_block(job: _Job, block: int, count: int) -> tuple[np.ndarray, list[d
         av = view_transform(a, params["center"], ang)
         bv = view_transform(b, params["center"], ang)
         jv = view_transform(joints, params["center"], ang)
+        depth = render_depth(av, bv, r, S)  # the hand alone (also for visibility)
         if job.domain == "synthetic":
-            depth = render_depth(av, bv, r, S)
             img = np.where(np.isfinite(depth), np.rint(depth), 0).astype(np.uint16)
         else:
             centre = view_transform(params["center"][:, None, :], params["center"], ang)[:, 0]
             planes, spheres = surroundings(look_rng, centre, S, job.sensor)
             sa = spheres[:, :, :3]
-            sr = np.repeat(spheres[:, :, 3:], 2, axis=2)
-            depth = render_depth(np.concatenate([av, sa], 1), np.concatenate([bv, sa], 1),
-                                 np.concatenate([r, sr], 1), S)
-            depth = np.minimum(depth, plane_depth(planes, S))
-            img = apply_sensor(depth, look_rng, S, job.sensor)
-            depth = render_depth(av, bv, r, S)  # the hand alone, for visibility
+            scene = np.minimum(depth, render_depth(sa, sa, np.repeat(spheres[:, :, 3:], 2, axis=2), S))
+            scene = np.minimum(scene, plane_depth(planes, S))
+            img = apply_sensor(scene, look_rng, S, job.sensor)
         uv = project(jv, S)
         # visibility: the clean surface at the joint's pixel lies within 25 mm in front of it
         px = np.clip(np.rint(uv).astype(int), 0, S - 1)

@@ -15,8 +15,8 @@ each effect is a documented property of the sensor, with its source:
    and resolution of Kinect depth data", Sensors 2012; Mallick, Das & Majumdar, "Characterizations
    of noise in Kinect depth images: a review", IEEE Sensors J. 2014, "shadow"/"occlusion").
 3. **Grazing angles**: where the surface turns away from the camera the projected speckles
-   stretch until matching fails; readings vanish with a probability rising from 0 at 72 deg to
-   1 at 84 deg between the ray and the normal (Nguyen, Izadi & Lovell, "Modeling Kinect sensor
+   stretch until matching fails; readings vanish with a probability rising (linearly in the
+   cosine) from 0 at 72 deg to 1 at 84 deg between the ray and the normal (Nguyen, Izadi & Lovell, "Modeling Kinect sensor
    noise for improved 3D reconstruction and tracking", 3DIMPVT 2012: noise grows sharply
    beyond ~70 deg).
 4. **Jagged, quantised edges**: disparity comes from matching 9x9 windows of the speckle
@@ -131,15 +131,17 @@ def plane_depth(planes: np.ndarray, size: int) -> np.ndarray:
 
 def _shadow(depth: np.ndarray, size: int) -> np.ndarray:
     """Pixels the projector (to the camera's right, +x) cannot light: a point at column ``x`` is
-    in shadow if a nearer point at ``x - k`` has a disparity at least ``k`` larger."""
+    in shadow if a nearer point at ``x - k`` has a disparity at least ``k`` larger, i.e. if some
+    point to its left has a projector coordinate ``x' + disparity(x')`` at least its own (a
+    running maximum along each row)."""
     f = focal_px(size)
-    disp = np.where(np.isfinite(depth), f * KINECT_BASELINE_MM / np.where(np.isfinite(depth), depth, 1.0), 0.0)
-    kmax = int(np.ceil(disp.max() - disp[disp > 0].min())) if np.any(disp > 0) else 0
-    kmax = min(kmax, size)
+    finite = np.isfinite(depth)
+    disp = np.where(finite, f * KINECT_BASELINE_MM / np.where(finite, depth, 1.0), 0.0)
+    proj = disp + np.arange(depth.shape[2])[None, None, :]
+    before = np.maximum.accumulate(proj, axis=2)
     shadow = np.zeros(depth.shape, bool)
-    for k in range(1, kmax + 1):
-        shadow[:, :, k:] |= disp[:, :, :-k] - disp[:, :, k:] >= k
-    return shadow & np.isfinite(depth)
+    shadow[:, :, 1:] = before[:, :, :-1] >= proj[:, :, 1:]
+    return shadow & finite
 
 
 def _grazing_cos(depth: np.ndarray, size: int) -> np.ndarray:
@@ -157,16 +159,16 @@ def apply_sensor(depth: np.ndarray, rng: np.random.Generator, size: int, model: 
     """Clean depth (n, H, W) float mm (``inf``: nothing) -> sensor output uint16 mm (0: no reading)."""
     n, H, W = depth.shape
     spx = sensor_px(size)
-    z = depth.astype(np.float64)
+    z = depth.astype(np.float32)
     valid = np.isfinite(z)
+    f32 = np.float32
     # 2. projector shadow (decided on the clean geometry)
     drop = _shadow(z, size) if model.shadow else np.zeros(z.shape, bool)
     # 3. grazing angles
-    lo, hi = model.grazing_deg
+    c_lo, c_hi = (np.cos(np.radians(a)) for a in model.grazing_deg)
     cos = _grazing_cos(z, size)
-    ang = np.degrees(np.arccos(np.clip(cos, 0.0, 1.0)))
-    p_graze = np.clip((ang - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    drop |= rng.random(z.shape) < p_graze
+    p_graze = np.clip((c_lo - cos) / max(c_lo - c_hi, 1e-6), 0.0, 1.0)  # linear in the cosine
+    drop |= rng.random(z.shape, dtype=f32) < p_graze
     # 4. jagged edges: resample at blockwise-constant random offsets
     if model.jitter_px > 0:
         block = max(1, int(round(model.jitter_block * spx)))
@@ -181,36 +183,38 @@ def apply_sensor(depth: np.ndarray, rng: np.random.Generator, size: int, model: 
         drop = drop[idx, yy, xx]
         valid = np.isfinite(z)
     # 5. silhouettes: pixels next to a depth jump (or next to nothing)
-    zf = np.where(valid, z, 1e5)
+    zf = np.where(valid, z, f32(1e5))
     zmax = ndimage.maximum_filter(zf, size=(1, 3, 3), mode="nearest")
     zmin = ndimage.minimum_filter(zf, size=(1, 3, 3), mode="nearest")
     near_edge = valid & ((zmax - zf > model.edge_jump_mm) | (zf - zmin > model.edge_jump_mm))
     if spx > 1.5:  # bands of about one sensor pixel
         near_edge = valid & ndimage.binary_dilation(near_edge, np.ones((1, 3, 3), bool), iterations=int(spx // 1.5))
-    u = rng.random(z.shape)
+    u = rng.random(z.shape, dtype=f32)
     edge_drop = near_edge & (u < model.p_edge_drop)
     flying = near_edge & (u >= model.p_edge_drop) & (u < model.p_edge_drop + model.p_flying) & (zmax - zf > model.edge_jump_mm)
-    far = np.where(zmax >= 1e5, zf + rng.uniform(50, 400, z.shape), zmax)  # next to nothing: fly outwards
-    z = np.where(flying, zf + rng.random(z.shape) * (far - zf), z)
+    fy = np.nonzero(flying)
+    k = len(fy[0])
+    far = np.where(zmax[fy] >= 1e5, zf[fy] + rng.uniform(50, 400, k), zmax[fy])  # next to nothing: fly outwards
+    z[fy] = zf[fy] + rng.random(k) * (far - zf[fy])
     drop |= edge_drop
     # 6. holes
     if model.holes_max > 0:
         count = rng.integers(0, model.holes_max + 1, n)
         nvalid = np.maximum(valid.sum((1, 2)), 1)
-        seeds = valid & (rng.random(z.shape) < (count / nvalid)[:, None, None])
+        seeds = valid & (rng.random(z.shape, dtype=f32) < (count / nvalid)[:, None, None])
         rad = max(1, int(round(1.2 * spx)))
         disk = np.hypot(*np.mgrid[-rad:rad + 1, -rad:rad + 1]) <= rad + 0.3
         drop |= ndimage.binary_dilation(seeds, disk[None])
     # 7. axial noise, 8. disparity quantisation
-    zz = np.where(np.isfinite(z), z, 0.0)
+    zz = np.where(np.isfinite(z), z, f32(0.0))
     if model.noise:
-        zm = zz / 1000.0
-        sigma = 1.2 + 1.9 * (zm - 0.4) ** 2  # mm (Nguyen et al.: metres in, 1e-3 m out)
-        zz = zz + rng.standard_normal(z.shape) * sigma
+        zm = zz / f32(1000.0)
+        sigma = f32(1.2) + f32(1.9) * (zm - f32(0.4)) ** 2  # mm (Nguyen et al.: metres in, 1e-3 m out)
+        zz = zz + rng.standard_normal(z.shape, dtype=f32) * sigma
     if model.quantise:
         fb = KINECT_FOCAL_PX * KINECT_BASELINE_MM
-        d = np.rint(SUBPIXEL * fb / np.maximum(zz, 1.0)) / SUBPIXEL
-        zz = np.where(zz > 0, fb / np.maximum(d, 1.0 / SUBPIXEL), 0.0)
+        d = np.rint(f32(SUBPIXEL * fb) / np.maximum(zz, f32(1.0))) / f32(SUBPIXEL)
+        zz = np.where(zz > 0, f32(fb) / np.maximum(d, f32(1.0 / SUBPIXEL)), f32(0.0))
     out = np.rint(zz)
     out[drop | ~np.isfinite(z)] = 0
     return np.clip(out, 0, 65535).astype(np.uint16)
