@@ -1,4 +1,4 @@
-"""``simgan convert``: UnityEyes, MPIIGaze, HDF5 or NPZ -> the interchange format."""
+"""``simgan convert``: UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ -> the interchange format."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def _size(ctx, param, value):
 @click.argument("src", type=click.Path(path_type=str))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str),
               help="New folder to write (PNG images + labels.jsonl); must not exist.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "unityeyes", "mpiigaze", "hdf5", "npz"]),
+@click.option("--format", "fmt", type=click.Choice(["auto", "unityeyes", "mpiigaze", "nyu", "hdf5", "npz"]),
               default="auto", show_default=True, help="Input format; auto recognises it.")
 @click.option("--size", callback=_size, metavar="WxH|native",
               help="Output size. Default: 55x35 for UnityEyes and MPIIGaze (the paper's eye images), "
-                   "the stored size for HDF5/NPZ; 'native' keeps the stored size.")
+                   "224x224 hand crops for NYU, the stored size for HDF5/NPZ; 'native' keeps the stored size.")
 @click.option("--gray/--keep-channels", default=None,
               help="One gray channel, or keep RGB. Default: gray for UnityEyes/MPIIGaze, kept for HDF5/NPZ.")
 @click.option("--limit", type=click.IntRange(min=1), help="Convert only the first N images.")
@@ -43,14 +43,21 @@ def _size(ctx, param, value):
               help="MPIIGaze: mirror these eyes (with their labels); 'right' makes every image a left "
                    "eye like UnityEyes' renders.")
 @click.option("--images-key", help="HDF5/NPZ: the images array (default: 'images' or the only image-like array).")
+@click.option("--nyu-kind", type=click.Choice(["real", "synthetic"]), default="real", show_default=True,
+              help="NYU: the Kinect frames (depth_*.png) or the synthetic renders (synthdepth_*.png).")
+@click.option("--camera", "cameras", type=click.IntRange(1, 3), multiple=True,
+              help="NYU: camera(s) to read (repeat; default all three: 1 frontal, 2 and 3 side views).")
 @click.option("--threads", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
               help="Threads decoding and encoding images.")
-def convert(src, out, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip, images_key, threads):
-    """Convert SRC (UnityEyes, MPIIGaze, HDF5 or NPZ) to the interchange format in OUT.
+def convert(src, out, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip, images_key, nyu_kind, cameras,
+            threads):
+    """Convert SRC (UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ) to the interchange format in OUT.
 
     UnityEyes renders are cropped around the eye and their gaze converted to camera coordinates
     (x right, y down, z away); MPIIGaze normalized eyes keep their gaze and head pose, with right
-    eyes mirrored by default. HDF5/NPZ: an images array plus per-image label arrays.
+    eyes mirrored by default. NYU hand pose (a folder with joint_data.mat and depth PNGs): square
+    crops around the hand resized to 224x224 (§3.2), 16-bit depth in mm, the 14 evaluation joints
+    in crop pixels. HDF5/NPZ: an images array plus per-image label arrays.
     Every command also reads these formats directly; converting once saves decoding work.
     """
     from ..datasets.conversion import convert as run
@@ -58,7 +65,7 @@ def convert(src, out, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip,
 
     path = run(src, out, format=fmt, size=size, gray=gray, limit=limit, crop_scale=crop_scale,
                landmarks=landmarks, eyes=eyes, flip=flip, images_key=images_key, threads=threads,
-               progress=True)
+               progress=True, nyu_kind=nyu_kind, cameras=cameras or None)
     images = sorted((path / "img").iterdir())
     labels = "with labels" if (path / LABELS_FILE).exists() else "without labels"
     click.echo(f"wrote {len(images)} images ({spec_of(decode_image(images[0])).describe()}) {labels} to {path}")

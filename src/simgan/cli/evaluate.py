@@ -47,7 +47,7 @@ def _train_settings(max_minutes: float | None, batch_size: int | None):
 
 @click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
 def evaluate():
-    """Measure refinement: gaze accuracy, realism, label preservation (§3.1)."""
+    """Measure refinement: gaze accuracy, realism, label preservation (§3.1), hand pose (§3.2)."""
     # The API leaves torch's thread count to its caller; the command uses every core.
     from ..devices import set_threads
 
@@ -157,3 +157,46 @@ def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_
                                     max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite,
                                     log=_logger(quiet))
     click.echo(format_preservation_table(metrics))
+
+
+@evaluate.command("pose")
+@click.option("--train", "train", multiple=True, required=True, metavar="DIR",
+              help="Labelled training set with \"uv\" joints (repeat: one pose estimator per set).")
+@click.option("--test", required=True, metavar="DIR", help="Labelled test set, e.g. real depth images.")
+@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json, pose_pck.png, estimators/.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Name of each training set, in --train order (default: folder names).")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--epochs", type=float, default=None, help="Passes over each training set (default 30).")
+@click.option("--max-minutes", type=float, default=None, help="Wall-clock budget per estimator.")
+@click.option("--batch-size", type=int, default=None, help="Training batch (default 16).")
+@click.option("--channels", type=int, default=None, help="Hourglass width (default 256, Newell et al.).")
+@click.option("--heatmap", type=int, default=None, help="Heatmap size (default 64, §3.2).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def pose_cmd(train, test, out, names, device, seed, epochs, max_minutes, batch_size, channels, heatmap, overwrite,
+             quiet):
+    """Train the §3.2 stacked-hourglass hand pose estimator on each --train set, test on --test.
+
+    Prints the percentage of joints within 5 pixels (Table 4; distances rescaled to a 224-pixel
+    image) and writes the d = 0..20 curves (Figure 9). Labels: "uv", a list of [u, v] joint
+    positions in pixels of the image (as written by `simgan simulate hands` and `simgan convert`).
+    """
+    from ..evaluation.common import default_names
+    from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table
+
+    s = PoseTrainSettings()
+    for flag, value, attr in (("--epochs", epochs, "epochs"), ("--max-minutes", max_minutes, "max_seconds"),
+                              ("--batch-size", batch_size, "batch_size"), ("--channels", channels, "channels"),
+                              ("--heatmap", heatmap, "heatmap")):
+        if _positive(value, flag) is not None:
+            setattr(s, attr, 60.0 * value if attr == "max_seconds" else value)
+    if s.heatmap < 16:
+        raise SimganError("--heatmap must be at least 16 (the hourglass halves it four times)")
+    if s.channels < 4:
+        raise SimganError("--channels must be at least 4")
+    labels = default_names(list(train), list(names), "training set")
+    metrics = evaluate_pose(dict(zip(labels, train)), test, out, device=device, seed=seed, settings=s,
+                            overwrite=overwrite, log=_logger(quiet))
+    click.echo(format_pose_table(metrics))

@@ -5,6 +5,11 @@
 the interchange format. ``synthetic`` are clean renders (the paper's UnityEyes side), ``target``
 the same kind of scenes seen by a laptop webcam (the MPIIGaze side: use them as the unlabelled
 real set, and a held-out part of them to test gaze estimators).
+
+``simgan simulate hands --n N --out DIR [--seed S] [--domain synthetic|target] [--size 224]
+[--views 1|3]`` renders the hand-pose experiment's depth images (§3.2): an articulated hand as
+16-bit depth in millimetres, with the 14 NYU evaluation joints as labels; ``target`` is the same
+kind of scenes through a structured-light (Kinect-like) sensor.
 """
 
 from __future__ import annotations
@@ -43,3 +48,32 @@ def eyes(n, out, seed, domain, height, width, quiet):
     dt = time.perf_counter() - t0
     click.echo(f"rendered {n} {domain} eye images ({width}x{height}) in {dt:.1f} s "
                f"({n / dt:.0f} images/s) -> {path}")
+
+
+@simulate.command()
+@click.option("--n", "n", type=int, required=True, help="Number of hand poses to render (images: N x views).")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+              help="New dataset folder (must not exist).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed; the same seed gives the same images and labels.")
+@click.option("--domain", type=click.Choice(["synthetic", "target"]), default="synthetic", show_default=True,
+              help="synthetic: exact depth of the hand alone; target: the same kind of scenes through a "
+                   "structured-light sensor (Kinect-like).")
+@click.option("--size", type=int, default=224, show_default=True, help="Image width and height in pixels.")
+@click.option("--views", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="3: every pose also from two side cameras (+-55 deg), as NYU's three Kinects.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def hands(n, out, seed, domain, size, views, quiet):
+    """Render N labelled depth images of a hand (16-bit PNG, millimetres, 0 = no reading) into OUT.
+
+    Labels go to OUT/labels.jsonl: the 14 NYU evaluation joints as "uv" (pixels of the written
+    image), "depth" (mm) and "xyz" (camera space, mm), the camera "intrinsics" and the "pose".
+    """
+    from ..simulators.hands import simulate_hands
+
+    t0 = time.perf_counter()
+    path = simulate_hands(out, n, seed=seed, domain=domain, size=size, views=int(views), progress=not quiet)
+    dt = time.perf_counter() - t0
+    total = n * int(views)
+    click.echo(f"rendered {total} {domain} hand depth images ({size}x{size}, {views} view(s)) in {dt:.1f} s "
+               f"({total / dt:.0f} images/s, PNG writing included) -> {path}")

@@ -15,11 +15,12 @@ from .folder import (IMAGE_EXTENSIONS, LABELS_FILE, Dataset, DatasetWriter, Imag
                      write_dataset)
 from .pixels import from_model, to_model
 from .readers import HDF5Images, MPIIGaze, NPZImages, UnityEyes, gaze_angles
+from .nyu import NYUHands
 from .conversion import convert
 
 __all__ = [
     "IMAGE_EXTENSIONS", "LABELS_FILE", "Dataset", "DatasetWriter", "HDF5Images", "ImageFolder", "ImageSpec",
-    "MPIIGaze", "NPZImages", "Record", "UnityEyes", "atomic_write_bytes", "convert", "decode_image",
+    "MPIIGaze", "NPZImages", "NYUHands", "Record", "UnityEyes", "atomic_write_bytes", "convert", "decode_image",
     "encode_png", "from_model", "gaze_angles", "json_line", "open_dataset", "spec_of", "to_model",
     "write_dataset",
 ]

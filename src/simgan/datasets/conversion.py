@@ -25,7 +25,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
             size: tuple[int, int] | None | str = "default", gray: bool | None = None,
             limit: int | None = None, crop_scale: float = 1.5, landmarks: bool = True,
             eyes: str = "both", flip: str = "right", images_key: str | None = None,
-            threads: int = 4, progress: bool = False) -> Path:
+            threads: int = 4, progress: bool = False, nyu_kind: str = "real", cameras=None) -> Path:
     """Convert ``src`` (UnityEyes, MPIIGaze, HDF5 or NPZ) into a new interchange folder ``out``.
 
     ``format="auto"`` recognises the input (see :func:`~simgan.datasets.readers.sniff`).
@@ -49,14 +49,15 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
             if not Path(src).exists():
                 raise SimganError(f"input not found: {src}")
             raise SimganError(f"cannot tell the format of {src}: expected a UnityEyes folder (N.jpg + N.json), "
-                              "MPIIGaze dayNN.mat files, an .h5/.hdf5 file or an .npz archive; "
+                              "MPIIGaze dayNN.mat files, an NYU hand pose folder (joint_data.mat), "
+                              "an .h5/.hdf5 file or an .npz archive; "
                               "name one with --format")
     elif format in FORMATS:
         fmt = format
     else:
         raise SimganError(f"unknown format {format!r}; choose one of auto, {', '.join(FORMATS)}")
     ds = open_format(src, fmt, size=size, gray=gray, crop_scale=crop_scale, landmarks=landmarks,
-                     eyes=eyes, flip=flip, images_key=images_key, what="input")
+                     eyes=eyes, flip=flip, images_key=images_key, what="input", nyu_kind=nyu_kind, cameras=cameras)
     spec = ds.spec
     if spec.bit_depth == 16 and spec.channels != 1:
         raise SimganError(f"{src} holds 16-bit {spec.channels}-channel images, which PNG output keeps only "

@@ -90,7 +90,7 @@ from .folder import IMAGE_EXTENSIONS, LABELS_FILE, Dataset
 GAZE_SIZE = (55, 35)
 #: Resampling filter for every resize (antialiased when shrinking).
 RESAMPLE = Image.Resampling.BICUBIC
-FORMATS = ("unityeyes", "mpiigaze", "hdf5", "npz")
+FORMATS = ("unityeyes", "mpiigaze", "hdf5", "npz", "nyu")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".he5")
 _MPII_DAY = re.compile(r"^day\d+\.mat$", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)", re.IGNORECASE)
@@ -957,11 +957,15 @@ def sniff(path: str | os.PathLike) -> str | None:
             return "hdf5"
         if suffix == ".npz":
             return "npz"
+        if p.name.lower() == "joint_data.mat":
+            return "nyu"
         if suffix == ".mat":
             return "mpiigaze"
         return None
     if not p.is_dir() or (p / LABELS_FILE).exists():
         return None
+    if (p / "joint_data.mat").is_file():
+        return "nyu"
     jsons, jpgs = UnityEyes.pairs(p)
     if any(stem in jpgs for stem in jsons):
         return "unityeyes"
@@ -978,11 +982,11 @@ def sniff(path: str | os.PathLike) -> str | None:
 def open_format(path: str | os.PathLike, fmt: str, *, size: tuple[int, int] | None | str = "default",
                 gray: bool | None = None, crop_scale: float = 1.5, landmarks: bool = True,
                 eyes: str = "both", flip: str = "right", images_key: str | None = None,
-                what: str = "dataset") -> Dataset:
+                what: str = "dataset", nyu_kind: str = "real", cameras=None) -> Dataset:
     """Open ``path`` as format ``fmt`` (one of :data:`FORMATS`).
 
     ``size="default"`` means the format's own default: 55x35 for UnityEyes and MPIIGaze (the
-    paper's eye images), the stored size for HDF5/NPZ; ``None`` keeps the stored size. ``gray=None``
+    paper's eye images), 224x224 crops for NYU hands (§3.2), the stored size for HDF5/NPZ; ``None`` keeps the stored size. ``gray=None``
     means gray for UnityEyes and MPIIGaze, channels kept for HDF5/NPZ.
     """
     p = Path(path)
@@ -1002,6 +1006,13 @@ def open_format(path: str | os.PathLike, fmt: str, *, size: tuple[int, int] | No
         return HDF5Images(p, images_key=images_key, size=array_size, gray=bool(gray), what=what)
     if fmt == "npz":
         return NPZImages(p, images_key=images_key, size=array_size, gray=bool(gray), what=what)
+    if fmt == "nyu":  # §3.2: hand crops, 224x224 unless asked otherwise
+        from .nyu import NYUHands
+
+        if size is not None and size != "default" and size[0] != size[1]:
+            raise SimganError(f"NYU hand crops are square; got size {size[0]}x{size[1]}")
+        side = 224 if size in ("default", None) else int(size[0])
+        return NYUHands(p.parent if p.is_file() else p, kind=nyu_kind, cameras=cameras, size=side, what=what)
     raise SimganError(f"unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
 
 
