@@ -35,7 +35,7 @@ def demo(ctx, quick, out, device, seed):
 
 
 @demo.command("hands")
-@click.option("--quick", is_flag=True, default=False, help="Few images and steps: under 10 minutes on a 2-core CPU.")
+@click.option("--quick", is_flag=True, default=False, help="Few images and steps (aim: under 10 minutes on a 2-core CPU).")
 @click.option("--full", is_flag=True, default=False,
               help="The paper's settings: 224x224, the hands preset, NYU's data sizes (for a GPU).")
 @click.option("--out", type=click.Path(), default=None, help="Folder to create (default: simgan-demo-hands-DATE-TIME).")
