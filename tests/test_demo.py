@@ -15,7 +15,7 @@ def test_demo_quick_end_to_end(cli, tmp_path):
         assert f"<td>{row}</td>" in report
     assert "data:image/png;base64," in report and "mean error (deg)" in report
     assert "two-sample test accuracy" in report and "pupil centre shift" in report
-    assert "periodic ratio at D's stride frequencies" in report and "border ratio" in report
+    assert "periodic ratio at D&#x27;s stride frequencies" in report and "border ratio" in report
     m = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert set(m["gaze"]["results"]) == {"synthetic", "refined", "target (upper bound)"}
     assert m["settings"]["seed"] == 1
