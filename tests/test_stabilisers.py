@@ -125,6 +125,10 @@ def test_verdict_on_a_run_that_changes_nothing():
                             "raise --kg (now 2) or lower --lambda-reg (now 0.1).")
     ok = [{"phase": "adversarial", "mean_abs_diff": 0.2, "d_acc_real": 0.6, "d_acc_refined": 0.4}] * 4
     assert verdict(ok, cfg)["verdict"].endswith("refinement is working; look at the sample grids for artifacts.")
+    rare = rows[:7] + [{"phase": "adversarial", "mean_abs_diff": 0.3, "d_acc_real": 0.9, "d_acc_refined": 0.4}] \
+        + [{"phase": "adversarial", "mean_abs_diff": 0.3, "d_acc_real": 0.9, "d_acc_refined": 0.9}] * 12
+    v = verdict(rare, cfg)  # fooled once in 20 rounds: D still wins
+    assert v["fooled"] is False and "fooled D in 1 of 20 logged rounds" in v["verdict"] and "D still wins" in v["verdict"]
 
 
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
