@@ -296,7 +296,7 @@ CASES = [
     Case("sim-seed-negative", SIM + ["--n", "2", "--out", "{C}/o", "--seed", "-1"]),
     Case("sim-domain-foo", SIM + ["--n", "2", "--out", "{C}/o", "--domain", "foo"], match="--domain"),
     Case("sim-no-n", SIM + ["--out", "{C}/o"], match="--n"),
-    Case("sim-unknown-kind", ["simulate", "hands", "--n", "2", "--out", "{C}/o"]),
+    Case("sim-unknown-kind", ["simulate", "faces", "--n", "2", "--out", "{C}/o"]),
     Case("sim-out-exists", SIM + ["--n", "2", "--out", "{C}/o"], _exists("o"), "already exists"),
     Case("sim-out-is-file", SIM + ["--n", "2", "--out", "{C}/o"], _exists("o", file=True)),
     Case("sim-user-partial", SIM + ["--n", "2", "--out", "{C}/x"], _user_partial("x.partial"), "did not create"),
