@@ -194,27 +194,8 @@ def simulate_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str
     Written through :class:`~simgan.datasets.DatasetWriter`: ``out`` never holds a half-written
     set, and an existing ``out`` is an error. Returns the folder's path.
     """
-    from tqdm import tqdm
-
-    from ..datasets import DatasetWriter, json_line
-
-    job = _job(n, seed, domain, size, views, ranges, sensor)
-    digits = max(6, len(str(n - 1)))
-    nw = _workers(workers)
-
-    def name(k: int) -> str:
-        pose, view = divmod(k, job.views)
-        return f"img/{pose:0{digits}d}.png" if job.views == 1 else f"img/{pose:0{digits}d}_v{view}.png"
-
-    with DatasetWriter(out) as writer, \
-            tqdm(total=n * job.views, desc=f"render {domain} hands", unit="img", leave=False,
-                 disable=not progress) as bar, ThreadPoolExecutor(nw) as png_pool:
-        for start, imgs, labs in _iter_blocks(job, n, nw):
-            names = [name(start * job.views + k) for k in range(len(imgs))]
-            list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
-            writer.add_lines(json_line({"file": nm, **lab}) for nm, lab in zip(names, labs))
-            bar.update(len(imgs))
-        return writer.finish()
+    return write_hands(out, n, seed=seed, domain=domain, size=size, views=views, progress=progress,
+                       workers=workers, ranges=ranges, sensor=sensor)
 
 
 def cube_encode(depth_mm: np.ndarray, center_z: np.ndarray, cube_mm: float = 400.0, *,
@@ -257,7 +238,8 @@ def downsample(images: np.ndarray, labels: list[dict], size: int) -> tuple[np.nd
 
 def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224,
                 views: int = 1, cube_mm: float | None = None, labels: bool = True, workers: int | None = None,
-                progress: bool = False, render_size: int | None = None) -> Path:
+                progress: bool = False, render_size: int | None = None, ranges: HandRanges | None = None,
+                sensor: SensorModel | None = None) -> Path:
     """Like :func:`simulate_hands`, optionally in the :func:`cube_encode` encoding (``cube_mm``;
     each label line then says so in ``"depth_encoding"``; a synthetic image's empty background
     becomes far, a sensor image's missing readings stay 0) and without ``labels.jsonl``
@@ -268,7 +250,7 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
 
     from ..datasets import DatasetWriter, json_line
 
-    job = _job(n, seed, domain, render_size or size, views, None, None)
+    job = _job(n, seed, domain, render_size or size, views, ranges, sensor)
     _check_int(size, "image size", MIN_SIZE, MAX_SIZE)
     digits = max(6, len(str(n - 1)))
     nw = _workers(workers)
