@@ -95,8 +95,8 @@ def eyes_refiner_run(tmp_path, n: int):
     import torch
     from simgan.config import preset
     from simgan.datasets import write_dataset
-    from simgan.refiner import Refiner
-    from simgan.rundir import RunDir
+    from simgan.models.refiner import Refiner
+    from simgan.training.rundir import RunDir
 
     cfg = preset("eyes")
     torch.manual_seed(0)

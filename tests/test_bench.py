@@ -4,7 +4,7 @@ image, the CPU flags are read."""
 
 import torch
 
-from simgan import bench
+from simgan.experiments import bench
 
 
 def test_refine_breakdown_and_straightforward_baseline(tmp_path):

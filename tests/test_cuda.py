@@ -14,7 +14,7 @@ import torch
 from conftest import torchrun_cmd
 from simgan.config import resolve_config
 from simgan.datasets import ImageFolder
-from simgan.refine import refine_dataset
+from simgan.pipelines.refine import refine_dataset
 from simgan.training import train
 
 pytestmark = [pytest.mark.cuda,

@@ -43,7 +43,7 @@ def test_ablate_tiny(cli, tmp_path):
     cfg.write_text("refiner: {width: 8, num_blocks: 1}\n"
                    "train: {disc_pretrain: 2, steps: 3, kg: 1, batch_size: 8, buffer_size: 16, lr: 0.003,"
                    " sample_every: 1000}\n")
-    from simgan.ablation import run_ablation
+    from simgan.experiments.ablation import run_ablation
     from simgan.config import resolve_config
     from simgan.evaluation import GazeTrainSettings
     m = run_ablation(tmp_path / "syn", tmp_path / "real", tmp_path / "test", tmp_path / "abl",

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from simgan.demo_hands import HANDS_DEMO_SETTINGS, HandsDemoSettings, boundary_stats
+from simgan.experiments.demo_hands import HANDS_DEMO_SETTINGS, HandsDemoSettings, boundary_stats
 
 TINY = HandsDemoSettings(
     size=32, n_synthetic=8, n_real=16, n_target_train=8, n_test=6,

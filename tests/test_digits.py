@@ -35,7 +35,7 @@ def test_blend_is_abs_difference():
 
 
 def test_demo_digits_tiny(tmp_path):
-    from simgan.demo_digits import DigitsDemoSettings, run_digits_demo
+    from simgan.experiments.demo_digits import DigitsDemoSettings, run_digits_demo
     settings = DigitsDemoSettings(simgan={"train": {"disc_pretrain": 2, "steps": 3, "batch_size": 8, "buffer_size": 16,
                                                     "sample_every": 100, "checkpoint_every": 100}},
                                   classifier_steps=5, limit=60, c2st_images=40, c2st={"max_steps": 5})

@@ -36,7 +36,7 @@ def test_ddp_training_two_processes(tiny_sets, tiny_config, tmp_path):
 
 def test_sharded_refine_equals_single_process(tiny_sets, tiny_config, tmp_path):
     from simgan.config import resolve_config
-    from simgan.refine import refine_dataset
+    from simgan.pipelines.refine import refine_dataset
     from simgan.training import train
     syn, real = tiny_sets
     train(resolve_config("generic", config_file=tiny_config), syn, real, tmp_path / "run", progress=False)

@@ -23,7 +23,7 @@ from simgan.evaluation import (C2STSettings, GazeEstimator, GazeNet, GazeTrainSe
                                gaze_from_pitch_yaw,
                                gaze_metrics, gaze_of, image_features, kernel_distance, pitch_yaw_from_gaze,
                                polynomial_mmd2_unbiased, train_gaze_estimator)
-from simgan.features import PSI_LEVEL, frozen_feature_net
+from simgan.models.features import PSI_LEVEL, frozen_feature_net
 
 import toy_eyes
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from simgan.history import ImageHistoryBuffer
+from simgan.training.history import ImageHistoryBuffer
 
 
 def test_fills_then_replaces_random_slots():

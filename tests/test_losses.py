@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from simgan import losses
+from simgan.models import losses
 
 
 def logits_with_prob(p_refined: torch.Tensor) -> torch.Tensor:

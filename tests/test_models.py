@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from simgan.config import preset, resolve_config
-from simgan.discriminator import build_discriminator, patch_geometry
-from simgan.refiner import Refiner, refiner_flops, refiner_receptive_field
+from simgan.models.discriminator import build_discriminator, patch_geometry
+from simgan.models.refiner import Refiner, refiner_flops, refiner_receptive_field
 
 
 def measured_field(model, shape, out_index):

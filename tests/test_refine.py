@@ -10,7 +10,7 @@ import pytest
 
 from simgan.config import resolve_config
 from simgan.datasets import ImageFolder, decode_image
-from simgan.refine import refine_dataset
+from simgan.pipelines.refine import refine_dataset
 from simgan.training import train
 
 
@@ -47,7 +47,7 @@ def test_interrupted_refine_resumes_to_identical_output(trained, tmp_path, monke
     run, syn = trained
     refine_dataset(run, syn, tmp_path / "straight", batch_size=8, progress=False)
 
-    import simgan.datasets.pipeline as refine_mod  # where refine's file work calls encode_png
+    import simgan.datasets.workers as refine_mod  # where refine's file work calls encode_png
     real_encode = refine_mod.encode_png
     calls = {"n": 0}
 
@@ -137,7 +137,7 @@ def test_peak_memory_is_the_refining_process_own():
     import subprocess
     import sys
     parent = np.ones(1024 * 2 ** 20 // 8)  # 1 GiB resident in this process
-    child = subprocess.run([sys.executable, "-c", "from simgan.devices import peak_rss_mib; print(peak_rss_mib())"],
+    child = subprocess.run([sys.executable, "-c", "from simgan.runtime import peak_rss_mib; print(peak_rss_mib())"],
                            capture_output=True, text=True, check=True)
     assert parent.sum() > 0
     assert 10 < float(child.stdout) < 700  # importing torch: ~220 MiB

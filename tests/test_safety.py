@@ -92,7 +92,7 @@ def test_lock_refuses_a_second_holder_and_takes_over_a_stale_one(tmp_path):
 
 SLOW_REFINE = """
 import sys, time
-import simgan.datasets.pipeline as r  # where refine's file work calls encode_png
+import simgan.datasets.workers as r  # where refine's file work calls encode_png
 encode = r.encode_png
 def slow(path, image):
     time.sleep(0.25)
@@ -178,7 +178,7 @@ def test_resume_across_precisions_fp32_bf16_fp32(cli, world, tmp_path):
 def test_history_buffer_resumes_on_another_device_type():
     """A CUDA generator's state cannot be loaded into a CPU generator (or back): the buffer
     reseeds deterministically instead of crashing."""
-    from simgan.history import ImageHistoryBuffer
+    from simgan.training.history import ImageHistoryBuffer
     a = ImageHistoryBuffer(8, (1, 4, 4), "cpu", seed=3)
     a.push(torch.rand(6, 1, 4, 4))
     state = a.state_dict()

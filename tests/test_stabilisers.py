@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from simgan import losses
-from simgan.augment import diff_augment
+from simgan.models import losses
+from simgan.training.augment import diff_augment
 from simgan.config import (DiscriminatorConfig, RefinerConfig, generic_discriminator_for_shape, resolve_config)
-from simgan.discriminator import build_discriminator, output_size
+from simgan.models.discriminator import build_discriminator, output_size
 from simgan.errors import SimganError
-from simgan.refiner import Refiner
+from simgan.models.refiner import Refiner
 from simgan.training import balance_line, effective_lambda, train, verdict
 
 

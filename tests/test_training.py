@@ -77,7 +77,7 @@ def test_no_history_global_disc_and_feature_psi_run(tiny_sets, tiny_config, tmp_
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_sets, tiny_config, tmp_path, monkeypatch):
-    from simgan import losses
+    from simgan.models import losses
     from simgan.training import TrainingDiverged
     syn, real = tiny_sets
     # The first adversarial step (step 6) produces a NaN realism loss.
@@ -141,7 +141,7 @@ def test_warnings_and_adaptive_kg_in_a_run(tiny_sets, tiny_config, tmp_path):
 def test_public_api_names_exist():
     """The functions the package docstring and the README document are reachable from `simgan`."""
     import simgan
-    from simgan.refine import refine_dataset
+    from simgan.pipelines.refine import refine_dataset
     from simgan.training import train
     assert simgan.train is train and simgan.refine_dataset is refine_dataset
     assert callable(simgan.evaluate_gaze) and callable(simgan.evaluate_realism)

@@ -17,8 +17,8 @@ from .errors import SimganError
 
 _LAZY = {
     "train": ("training", "train"),
-    "refine_dataset": ("refine", "refine_dataset"),
-    "refine_array": ("refine", "refine_array"),
+    "refine_dataset": ("pipelines.refine", "refine_dataset"),
+    "refine_array": ("pipelines.refine", "refine_array"),
     "evaluate_gaze": ("evaluation", "evaluate_gaze"),
     "evaluate_realism": ("evaluation", "evaluate_realism"),
     "evaluate_preservation": ("evaluation", "evaluate_preservation"),

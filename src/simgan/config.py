@@ -110,7 +110,7 @@ class DiscriminatorConfig:
 class LossConfig:
     """Eq. 4: ``L_R = sum_patches -log(1 - D(R(x))) + lambda_reg * ||psi(R(x)) - psi(x)||_1``.
 
-    ``reduction`` (see :mod:`simgan.losses`): ``sum`` over patches and feature elements (the
+    ``reduction`` (see :mod:`simgan.models.losses`): ``sum`` over patches and feature elements (the
     paper's literal Eq. 2/4; eyes and hands presets), or ``mean`` over both, so that lambda_reg
     means the same at every image size and patch count (the generic preset).
     ``adversarial``: ``cross-entropy`` (the paper), ``least-squares`` (Mao et al., ICCV 2017) or

@@ -24,7 +24,7 @@ from .common import device_option, set_nested
 def ablate(synthetic, real, test_dir, out, preset, config_file, steps, variants, gaze_max_seconds, seed, device):
     """Train the full method and its ablations with the same data, steps and seed; refine with
     each; write a table of realism and downstream gaze error, and each variant's sample grid."""
-    from ..ablation import run_ablation
+    from ..experiments.ablation import run_ablation
     from ..config import resolve_config
     from ..evaluation import GazeTrainSettings
 

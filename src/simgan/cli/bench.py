@@ -17,7 +17,7 @@ from .common import device_option
 def bench(device, precisions, quick, with_compile, json_out):
     """Measure the roofline, simulator, training and refining speed, and refine memory at 10k and
     100k images (eyes preset). Takes about 20 minutes on a 2-core CPU (--quick: about 2)."""
-    from ..bench import main_bench
+    from ..experiments.bench import main_bench
 
     main_bench(json_out, device=device or "auto", quick=quick, with_compile=with_compile,
                precisions=[p.strip() for p in precisions.split(",")] if precisions else None, echo=click.echo)

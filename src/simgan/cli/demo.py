@@ -47,12 +47,12 @@ def demo(name, quick, full, out, device, seed):
         raise SimganError(f"--seed must be >= 0, got {seed}")
     out = out or f"simgan-demo{'' if name == 'eyes' else '-' + name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if name == "digits":
-        from ..demo_digits import run_digits_demo
+        from ..experiments.demo_digits import run_digits_demo
         run_digits_demo(out, quick=quick, device=device or "auto", seed=seed, echo=click.echo)
     elif name == "hands":
-        from ..demo_hands import run_hands_demo
+        from ..experiments.demo_hands import run_hands_demo
         mode = "quick" if quick else "full" if full else "default"
         run_hands_demo(out, mode=mode, device=device or "auto", seed=seed, echo=click.echo)
     else:
-        from ..demo import run_demo
+        from ..experiments.demo_eyes import run_demo
         run_demo(out, quick=quick, device=device or "auto", seed=seed, echo=click.echo)

@@ -49,7 +49,7 @@ def _train_settings(max_minutes: float | None, batch_size: int | None):
 def evaluate():
     """Measure refinement: gaze accuracy, realism, label preservation (§3.1), hand pose (§3.2)."""
     # The API leaves torch's thread count to its caller; the command uses every core.
-    from ..devices import set_threads
+    from ..runtime import set_threads
 
     set_threads()
 

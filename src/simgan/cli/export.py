@@ -17,7 +17,7 @@ def export(run_dir, out, trust_pickle):
     FILE.safetensors` refines with it.
     """
     from ..paths import check_no_overlap
-    from ..rundir import export_refiner
+    from ..training.rundir import export_refiner
 
     check_no_overlap({"--run": run_dir}, {"--out": out}, partial=False)
     path = export_refiner(run_dir, out, trust_pickle=trust_pickle)

@@ -14,9 +14,9 @@ import click
 def presets(name, config_file, size, as_yaml):
     """List the presets (eyes: §3.1, hands: §3.2, generic), or show one in detail."""
     from ..config import PRESETS, resolve_config
-    from ..discriminator import patch_geometry
+    from ..models.discriminator import patch_geometry
     from ..errors import SimganError
-    from ..refiner import Refiner, count_parameters, refiner_flops, refiner_receptive_field
+    from ..models.refiner import Refiner, count_parameters, refiner_flops, refiner_receptive_field
 
     size_wh = None
     if size:

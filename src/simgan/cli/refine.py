@@ -31,7 +31,7 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, workers, vari
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
     same command again to continue. Under torchrun the batches are split across processes.
     """
-    from ..refine import refine_dataset
+    from ..pipelines.refine import refine_dataset
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
                          precision=precision or "auto", workers=workers, progress=not quiet, trust_pickle=trust_pickle,

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 from ..datasets import to_model
-from ..devices import autocast, resolve_device, resolve_precision, synchronize
+from ..runtime import autocast, resolve_device, resolve_precision, synchronize
 from ..errors import SimganError
 from .common import (Log, gaze_labels, open_images, prepare_out, quiet, same_shape,
                      wilson_interval, write_metrics)

@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..datasets import to_model
-from ..devices import resolve_device
+from ..runtime import resolve_device
 from ..errors import SimganError
 from .common import Log, open_images, prepare_out, quiet, same_shape, write_metrics
 

@@ -18,7 +18,7 @@ candidates (synthetic vs refined, ablations) against the same real set.
 **Kernel distance (KID-style)** (Bińkowski et al., ICLR 2018). The unbiased estimate of the squared
 maximum mean discrepancy between the two feature distributions with the cubic polynomial kernel
 ``k(x, y) = (xᵀy / d + 1)³``, computed on the features of the project's frozen random CNN
-(:mod:`simgan.features`, whose docstring explains why it needs no download and no training).
+(:mod:`simgan.models.features`, whose docstring explains why it needs no download and no training).
 Zero (up to noise) for one distribution, larger the more the sets differ. The estimate is the mean
 of the MMD² estimates on ``n_blocks`` *disjoint* random blocks of the two sets; being independent,
 their standard deviation / √n_blocks is an honest standard error. The numbers are only comparable
@@ -38,9 +38,9 @@ import torch
 from torch import nn
 
 from ..datasets import to_model
-from ..devices import resolve_device
+from ..runtime import resolve_device
 from ..errors import SimganError
-from ..features import MIN_SIZE, frozen_feature_net
+from ..models.features import MIN_SIZE, frozen_feature_net
 from .common import Log, binomial_summary, prepare_out, quiet, same_shape, write_metrics
 from .gaze import _as_torch_ready, _table
 
@@ -354,7 +354,7 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
                  "81% on real vs synthetic (p<=1e-8)",
         "real": {"path": str(real), "n": len(real_ds), "n_used": len(real_images), "image": real_ds.spec.describe()},
         "settings": {"max_images": max_images, "seed": seed, "device": str(dev), "n_blocks": n_blocks,
-                     "c2st": asdict(settings) if c2st else None, "kid_features": "simgan.features frozen random CNN, "
+                     "c2st": asdict(settings) if c2st else None, "kid_features": "simgan.models.features frozen random CNN, "
                      "spatial means of 4 blocks" if kid else None},
         "results": results,
         "reference": ref,

@@ -25,15 +25,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .datasets import LABELS_FILE, atomic_write_bytes, from_model, spec_of, to_model
-from .datasets.folder import ImageSpec, PartialDir
-from .datasets.pipeline import ImagePipeline, default_workers
-from .datasets.stream import FolderIndex
-from .devices import autocast, inference_precision, peak_rss_mib, set_threads
-from .errors import SimganError
-from .paths import check_no_overlap, partial_of
-from .rundir import load_refiner
-from .training import DistInfo, init_distributed
+from ..datasets import LABELS_FILE, atomic_write_bytes, from_model, spec_of, to_model
+from ..datasets.folder import ImageSpec, PartialDir
+from ..datasets.workers import ImagePipeline, default_workers
+from ..datasets.stream import FolderIndex
+from ..runtime import autocast, inference_precision, peak_rss_mib, set_threads
+from ..errors import SimganError
+from ..paths import check_no_overlap, partial_of
+from ..training.rundir import load_refiner
+from ..training import DistInfo, init_distributed
 
 MANIFEST = ".simgan-refine.json"
 
@@ -90,7 +90,7 @@ class _Progress:
 
 def inference_refiner(run, dev: torch.device, precision: str, *, trust_pickle: bool = False):
     """The refiner of ``run`` ready to refine on ``dev``: (model, config, step, precision), with
-    ``precision`` resolved (:func:`simgan.devices.inference_precision`), the bf16 body on a CPU
+    ``precision`` resolved (:func:`simgan.runtime.inference_precision`), the bf16 body on a CPU
     (:meth:`Refiner.for_inference`) and the run's memory layout."""
     model, cfg, step = load_refiner(run, dev, trust_pickle=trust_pickle)
     precision = inference_precision(precision, dev)
@@ -109,7 +109,7 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     Writes ``out`` (which must not exist). Run again with the same arguments after an
     interruption to continue; the finished folder appears only once complete. ``workers``:
     processes that decode and encode the image files (default: none on a CPU, all cores but one
-    on a GPU; see :mod:`simgan.datasets.pipeline`); ``batch_size`` defaults to 16 on a CPU and
+    on a GPU; see :mod:`simgan.datasets.workers`); ``batch_size`` defaults to 16 on a CPU and
     4096 on a GPU. ``precision="auto"`` refines in fp16 on a GPU:
     it gives fp32's 8-bit pixels on 99.95% of pixels where bf16 gives 96.9% (measured on an H100,
     eyes refiner), at the same speed; on a CPU it is bf16 where native, else fp32.
@@ -297,7 +297,7 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
 def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str = "auto",
                  precision: str = "auto") -> np.ndarray:
     """Refine an in-memory ``N×H×W×C`` array (for notebooks and evaluation code)."""
-    from .devices import resolve_device
+    from ..runtime import resolve_device
     dev = resolve_device(device)
     model, cfg, _, precision = inference_refiner(run, dev, precision)
     max_value = (1 << (cfg.image.bit_depth or 8)) - 1

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import DiscriminatorConfig, LayerSpec
-from .errors import SimganError
+from ..config import DiscriminatorConfig, LayerSpec
+from ..errors import SimganError
 
 
 def _padding(layer: LayerSpec, mode: str) -> int:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import LABELS_FILE, DatasetWriter, ImageFolder, atomic_write_bytes, decode_image, json_line
-from .demo import _img_tag, _table, format_table
-from .errors import SimganError
+from ..datasets import LABELS_FILE, DatasetWriter, ImageFolder, atomic_write_bytes, decode_image, json_line
+from .demo_eyes import _img_tag, _table, format_table
+from ..errors import SimganError
 
 CUBE_MM = 400.0
 
@@ -139,7 +139,7 @@ def boundary_crops(images: list[np.ndarray], labels: list[str], path: Path, cent
     """Full-resolution detail of the silhouette: a ``crop x crop`` window around a fingertip
     (``centers``: one ``(u, v)`` per image, e.g. the index fingertip's label) of a few images per
     row, each pixel drawn as a ``scale x scale`` block (no smoothing)."""
-    from .plots import save_grid
+    from ..plots import save_grid
 
     rows = []
     for imgs, cents in zip(images, centers):
@@ -155,7 +155,7 @@ def boundary_crops(images: list[np.ndarray], labels: list[str], path: Path, cent
 
 
 def depth_grid(images: list[np.ndarray], labels: list[str], path: Path, scale: int = 3) -> Path:
-    from .plots import save_grid
+    from ..plots import save_grid
 
     return save_grid([depth_colors(x) for x in images], labels, path, scale=scale, label_width=80)
 
@@ -223,13 +223,13 @@ def _view0_subset(src: Path, dst: Path) -> Path:
 def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "auto", seed: int = 0, echo=print,
                    settings: HandsDemoSettings | None = None) -> HandsDemoResult:
     """Run the hand demo into the new folder ``out``; returns the report path and every figure."""
-    from .config import resolve_config
-    from .evaluation.common import write_metrics
-    from .evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table, load_estimator
-    from .evaluation.realism import evaluate_realism, format_realism_table
-    from .refine import refine_dataset
-    from .simulators.hands import write_hands
-    from .training import train
+    from ..config import resolve_config
+    from ..evaluation.common import write_metrics
+    from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table, load_estimator
+    from ..evaluation.realism import evaluate_realism, format_realism_table
+    from ..pipelines.refine import refine_dataset
+    from ..simulators.hands import write_hands
+    from ..training import train
 
     if mode not in HANDS_DEMO_SETTINGS:
         raise SimganError(f"unknown demo mode {mode!r}; choose one of {', '.join(HANDS_DEMO_SETTINGS)}")
@@ -308,7 +308,7 @@ def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "aut
     tgt_img = tgt_ds.read_many(list(range(min(len(tgt_ds), s.realism_images))))
     boundaries = {"synthetic": boundary_stats(syn_img), "refined": boundary_stats(ref_img),
                   "target": boundary_stats(tgt_img)}
-    from .evaluation.pose import joint_errors_px, joint_labels
+    from ..evaluation.pose import joint_errors_px, joint_labels
 
     est = load_estimator(out / "pose" / "estimators" / "real.pt", device="cpu")
     p_syn, p_ref = est.predict(syn_img), est.predict(ref_img)

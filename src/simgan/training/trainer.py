@@ -33,16 +33,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import losses
-from .config import SimGANConfig, TrainConfig, for_image_shape
-from .datasets import Dataset, ImageSpec, from_model, open_dataset, to_model
-from .devices import autocast, resolve_device, resolve_precision, set_threads
-from .discriminator import build_discriminator, patch_geometry
-from .errors import SimganError
+from ..models import losses
+from ..config import SimGANConfig, TrainConfig, for_image_shape
+from ..datasets import Dataset, ImageSpec, from_model, open_dataset, to_model
+from ..runtime import autocast, resolve_device, resolve_precision, set_threads
+from ..models.discriminator import build_discriminator, patch_geometry
+from ..errors import SimganError
 from .history import ImageHistoryBuffer
-from .plots import save_grid, save_loss_curves
-from .refiner import Refiner, refiner_receptive_field
-from .paths import check_no_overlap
+from ..plots import save_grid, save_loss_curves
+from ..models.refiner import Refiner, refiner_receptive_field
+from ..paths import check_no_overlap
 from .rundir import CHECKPOINT_VERSION, RunDir, atomic_torch_save
 
 METRICS = ("d_loss", "d_acc_real", "d_acc_refined", "r_loss_real", "r_loss_reg", "mean_abs_diff")
@@ -287,7 +287,7 @@ def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
 
 
 def effective_lambda(cfg: SimGANConfig, patches: int, elements: int) -> tuple[float, float]:
-    """Eq. 4's lambda in both conventions of :mod:`simgan.losses`: ``(per-patch/per-element
+    """Eq. 4's lambda in both conventions of :mod:`simgan.models.losses`: ``(per-patch/per-element
     means, the paper's sums)``."""
     lam = cfg.loss.lambda_reg
     if cfg.loss.reduction == "mean":
@@ -631,7 +631,7 @@ class Trainer:
             self.write_samples()
             v = verdict(self.rows, self.cfg, self.kg)
             self.say(f"verdict: {v['verdict']}")
-            from .datasets import atomic_write_bytes
+            from ..datasets import atomic_write_bytes
             atomic_write_bytes(self.run.path / "summary.json", json.dumps({"step": self.step, **v}, indent=1).encode())
             self.run.log(f"finished at step {self.step}")
         return TrainResult(self.run.path, self.step, last)
@@ -820,7 +820,7 @@ def resolve_train_config(out, *, preset_name: str | None = None, config_file=Non
     A fresh run: preset, then ``--config`` file, then flags. A resumed run: the run's own
     ``config.yaml`` with the flags given now on top (the trainer then checks that only the step
     count, device and precision changed)."""
-    from .config import resolve_config
+    from ..config import resolve_config
     from .rundir import RunDir
 
     from .rundir import RESUMABLE_CHANGES, check_resumable, config_differences

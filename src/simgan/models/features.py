@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import SimganError
+from ..errors import SimganError
 
 FEATURE_SEED = 20170606  # fixed forever: changing it changes every kernel-distance number
 BLOCK_CHANNELS = (32, 64, 128, 256)

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import preset
-from .devices import PRECISION_DTYPES, autocast, native_bf16, resolve_device, set_threads, synchronize
-from .refiner import Refiner, refiner_flops
+from ..config import preset
+from ..runtime import PRECISION_DTYPES, autocast, native_bf16, resolve_device, set_threads, synchronize
+from ..models.refiner import Refiner, refiner_flops
 
 
 def _timeit(fn, *, min_time: float = 2.0, warmup: int = 2, device=None) -> float:
@@ -84,14 +84,14 @@ def roofline(device: torch.device, precisions, *, batches=(256, 16), layers: int
 
 
 def _simulate(out: Path, n: int, domain: str, seed: int) -> float:
-    from .simulators.eyes import simulate_eyes
+    from ..simulators.eyes import simulate_eyes
     t = time.perf_counter()
     simulate_eyes(out, n, seed=seed, domain=domain, progress=False)
     return n / (time.perf_counter() - t)
 
 
 def simulator_speed(tmp: Path, n: int) -> dict:
-    from .simulators.eyes import render_eyes
+    from ..simulators.eyes import render_eyes
     out = {}
     for domain in ("synthetic", "target"):
         render_eyes(256, seed=0, domain=domain)  # warm-up
@@ -105,7 +105,7 @@ def simulator_speed(tmp: Path, n: int) -> dict:
 def training_speed(syn: Path, real: Path, tmp: Path, device: torch.device, precision: str, *, rounds: int,
                    compile_: bool = False, batch: int = 64) -> float:
     """Synthetic images per second through refiner updates, eyes preset, K_g = K_d = 1."""
-    from .training import Trainer
+    from ..training import Trainer
     cfg = preset("eyes").override({"train": {
         "steps": rounds + 3, "refiner_pretrain": 0, "disc_pretrain": 0, "kg": 1, "kd": 1, "batch_size": batch,
         "buffer_size": 10 * batch, "device": str(device), "precision": precision, "compile": compile_,
@@ -135,10 +135,10 @@ def straightforward_training_speed(syn: Path, real: Path, device: torch.device, 
     instead of quoted."""
     import random
 
-    from . import losses
-    from .datasets.folder import decode_image, list_image_files
-    from .discriminator import build_discriminator
-    from .training import make_optimizer
+    from ..models import losses
+    from ..datasets.folder import decode_image, list_image_files
+    from ..models.discriminator import build_discriminator
+    from ..training import make_optimizer
     cfg = preset("eyes")
     rng = random.Random(0)
 
@@ -214,9 +214,9 @@ def refine_breakdown(run: Path, data: Path, tmp: Path, device: torch.device, pre
     """Microseconds per image of each stage of refining, run one after another in this process:
     PNG decode, to tensor (scale, layout, copy to the device), the refiner, from tensor (back to
     8-bit pixels on the host), PNG encode and write. Shows where the time goes."""
-    from .datasets import decode_image, encode_png, from_model, to_model
-    from .datasets.folder import list_image_files
-    from .refine import inference_refiner
+    from ..datasets import decode_image, encode_png, from_model, to_model
+    from ..datasets.folder import list_image_files
+    from ..pipelines.refine import inference_refiner
     model, _, _, precision = inference_refiner(run, device, precision)
     files = list_image_files(data)[:n]
     out = tmp / f"breakdown_{precision}"
@@ -254,7 +254,7 @@ def straightforward_refine_speed(data: Path, tmp: Path, device: torch.device, *,
     with Pillow's defaults. Images per second."""
     from PIL import Image
 
-    from .datasets.folder import list_image_files
+    from ..datasets.folder import list_image_files
     files = list_image_files(data)[:n]
     torch.manual_seed(0)
     R = Refiner(preset("eyes").refiner, 1).to(device).eval()
@@ -274,7 +274,7 @@ def straightforward_refine_speed(data: Path, tmp: Path, device: torch.device, *,
 
 def _fake_run(path: Path) -> Path:
     """A run directory holding an eyes-preset refiner (random weights: speed does not depend on them)."""
-    from .rundir import RunDir
+    from ..training.rundir import RunDir
     cfg = preset("eyes").override({"image": {"height": 35, "width": 55, "channels": 1, "bit_depth": 8}})
     torch.manual_seed(0)
     R = Refiner(cfg.refiner, 1)

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import SimGANConfig
-from .datasets import ImageFolder, atomic_write_bytes
-from .errors import SimganError
+from ..config import SimGANConfig
+from ..datasets import ImageFolder, atomic_write_bytes
+from ..errors import SimganError
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,12 @@ def run_ablation(synthetic, real, test, out, *, base: SimGANConfig, variants: li
                  echo=print) -> dict:
     """Train, refine and measure each variant; writes ``OUT/metrics.json``, ``OUT/table.md`` and
     ``OUT/VARIANT/{run,refined,samples.png}``. Returns the metrics."""
-    from .evaluation import GazeTrainSettings, evaluate_gaze, evaluate_realism
-    from .plots import save_grid
-    from .refine import refine_dataset
-    from .training import train
+    from ..evaluation import GazeTrainSettings, evaluate_gaze, evaluate_realism
+    from ..plots import save_grid
+    from ..pipelines.refine import refine_dataset
+    from ..training import train
 
-    from .paths import check_no_overlap
+    from ..paths import check_no_overlap
 
     out = Path(out)
     check_no_overlap({"--synthetic": synthetic, "--real": real, "--test": test}, {"--out": out}, partial=False)

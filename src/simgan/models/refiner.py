@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import RefinerConfig
+from ..config import RefinerConfig
 
 
 class ResnetBlock(nn.Module):

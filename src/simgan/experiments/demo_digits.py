@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .datasets import ImageFolder, atomic_write_bytes, to_model, write_dataset
-from .errors import SimganError
+from ..datasets import ImageFolder, atomic_write_bytes, to_model, write_dataset
+from ..errors import SimganError
 
 
 @dataclass
@@ -102,15 +102,15 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
     """Run the digits demo into the new folder ``out``; returns the metrics written to
     ``OUT/metrics.json``. ``config_overrides`` (nested dict) go over the generic preset after the
     demo's run length: for measuring options on this domain, not for the demo itself."""
-    from .config import resolve_config
-    from .demo import _img_tag, _table, format_table
-    from .devices import resolve_device
-    from .evaluation.realism import C2STSettings, classifier_two_sample_test
-    from .plots import save_grid
-    from .refine import refine_dataset
-    from .rundir import RunDir
-    from .simulators.digits import WORKING_SIZE, make_digits_domains
-    from .training import train
+    from ..config import resolve_config
+    from .demo_eyes import _img_tag, _table, format_table
+    from ..runtime import resolve_device
+    from ..evaluation.realism import C2STSettings, classifier_two_sample_test
+    from ..plots import save_grid
+    from ..pipelines.refine import refine_dataset
+    from ..training.rundir import RunDir
+    from ..simulators.digits import WORKING_SIZE, make_digits_domains
+    from ..training import train
 
     out = Path(out)
     if out.exists():
@@ -172,7 +172,7 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
                                                name=key)
     timings["realism"] = time.perf_counter() - t
     change = float(np.abs(refined.astype(np.float32) - d.synthetic.astype(np.float32)).mean() / 127.5)
-    from .demo import _artifact_rows, measure_artifacts
+    from .demo_eyes import _artifact_rows, measure_artifacts
     artifacts = measure_artifacts(data / "synthetic", data / "refined", cfg, len(d.synthetic))
     timings["total"] = time.perf_counter() - t_all
 

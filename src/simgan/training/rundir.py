@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from .config import SimGANConfig
-from .datasets import atomic_write_bytes
-from .errors import SimganError
+from ..config import SimGANConfig
+from ..datasets import atomic_write_bytes
+from ..errors import SimganError
 
 CHECKPOINT_VERSION = 1
 # Settings a resumed run may change; every other setting must match the run's config.yaml.
@@ -86,7 +86,7 @@ class RunDir:
         the folder is locked (:class:`simgan.locks.Lock`) until :meth:`release`.
 
         Returns the checkpoint to resume from (None for a fresh start)."""
-        from .locks import Lock
+        from ..locks import Lock
 
         exists_msg = (f"--out {self.path} already exists; pass --resume to continue that run or "
                       f"choose a new folder")
@@ -227,7 +227,7 @@ def load_refiner(run: str | os.PathLike, device: torch.device, *, trust_pickle: 
 
     Reads ``RUN/refiner.safetensors`` and ``RUN/refiner.json``. A run of an older simgan that has
     only the pickled ``RUN/refiner.pt`` is loaded only with ``trust_pickle``."""
-    from .refiner import Refiner
+    from ..models.refiner import Refiner
 
     path = Path(run)
     if path.is_file() and path.suffix == ".safetensors":

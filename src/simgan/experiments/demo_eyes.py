@@ -24,8 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .datasets import LABELS_FILE, ImageFolder, atomic_write_bytes
-from .errors import SimganError
+from ..datasets import LABELS_FILE, ImageFolder, atomic_write_bytes
+from ..errors import SimganError
 
 
 @dataclass
@@ -102,15 +102,15 @@ def format_table(headers: list[str], rows: list[list]) -> str:
 def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed: int = 0,
              echo=print, settings: DemoSettings | None = None) -> DemoResult:
     """Run the demo into the new folder ``out``; returns the report path and every figure."""
-    from .config import resolve_config
-    from .evaluation import (GazeTrainSettings, evaluate_gaze, evaluate_preservation, evaluate_realism,
+    from ..config import resolve_config
+    from ..evaluation import (GazeTrainSettings, evaluate_gaze, evaluate_preservation, evaluate_realism,
                              format_preservation_table, format_realism_table)
-    from .plots import save_grid
-    from .refine import refine_dataset
-    from .simulators.eyes import simulate_eyes
-    from .training import train
+    from ..plots import save_grid
+    from ..pipelines.refine import refine_dataset
+    from ..simulators.eyes import simulate_eyes
+    from ..training import train
 
-    from .devices import resolve_device
+    from ..runtime import resolve_device
 
     out = Path(out)
     if out.exists():
@@ -268,9 +268,9 @@ def write_report(out: Path, m: dict, grid: Path, run: Path) -> Path:
 def measure_artifacts(synthetic, refined, cfg, n: int) -> dict:
     """:func:`simgan.evaluation.artifacts.artifact_measures` on the first ``n`` synthetic/refined
     pairs, at the stride of the run's D."""
-    from .config import for_image_shape
-    from .discriminator import patch_geometry
-    from .evaluation.artifacts import artifact_measures
+    from ..config import for_image_shape
+    from ..models.discriminator import patch_geometry
+    from ..evaluation.artifacts import artifact_measures
     syn_ds, ref_ds = ImageFolder.open(synthetic), ImageFolder.open(refined)
     idx = list(range(min(n, len(syn_ds))))
     spec = syn_ds.spec
