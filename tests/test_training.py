@@ -110,6 +110,18 @@ def test_health_monitor_identity_and_d_wins(tiny_config):
     assert len(said) == 2
 
 
+def test_kg_policy_raises_kg_only_while_d_wins(tiny_config):
+    from simgan.training import KgPolicy
+    said = []
+    fixed = KgPolicy(tiny(tiny_config, adaptive_kg=False, kg=2, kg_max=5))
+    assert fixed.update(adversarial_rows(5, d_acc_real=1.0, d_acc_refined=1.0), 2, said.append) == 2
+    policy = KgPolicy(tiny(tiny_config, adaptive_kg=True, kg=2, kg_max=3))
+    assert policy.update(adversarial_rows(5, d_acc_real=1.0, d_acc_refined=0.9), 2, said.append) == 2  # not easily
+    assert policy.update(adversarial_rows(5, d_acc_real=1.0, d_acc_refined=0.96), 2, said.append) == 3
+    assert policy.update(adversarial_rows(5, d_acc_real=1.0, d_acc_refined=1.0), 3, said.append) == 3  # kg_max
+    assert said == ["adaptive K_g: D wins easily (accuracy real 1.00, refined 0.96); K_g raised to 3"]
+
+
 def test_health_monitor_nan_raises(tiny_config):
     from simgan.training import HealthMonitor, TrainingDiverged
     mon = HealthMonitor(tiny(tiny_config), 255)

@@ -1,4 +1,5 @@
-"""Devices and numeric precision: where the networks run and in which float format.
+"""The runtime both training and refining share: devices, numeric precision, the ``torchrun``
+process group, and the global random state a checkpoint saves.
 
 ``--device auto`` picks CUDA when present, else CPU. ``--precision auto`` picks bfloat16 where
 the hardware computes it natively (CUDA GPUs from Ampere on; CPUs with AVX512-BF16 or AMX),
@@ -11,8 +12,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
+from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
 from .errors import SimganError
 
@@ -122,3 +127,74 @@ def peak_rss_mib() -> float:
     import sys
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB elsewhere
+
+
+# ----------------------------------------------------------------------------------------------
+# distributed set-up (torchrun): PyTorch's own process group; DDP wraps the networks in training
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
+    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), resolve_device(device_name)
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local_rank), device
+
+
+# ----------------------------------------------------------------------------------------------
+# random state (a resumed run continues exactly)
+
+
+def rng_state() -> dict:
+    """The global random states as tensors and plain data (a checkpoint loads with
+    ``torch.load(weights_only=True)``: no pickled numpy or Python objects)."""
+    key, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"key": key, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "python": [version, list(internal), gauss]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved: the torch, numpy, Python (and CUDA) generators."""
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    if isinstance(npst, dict):
+        np.random.set_state((npst["key"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                             npst["cached_gaussian"]))
+    else:  # a checkpoint of an older simgan (loaded with --trust-pickle)
+        np.random.set_state(npst)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, ValueError):
+            pass  # written on a machine with another GPU count: CUDA's streams start afresh

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..config import preset
-from ..runtime import PRECISION_DTYPES, autocast, native_bf16, resolve_device, set_threads, synchronize
+from ..runtime import autocast, native_bf16, resolve_device, set_threads, synchronize
 from ..models.refiner import Refiner, refiner_flops
 
 

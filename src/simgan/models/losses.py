@@ -161,3 +161,12 @@ def refiner_loss(logits_refined: torch.Tensor, refined: torch.Tensor, synthetic:
     real = realism_loss(logits_refined, adversarial=adversarial, reduction=reduction)
     reg = self_regularization_loss(refined, synthetic, psi, reduction=reduction)
     return real + lambda_reg * reg, real, reg
+
+
+def effective_lambda(cfg, patches: int, elements: int) -> tuple[float, float]:
+    """Eq. 4's lambda in both conventions of :mod:`simgan.models.losses`: ``(per-patch/per-element
+    means, the paper's sums)``."""
+    lam = cfg.loss.lambda_reg
+    if cfg.loss.reduction == "mean":
+        return lam, lam * patches / elements
+    return lam * elements / patches, lam

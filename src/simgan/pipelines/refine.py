@@ -33,7 +33,7 @@ from ..runtime import autocast, inference_precision, peak_rss_mib, set_threads
 from ..errors import SimganError
 from ..paths import check_no_overlap, partial_of
 from ..training.rundir import load_refiner
-from ..training import DistInfo, init_distributed
+from ..runtime import DistInfo, init_distributed
 
 MANIFEST = ".simgan-refine.json"
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .eye_scene import EYEBALL_RADIUS, SKIN_GRID, EyeGeometry, EyeSceneParams
+from .eye_scene import EYEBALL_RADIUS, EyeGeometry, EyeSceneParams
 
 F32 = np.float32
 
@@ -123,7 +123,7 @@ def rasterize(p: EyeSceneParams, g: EyeGeometry, detail: RenderDetail | None = N
     With ``pupil_mask=True`` also returns the visible pupil's coverage ``(n, H, W)`` in [0, 1]
     (the pupil ellipse times the lid opening), e.g. to check the ``pupil`` label.
     """
-    n, H, W = len(p), g.height, g.width
+    H, W = g.height, g.width
     X = np.arange(W, dtype=F32)[None, None, :]
     Y = np.arange(H, dtype=F32)[None, :, None]
     s = _col(g.scale)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import SimGANConfig
+from ..config import SimGANConfig, resolve_config
 from ..datasets import atomic_write_bytes
 from ..errors import SimganError
 
@@ -309,3 +309,34 @@ def export_refiner(run: str | os.PathLike, out: str | os.PathLike, *, trust_pick
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(out, st_save(tensors, metadata=refiner_metadata(info)))
     return out
+
+
+def resolve_train_config(out, *, preset_name: str | None = None, config_file=None, overrides: dict | None = None,
+                         resume: bool = False) -> SimGANConfig:
+    """The configuration a ``simgan train`` call runs with.
+
+    A fresh run: preset, then ``--config`` file, then flags. A resumed run: the run's own
+    ``config.yaml`` with the flags given now on top (the trainer then checks that only the step
+    count, device and precision changed)."""
+    rd = RunDir(Path(out))
+    if resume and rd.is_run():
+        saved = rd.saved_config()
+        if preset_name is not None and preset_name != saved.preset:
+            raise SimganError(f"{rd.path} is a run of the {saved.preset} preset, not {preset_name}")
+        if config_file is not None:
+            # The same command again with --resume: the file may repeat the run's settings, and
+            # change only what a resumed run may change; anything else is named.
+            given = resolve_config(preset_name or saved.preset, config_file=config_file, overrides=overrides)
+            if given.preset != saved.preset:
+                raise SimganError(f"{rd.path} is a run of the {saved.preset} preset, not {given.preset}")
+            # image: None in a preset means "from the data"; the run has the data's shape.
+            given = given.override({"image": {k: v if v is not None else getattr(saved.image, k)
+                                              for k, v in given.to_dict()["image"].items()}})
+            check_resumable(rd.path, saved, given)
+            changes: dict = {}
+            for (section, key), _, new in config_differences(saved, given):
+                if (section, key) in RESUMABLE_CHANGES:
+                    changes.setdefault(section, {})[key] = new
+            return saved.override(changes).validate()
+        return saved.override(overrides or {}).validate()
+    return resolve_config(preset_name, config_file=config_file, overrides=overrides)

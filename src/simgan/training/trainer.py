@@ -22,7 +22,6 @@ import copy
 import json
 import math
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -33,317 +32,29 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..models import losses
-from ..config import SimGANConfig, TrainConfig, for_image_shape
-from ..datasets import Dataset, ImageSpec, from_model, open_dataset, to_model
-from ..runtime import autocast, resolve_device, resolve_precision, set_threads
-from ..models.discriminator import build_discriminator, patch_geometry
+from ..config import SimGANConfig, for_image_shape
+from ..datasets import Dataset, ImageSpec, atomic_write_bytes, from_model, open_dataset
 from ..errors import SimganError
-from .history import ImageHistoryBuffer
-from ..plots import save_grid, save_loss_curves
+from ..models import losses
+from ..models.discriminator import build_discriminator, patch_geometry
 from ..models.refiner import Refiner, refiner_receptive_field
 from ..paths import check_no_overlap
+from ..plots import save_grid, save_loss_curves
+from ..runtime import (autocast, init_distributed, resolve_precision, rng_state, set_rng_state,
+                       set_threads)
+from .health import METRICS, HealthMonitor, KgPolicy, TrainingDiverged, balance_line, verdict
+from .history import ImageHistoryBuffer
+from .optim import make_optimizer
 from .rundir import CHECKPOINT_VERSION, RunDir, atomic_torch_save
+from .sampling import BatchSampler, ImageSource, check_image_spec, load_shard
 
-METRICS = ("d_loss", "d_acc_real", "d_acc_refined", "r_loss_real", "r_loss_reg", "mean_abs_diff")
+__all__ = ["PHASES", "METRICS", "Trainer", "TrainResult", "TrainingDiverged", "train"]
+
 PHASES = ("refiner-pretrain", "disc-pretrain", "adversarial")
-
-
-class TrainingDiverged(SimganError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-# ----------------------------------------------------------------------------------------------
-# distributed set-up (torchrun)
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
-    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(), resolve_device(device_name)
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank, world, local_rank), device
-
-
-# ----------------------------------------------------------------------------------------------
-# data: decoded once into uint8 arrays, batches gathered and normalised as tensors
-
-
-class BatchSampler:
-    """Mini-batch indices from shuffled epochs, with a saveable random state."""
-
-    def __init__(self, n: int, seed: int):
-        self.n = n
-        self.generator = torch.Generator().manual_seed(seed)
-        self.perm = torch.randperm(n, generator=self.generator)
-        self.pos = 0
-
-    def next(self, b: int) -> torch.Tensor:
-        out = []
-        while b > 0:
-            if self.pos >= self.n:
-                self.perm = torch.randperm(self.n, generator=self.generator)
-                self.pos = 0
-            take = min(b, self.n - self.pos)
-            out.append(self.perm[self.pos:self.pos + take])
-            self.pos += take
-            b -= take
-        return out[0] if len(out) == 1 else torch.cat(out)
-
-    def state_dict(self) -> dict:
-        return {"n": self.n, "generator": self.generator.get_state(), "perm": self.perm, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["n"] != self.n:
-            raise SimganError(f"the checkpoint was trained on a set of {state['n']} images, this one holds {self.n}")
-        self.generator.set_state(state["generator"])
-        self.perm = state["perm"]
-        self.pos = int(state["pos"])
-
-
-class ImageSource:
-    """A set of images as one ``N×H×W×C`` integer tensor; ``batch(idx)`` returns floats in
-    [-1, 1] on the training device, channels-last. On a GPU the whole set lives in GPU memory
-    when it fits in a quarter of it; otherwise batches are copied from pinned memory asynchronously.
-    """
-
-    def __init__(self, array: np.ndarray, spec: ImageSpec, device: torch.device):
-        self.spec = spec
-        self.device = device
-        data = torch.from_numpy(array if array.dtype == np.uint8 else array.astype(np.int32))
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if data.numel() * data.element_size() < free // 4:
-                data = data.to(device)
-            else:
-                data = data.pin_memory()
-        self.data = data
-
-    def __len__(self) -> int:
-        return self.data.shape[0]
-
-    def batch(self, idx: torch.Tensor) -> torch.Tensor:
-        if self.data.device != idx.device and self.data.device.type == "cuda":
-            idx = idx.to(self.data.device)
-        x = self.data[idx]
-        if not x.is_cuda and self.device.type == "cuda":  # a set too large for the GPU: copy from pinned memory
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        return to_model(x, self.spec.max_value)
-
-
-def _load_shard(ds: Dataset, dist_info: DistInfo, cache: Path | None) -> np.ndarray:
-    if dist_info.enabled:
-        return ds.read_many(list(range(dist_info.rank, len(ds), dist_info.world_size)))
-    return ds.load(cache=cache)
-
-
-def check_image_spec(cfg: SimGANConfig, spec: ImageSpec, what: str, path) -> None:
-    want = cfg.image
-    mismatch = [(name, getattr(want, name), getattr(spec, name))
-                for name in ("height", "width", "channels", "bit_depth")
-                if getattr(want, name) is not None and getattr(want, name) != getattr(spec, name)]
-    if mismatch:
-        want_spec = ImageSpec(want.height or spec.height, want.width or spec.width,
-                              want.channels or spec.channels, want.bit_depth or spec.bit_depth)
-        hint = " (use --preset generic for other image shapes)" if cfg.preset != "generic" else ""
-        raise SimganError(f"{what} {path} holds {spec.describe()} images but the {cfg.preset} preset is "
-                          f"for {want_spec.describe()} images{hint}")
-
-
-# ----------------------------------------------------------------------------------------------
-# health checks (the failure modes users of SimGAN report)
-
-
-class HealthMonitor:
-    """Warns when training is unhealthy; raises :class:`TrainingDiverged` on NaN/inf losses.
-
-    * D wins for long: D classifies ~100% of real and refined patches correctly for many rounds,
-      so R gets no useful gradient (the authors raise K_g then; ``adaptive_kg`` does it for you).
-    * Refined equals input: mean |R(x) - x| stays under half a grey level in the adversarial phase,
-      the "refined images look identical to the synthetic ones" complaint (lambda too large).
-    """
-
-    def __init__(self, cfg: SimGANConfig, max_value: int, patience: int | None = None):
-        self.cfg = cfg
-        self.half_level = 1.0 / max_value  # half a grey level in [-1, 1] units
-        # Rounds a condition must last before it is reported.
-        patience = patience if patience is not None else cfg.train.health_patience
-        self.patience = patience if patience is not None else max(50, cfg.train.steps // 10)
-        self.d_streak = 0
-        self.identity_streak = 0
-        self.warned: set[str] = set()
-
-    def check(self, rows: list[dict], say) -> int:
-        """Inspect flushed metric rows; returns the K_g to use from now on."""
-        t = self.cfg.train
-        for r in rows:
-            bad = [k for k in METRICS if r.get(k) is not None and not math.isfinite(r[k])]
-            if bad:
-                raise TrainingDiverged(
-                    f"training diverged at step {r['step']}: {', '.join(bad)} became NaN or infinite; "
-                    f"the last good checkpoint is kept; lower --lr or --lambda-reg and --resume")
-        adv = [r for r in rows if r["phase"] == "adversarial"]
-        if not adv:
-            return rows[-1].get("kg", t.kg)
-        kg = adv[-1]["kg"]
-        for r in adv:
-            strong = r.get("d_acc_real", 0) >= 0.99 and r.get("d_acc_refined", 0) >= 0.99
-            self.d_streak = self.d_streak + 1 if strong else 0
-            same = r.get("mean_abs_diff") is not None and r["mean_abs_diff"] < self.half_level
-            self.identity_streak = self.identity_streak + 1 if same else 0
-        if self.d_streak >= self.patience and "d-wins" not in self.warned:
-            self.warned.add("d-wins")
-            say(f"warning: D has classified ~100% of patches correctly for {self.d_streak} rounds: R cannot "
-                f"fool it. Raise --kg (now {kg}; the paper used 50 for eyes) or use adaptive_kg, or lower "
-                f"D's learning rate (train.lr_disc).")
-        if self.identity_streak >= self.patience and "identity" not in self.warned:
-            self.warned.add("identity")
-            mad = adv[-1]["mean_abs_diff"] / (2.0 * self.half_level)
-            say(f"warning: refined images are practically identical to the synthetic input (mean |R(x)-x| = "
-                f"{mad:.2f} grey levels for {self.identity_streak} rounds): the self-regularisation term "
-                f"dominates; lower --lambda-reg (now {self.cfg.loss.lambda_reg:g}) or train longer.")
-        if t.adaptive_kg:
-            window_real = np.mean([r.get("d_acc_real", 0) for r in adv])
-            window_ref = np.mean([r.get("d_acc_refined", 0) for r in adv])
-            if min(window_real, window_ref) >= 0.95 and kg < t.kg_max:
-                kg += 1
-                say(f"adaptive K_g: D wins easily (accuracy real {window_real:.2f}, refined {window_ref:.2f}); "
-                    f"K_g raised to {kg}")
-        return kg
-
-    def state_dict(self) -> dict:
-        return {"d_streak": self.d_streak, "identity_streak": self.identity_streak, "warned": sorted(self.warned)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.d_streak = state["d_streak"]
-        self.identity_streak = state["identity_streak"]
-        self.warned = set(state["warned"])
-
-
-# ----------------------------------------------------------------------------------------------
-# the plain verdict
-
-
-CHANGE_THRESHOLD = 0.03  # mean |R(x) - x| in [-1, 1] (about 4 grey levels of 255) below which R "changed nothing"
-FOOLED_THRESHOLD = 0.5  # D's accuracy on refined patches below which R fooled it
-
-
-def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
-    """A plain verdict on the adversarial rounds logged so far (``rows`` of metrics.jsonl):
-    did refinement change the images, could D be fooled, and what to try if not. The last
-    quarter of the rounds (at least one) is "now"; D counts as fooled when its accuracy on
-    refined patches is below 50% now, or was in at least a tenth of the logged rounds."""
-    adv = [r for r in rows if r.get("phase") == "adversarial" and r.get("mean_abs_diff") is not None]
-    if not adv:
-        return {"verdict": "no adversarial round yet: nothing to judge", "changed": None, "fooled": None}
-    recent = adv[-max(1, len(adv) // 4):]
-    mad = float(np.mean([r["mean_abs_diff"] for r in recent]))
-    acc_ref = float(np.mean([r["d_acc_refined"] for r in recent]))
-    acc_real = float(np.mean([r["d_acc_real"] for r in recent]))
-    acc = (acc_ref + acc_real) / 2
-    fooled_rounds = sum(r["d_acc_refined"] < FOOLED_THRESHOLD for r in adv)
-    # fooled: D misjudges most refined patches now, or did so in at least a tenth of the rounds
-    changed = mad >= CHANGE_THRESHOLD
-    fooled = acc_ref < FOOLED_THRESHOLD or fooled_rounds >= max(1, len(adv) // 10)
-    lam, kg = cfg.loss.lambda_reg, kg or cfg.train.kg  # kg: the K_g in use (adaptive K_g may have raised it)
-    what = (f"R changed images by {mad:.3f} on average (in [-1, 1]) and "
-            + (f"never fooled D (accuracy {100 * acc:.0f}%)" if not fooled_rounds
-               else f"fooled D in {fooled_rounds} of {len(adv)} logged rounds (D accuracy now {100 * acc:.0f}%)"))
-    if not changed and not fooled:
-        advice = f"raise --kg (now {kg}) or lower --lambda-reg (now {lam:g})"
-    elif changed and not fooled:
-        advice = (f"R moves but D still wins: train longer, raise --kg (now {kg}), or give R noise "
-                  f"(refiner.noise_channels) or D fewer chances to memorise (train.diff_augment)")
-    elif not changed and fooled:
-        advice = "D is fooled without R changing much: the sets may already look alike, or D is too weak for them"
-    else:
-        advice = "refinement is working; look at the sample grids for artifacts"
-    return {"verdict": f"{what}: {advice}.", "changed": changed, "fooled": fooled, "mean_abs_change": mad,
-            "d_acc_real": acc_real, "d_acc_refined": acc_ref, "fooled_rounds": fooled_rounds,
-            "logged_rounds": len(adv)}
-
-
-def effective_lambda(cfg: SimGANConfig, patches: int, elements: int) -> tuple[float, float]:
-    """Eq. 4's lambda in both conventions of :mod:`simgan.models.losses`: ``(per-patch/per-element
-    means, the paper's sums)``."""
-    lam = cfg.loss.lambda_reg
-    if cfg.loss.reduction == "mean":
-        return lam, lam * patches / elements
-    return lam * elements / patches, lam
-
-
-def balance_line(cfg: SimGANConfig, patches: int, elements: int) -> str:
-    """One line stating the effective balance of a run, printed when training starts."""
-    lam_mean, lam_sum = effective_lambda(cfg, patches, elements)
-    t = cfg.train
-    budget = 0.1 / lam_mean if lam_mean > 0 else float("inf")
-    return (f"balance: lambda {cfg.loss.lambda_reg:g} with {cfg.loss.reduction}s over {patches} patches and {elements} "
-            f"feature elements (= {lam_mean:.3g} per patch vs per element, {lam_sum:.3g} in the paper's sums): to gain "
-            f"0.1 of {cfg.loss.adversarial} realism loss per patch R may change psi(x) by {budget:.3g} per element "
-            f"on average (range [-1, 1]); K_g {t.kg}, K_d {t.kd}, lr R {t.lr:g} / D {t.lr_disc or t.lr:g}")
 
 
 # ----------------------------------------------------------------------------------------------
 # the trainer
-
-
-def _rng_state() -> dict:
-    """The global random states as tensors and plain data (a checkpoint loads with
-    ``torch.load(weights_only=True)``: no pickled numpy or Python objects)."""
-    key, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"key": key, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-             "python": [version, list(internal), gauss]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    npst = state["numpy"]
-    if isinstance(npst, dict):
-        np.random.set_state((npst["key"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
-                             npst["cached_gaussian"]))
-    else:  # a checkpoint of an older simgan (loaded with --trust-pickle)
-        np.random.set_state(npst)
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        try:
-            torch.cuda.set_rng_state_all(state["cuda"])
-        except (RuntimeError, ValueError):
-            pass  # written on a machine with another GPU count: CUDA's streams start afresh
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    m = getattr(m, "_orig_mod", m)  # torch.compile
-    return getattr(m, "module", m)  # DDP
 
 
 @dataclass
@@ -351,13 +62,6 @@ class TrainResult:
     run: Path
     step: int
     metrics: dict  # the last logged row
-
-
-def make_optimizer(params, t: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum or Adam, as the training settings name."""
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=t.momentum)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas))
 
 
 class Trainer:
@@ -368,7 +72,6 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.progress = progress and self.dist.is_main
         self._echo = echo
-        t = cfg.train
 
         # -- data ----------------------------------------------------------------------------
         syn_ds = synthetic if isinstance(synthetic, Dataset) else open_dataset(synthetic, what="synthetic set")
@@ -415,9 +118,9 @@ class Trainer:
     def _setup(self, cfg: SimGANConfig, spec: ImageSpec, syn_ds: Dataset, real_ds: Dataset, checkpoint) -> None:
         t = cfg.train
         cache = self.run.path / "cache" if self.dist.is_main else None
-        self.synthetic = ImageSource(_load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec,
+        self.synthetic = ImageSource(load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec,
                                      self.device)
-        self.real = ImageSource(_load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
+        self.real = ImageSource(load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
 
         # -- networks, optimisers, buffer ----------------------------------------------------
         torch.manual_seed(t.seed)
@@ -438,6 +141,7 @@ class Trainer:
         self.syn_sampler = BatchSampler(len(self.synthetic), seed + 2)
         self.real_sampler = BatchSampler(len(self.real), seed + 3)
         self.health = HealthMonitor(cfg, spec.max_value)
+        self.kg_policy = KgPolicy(cfg)
         self.scaler_r = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.step = 0
@@ -510,12 +214,12 @@ class Trainer:
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
-        reg = losses.self_regularization_loss(refined, x, self.psi, reduction=self.cfg.loss.reduction)
-        if adversarial:
-            real_loss = losses.realism_loss(logits, adversarial=self.cfg.loss.adversarial,
-                                            reduction=self.cfg.loss.reduction)
-            loss = real_loss + lam * reg
-        else:
+        lc = self.cfg.loss
+        if adversarial:  # Eq. 4
+            loss, real_loss, reg = losses.refiner_loss(logits, refined, x, self.psi, lam, adversarial=lc.adversarial,
+                                                       reduction=lc.reduction)
+        else:  # pretraining R: the self-regularisation term alone
+            reg = losses.self_regularization_loss(refined, x, self.psi, reduction=lc.reduction)
             real_loss = torch.full((), float("nan"), device=self.device)
             loss = reg
         self.opt_r.zero_grad(set_to_none=True)
@@ -631,7 +335,6 @@ class Trainer:
             self.write_samples()
             v = verdict(self.rows, self.cfg, self.kg)
             self.say(f"verdict: {v['verdict']}")
-            from ..datasets import atomic_write_bytes
             atomic_write_bytes(self.run.path / "summary.json", json.dumps({"step": self.step, **v}, indent=1).encode())
             self.run.log(f"finished at step {self.step}")
         return TrainResult(self.run.path, self.step, last)
@@ -666,7 +369,8 @@ class Trainer:
             self.run.append_metrics(rows)
         self.rows.extend({k: r.get(k) for k in ("phase", "mean_abs_diff", "d_acc_real", "d_acc_refined")}
                          for r in rows if r["phase"] == "adversarial")
-        self.kg = self.health.check(rows, self.say)
+        self.health.check(rows, self.say)
+        self.kg = self.kg_policy.update(rows, self.kg, self.say)
         return rows
 
     @staticmethod
@@ -728,7 +432,7 @@ class Trainer:
             "buffer": self.buffer.state_dict() if self.buffer is not None else None,
             "syn_sampler": self.syn_sampler.state_dict(),
             "real_sampler": self.real_sampler.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
         }
 
     def save_checkpoint(self) -> None:
@@ -789,7 +493,7 @@ class Trainer:
             self.buffer.load_state_dict(mine["buffer"])
         self.syn_sampler.load_state_dict(mine["syn_sampler"])
         self.real_sampler.load_state_dict(mine["real_sampler"])
-        _set_rng_state(mine["rng"])
+        set_rng_state(mine["rng"])
         if self.step > self.total_steps:
             raise SimganError(f"{self.run.path} is already at step {self.step}, past the {self.total_steps} "
                               f"steps asked for; raise --steps to train further")
@@ -813,37 +517,3 @@ def train(config: SimGANConfig, synthetic, real, out, *, resume: bool = False, p
             dist.destroy_process_group()
 
 
-def resolve_train_config(out, *, preset_name: str | None = None, config_file=None, overrides: dict | None = None,
-                         resume: bool = False) -> SimGANConfig:
-    """The configuration a ``simgan train`` call runs with.
-
-    A fresh run: preset, then ``--config`` file, then flags. A resumed run: the run's own
-    ``config.yaml`` with the flags given now on top (the trainer then checks that only the step
-    count, device and precision changed)."""
-    from ..config import resolve_config
-    from .rundir import RunDir
-
-    from .rundir import RESUMABLE_CHANGES, check_resumable, config_differences
-
-    rd = RunDir(Path(out))
-    if resume and rd.is_run():
-        saved = rd.saved_config()
-        if preset_name is not None and preset_name != saved.preset:
-            raise SimganError(f"{rd.path} is a run of the {saved.preset} preset, not {preset_name}")
-        if config_file is not None:
-            # The same command again with --resume: the file may repeat the run's settings, and
-            # change only what a resumed run may change; anything else is named.
-            given = resolve_config(preset_name or saved.preset, config_file=config_file, overrides=overrides)
-            if given.preset != saved.preset:
-                raise SimganError(f"{rd.path} is a run of the {saved.preset} preset, not {given.preset}")
-            # image: None in a preset means "from the data"; the run has the data's shape.
-            given = given.override({"image": {k: v if v is not None else getattr(saved.image, k)
-                                              for k, v in given.to_dict()["image"].items()}})
-            check_resumable(rd.path, saved, given)
-            changes: dict = {}
-            for (section, key), _, new in config_differences(saved, given):
-                if (section, key) in RESUMABLE_CHANGES:
-                    changes.setdefault(section, {})[key] = new
-            return saved.override(changes).validate()
-        return saved.override(overrides or {}).validate()
-    return resolve_config(preset_name, config_file=config_file, overrides=overrides)
