@@ -56,12 +56,14 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--resume", is_flag=True, default=False, help="Continue the run in --out exactly where it stopped.")
 @click.option("--trust-pickle", is_flag=True, default=False,
               help="Resume a checkpoint of an older simgan that needs pickle (can run code: only files you trust).")
+@click.option("--tensorboard/--no-tensorboard", default=None,
+              help="Also write RUN/tb/ for `tensorboard --logdir RUN` (default: when the tensorboard package is installed).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
           batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay,
           loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
           noise_channels, device, precision, compile_, seed, sample_every, checkpoint_every, trust_pickle, resume,
-          quiet):
+          tensorboard, quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
     Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/samples/ (grids of synthetic / refined / real
@@ -90,7 +92,8 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         if value is not None:
             set_nested(overrides, section, key, value)
     cfg = resolve_train_config(out, preset_name=preset, config_file=config_file, overrides=overrides, resume=resume)
-    result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet, trust_pickle=trust_pickle)
+    result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet, trust_pickle=trust_pickle,
+                       tensorboard=tensorboard)
     if is_main_process():
         click.echo(f"trained to step {result.step}: {result.run}/refiner.safetensors "
                    f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl, verdict in "

@@ -47,6 +47,8 @@ from .history import ImageHistoryBuffer
 from .optim import make_optimizer
 from .rundir import CHECKPOINT_VERSION, RunDir, atomic_torch_save
 from .sampling import BatchSampler, ImageSource, check_image_spec, load_shard
+from .tensorboard import TensorBoardLog
+from .tensorboard import wanted as tb_wanted
 
 __all__ = ["PHASES", "METRICS", "Trainer", "TrainResult", "TrainingDiverged", "train"]
 
@@ -66,12 +68,14 @@ class TrainResult:
 
 class Trainer:
     def __init__(self, cfg: SimGANConfig, synthetic, real, out, *, resume: bool = False,
-                 progress: bool = True, echo=None, trust_pickle: bool = False):
+                 progress: bool = True, echo=None, trust_pickle: bool = False, tensorboard: bool | None = None):
         set_threads()
         self.dist, self.device = init_distributed(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.progress = progress and self.dist.is_main
         self._echo = echo
+        self.tensorboard = tb_wanted(tensorboard) and self.dist.is_main
+        self.tb: TensorBoardLog | None = None
 
         # -- data ----------------------------------------------------------------------------
         syn_ds = synthetic if isinstance(synthetic, Dataset) else open_dataset(synthetic, what="synthetic set")
@@ -301,6 +305,9 @@ class Trainer:
         total = self.total_steps
         if self.dist.is_main:
             self.describe()
+        if self.tensorboard:
+            self.tb = TensorBoardLog(self.run.path, start_step=self.step)
+            self.tb.config((self.run.path / "config.yaml").read_text())
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -337,6 +344,8 @@ class Trainer:
             self.say(f"verdict: {v['verdict']}")
             atomic_write_bytes(self.run.path / "summary.json", json.dumps({"step": self.step, **v}, indent=1).encode())
             self.run.log(f"finished at step {self.step}")
+        if self.tb is not None:
+            self.tb.close()
         return TrainResult(self.run.path, self.step, last)
 
     def flush(self, pending, images: int, seconds: float) -> list[dict]:
@@ -367,6 +376,8 @@ class Trainer:
             rows.append(r)
         if self.dist.is_main:
             self.run.append_metrics(rows)
+            if self.tb is not None:
+                self.tb.rows(rows)
         self.rows.extend({k: r.get(k) for k in ("phase", "mean_abs_diff", "d_acc_real", "d_acc_refined")}
                          for r in rows if r["phase"] == "adversarial")
         self.health.check(rows, self.say)
@@ -424,7 +435,10 @@ class Trainer:
         R.train(was_training)
         mv = self.spec.max_value
         rows = [from_model(x, mv), from_model(refined, mv), from_model(y, mv)]
-        save_grid(rows, ["synthetic", "refined", "real"], self.run.samples / f"step_{self.step:07d}.png")
+        grid = self.run.samples / f"step_{self.step:07d}.png"
+        save_grid(rows, ["synthetic", "refined", "real"], grid)
+        if self.tb is not None:
+            self.tb.grid(grid, self.step)
         save_loss_curves(self.run.metrics, self.run.samples / "loss_curves.png")
 
     def _state(self) -> dict:
@@ -500,18 +514,22 @@ class Trainer:
 
 
 def train(config: SimGANConfig, synthetic, real, out, *, resume: bool = False, progress: bool = True,
-          echo=None, trust_pickle: bool = False) -> TrainResult:
+          echo=None, trust_pickle: bool = False, tensorboard: bool | None = None) -> TrainResult:
     """Train a refiner (Algorithm 1) and write the run directory ``out``.
 
     ``synthetic`` and ``real`` are dataset paths (or :class:`simgan.datasets.Dataset` objects);
     the real set's labels, if any, are never read. With ``resume=True`` an existing run
-    continues exactly where its last checkpoint stopped.
+    continues exactly where its last checkpoint stopped. ``echo`` receives each message (default:
+    printed above the progress bar); ``tensorboard`` writes ``RUN/tb/`` too (``None``: when the
+    package is installed).
     """
     trainer = Trainer(config, synthetic, real, out, resume=resume, progress=progress, echo=echo,
-                      trust_pickle=trust_pickle)
+                      trust_pickle=trust_pickle, tensorboard=tensorboard)
     try:
         return trainer.fit()
     finally:
+        if trainer.tb is not None:
+            trainer.tb.close()
         trainer.run.release()
         if trainer.dist.enabled and dist.is_initialized():
             dist.destroy_process_group()
