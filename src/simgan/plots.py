@@ -75,7 +75,7 @@ def save_loss_curves(metrics_path: Path, path: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-        if len(keys) > 1:
+        if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     # Mark where the phases of Algorithm 1 begin.
