@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
+from ..config import PRECISIONS
+
 device_option = click.option(
     "--device", default=None, metavar="cpu|cuda[:N]",
     help="Where to run (default: CUDA if present, else CPU).")
 precision_option = click.option(
-    "--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+    "--precision", type=click.Choice(PRECISIONS), default=None,
     help="Float format (auto: bf16 where the hardware has it natively, else fp32 on CPU, fp16 on older GPUs).")
 
 

@@ -6,15 +6,14 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
+from ..experiments import DEMOS
 from .common import device_option
 
 
 @click.command()
-@click.argument("name", type=click.Choice(["eyes", "digits", "hands"]), default="eyes", required=False)
+@click.argument("name", type=click.Choice(DEMOS), default="eyes", required=False)
 @click.option("--quick", is_flag=True, default=False,
               help="Small data and few steps (eyes, digits: under 5 minutes on a 2-core CPU; hands: under 10).")
 @click.option("--full", is_flag=True, default=False,
@@ -37,22 +36,6 @@ def demo(name, quick, full, out, device, seed):
     (hands preset) with unlabelled target images, refine the synthetic set, train stacked-hourglass
     pose estimators on synthetic / refined / real (and 3x views), test on held-out target images;
     write OUT/report.html and OUT/metrics.json. The default runs at 64x64 (see the report)."""
-    from ..errors import SimganError
+    from ..experiments import run_demo
 
-    if full and name != "hands":
-        raise SimganError("--full is for `simgan demo hands` (the paper's 224x224 settings)")
-    if quick and full:
-        raise SimganError("--quick and --full contradict each other; give one")
-    if seed < 0:
-        raise SimganError(f"--seed must be >= 0, got {seed}")
-    out = out or f"simgan-demo{'' if name == 'eyes' else '-' + name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if name == "digits":
-        from ..experiments.demo_digits import run_digits_demo
-        run_digits_demo(out, quick=quick, device=device or "auto", seed=seed, echo=click.echo)
-    elif name == "hands":
-        from ..experiments.demo_hands import run_hands_demo
-        mode = "quick" if quick else "full" if full else "default"
-        run_hands_demo(out, mode=mode, device=device or "auto", seed=seed, echo=click.echo)
-    else:
-        from ..experiments.demo_eyes import run_demo
-        run_demo(out, quick=quick, device=device or "auto", seed=seed, echo=click.echo)
+    run_demo(name, out, quick=quick, full=full, device=device or "auto", seed=seed, echo=click.echo)

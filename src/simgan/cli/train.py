@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..config import ADVERSARIAL, FEATURES, OPTIMIZERS, PADDINGS, PRESETS, REDUCTIONS
 from .common import device_option, is_main_process, precision_option, set_nested
 
 
@@ -11,7 +12,7 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--synthetic", required=True, type=click.Path(), help="Labelled synthetic images (labels are not read).")
 @click.option("--real", required=True, type=click.Path(), help="Unlabelled real images.")
 @click.option("--out", required=True, type=click.Path(), help="Run directory to create (or to continue with --resume).")
-@click.option("--preset", type=click.Choice(["eyes", "hands", "generic"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="Paper settings: eyes (§3.1, 55x35 gray), hands (§3.2, 224x224 depth), generic (any shape). Default eyes.")
 @click.option("--config", "config_file", type=click.Path(), default=None, help="YAML file of settings over the preset.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="T: adversarial rounds of Algorithm 1.")
@@ -24,17 +25,17 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--buffer-size", type=click.IntRange(min=1), default=None, help="B: history buffer size (§2.3).")
 @click.option("--lambda-reg", type=click.FloatRange(min=0), default=None, help="lambda of Eq. 4.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None)
-@click.option("--feature", type=click.Choice(["identity", "channel-mean", "gradients", "features"]), default=None,
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None)
+@click.option("--feature", type=click.Choice(FEATURES), default=None,
               help="psi of the self-regularisation term.")
 @click.option("--no-history", is_flag=True, default=False, help="Ablation: D sees only the current R's images.")
 @click.option("--global-disc", is_flag=True, default=False, help="Ablation: image-level D instead of the local one.")
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="Running average of R's weights (0 disables); refining uses it.")
-@click.option("--loss-reduction", type=click.Choice(["sum", "mean"]), default=None,
+@click.option("--loss-reduction", type=click.Choice(REDUCTIONS), default=None,
               help="Eq. 2/4 as sums over patches and pixels (the paper; eyes, hands) or means (generic: lambda "
                    "means the same at every size).")
-@click.option("--adversarial", type=click.Choice(["cross-entropy", "least-squares", "hinge"]), default=None,
+@click.option("--adversarial", type=click.Choice(ADVERSARIAL), default=None,
               help="Adversarial loss: the paper's cross-entropy, least squares (Mao et al. 2017) or hinge (Lim & Ye 2017).")
 @click.option("--r1-gamma", type=click.FloatRange(min=0), default=None,
               help="R1 gradient penalty weight on real images (Mescheder et al. 2018); 0 disables.")
@@ -43,7 +44,7 @@ from .common import device_option, is_main_process, precision_option, set_nested
               help="D downsamples with a blur (Zhang 2019) instead of plain striding: no stride-periodic grid.")
 @click.option("--diff-augment", default=None, metavar="POLICY",
               help="DiffAugment of D's inputs (Zhao et al. 2020), e.g. color,translation,cutout; '' disables.")
-@click.option("--refiner-padding", type=click.Choice(["zeros", "reflect", "replicate"]), default=None,
+@click.option("--refiner-padding", type=click.Choice(PADDINGS), default=None,
               help="Padding of R's convolutions (reflect/replicate: no dark frame).")
 @click.option("--noise-channels", type=click.IntRange(min=0), default=None,
               help="Channels of N(0,1) noise given to R with its input; see `simgan refine --variants`.")

@@ -71,6 +71,31 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
     :class:`SimganError` naming the problem. ``seed`` makes the random draws repeatable (tests);
     session ids are always random.
     """
+    study, roots = _open_study(real_dir, refined_dir, db_path, n, examples)
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
+    app.json.sort_keys = False
+    # '/img//etc/passwd' must reach the image check (400), not be redirected to a merged path.
+    app.url_map.merge_slashes = False
+    ctx = _StudyContext(study, str(db_path), roots, seed)
+    # For the CLI and tests: the study, and the pool to close when the server stops.
+    app.extensions["simgan_turing"] = {"study": study, "db": str(db_path), "roots": roots, "pool": ctx.pool}
+
+    @app.teardown_appcontext
+    def _release_db(exc):
+        conn = g.pop("turing_db", None)
+        if conn is not None:
+            ctx.pool.put(conn)
+
+    _add_error_handlers(app, study)
+    _add_pages(app, ctx)
+    _add_api(app, ctx)
+    _add_images(app, ctx)
+    return app
+
+
+def _open_study(real_dir, refined_dir, db_path, n: int, examples: int):
+    """Check the settings and both folders, and create (or reopen) the study in the database."""
     if n < 1:
         raise SimganError(f"--n must be at least 1, got {n}")
     if examples < 0:
@@ -86,39 +111,61 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         if len(files) < need:
             raise SimganError(f"the {what} folder {root} has {len(files)} images; --n {n} with {examples} "
                               f"examples needs at least {need} ({n} to judge + {examples} examples)")
-
     conn = store.connect(db_path)
     try:
         study = store.ensure_study(conn, real_root, refined_root, n, examples, real_files, refined_files)
     finally:
         conn.close()
+    return study, {"real": real_root.resolve(), "refined": refined_root.resolve()}
 
-    app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=16 * 1024)
-    app.json.sort_keys = False
-    # '/img//etc/passwd' must reach the image check (400), not be redirected to a merged path.
-    app.url_map.merge_slashes = False
-    roots = {"real": real_root.resolve(), "refined": refined_root.resolve()}
-    db_path = str(db_path)
-    rng = random.Random(seed) if seed is not None else random.SystemRandom()
-    rng_lock = threading.Lock()
-    # One writer at a time inside this process: SQLite serialises writers anyway, but queueing on a
-    # lock is fairer and quicker than SQLite's sleep-and-retry busy handler under many subjects.
-    write_lock = threading.Lock()
-    pool = _ConnectionPool(db_path)
-    # For the CLI and tests: the study, and the pool to close when the server stops.
-    app.extensions["simgan_turing"] = {"study": study, "db": db_path, "roots": roots, "pool": pool}
 
-    def db() -> sqlite3.Connection:
+class _StudyContext:
+    """What the request handlers of one app share: the study, its database connections, the
+    random source of sessions and the writers' lock."""
+
+    def __init__(self, study, db_path: str, roots: dict, seed: int | None):
+        self.study = study
+        self.roots = roots
+        self.pool = _ConnectionPool(db_path)
+        self.rng = random.Random(seed) if seed is not None else random.SystemRandom()
+        self.rng_lock = threading.Lock()
+        # One writer at a time inside this process: SQLite serialises writers anyway, but queueing on a
+        # lock is fairer and quicker than SQLite's sleep-and-retry busy handler under many subjects.
+        self.write_lock = threading.Lock()
+
+    def db(self) -> sqlite3.Connection:
+        """This request's connection (returned to the pool when the request ends)."""
         if "turing_db" not in g:
-            g.turing_db = pool.get()
+            g.turing_db = self.pool.get()
         return g.turing_db
 
-    @app.teardown_appcontext
-    def _release_db(exc):
-        conn = g.pop("turing_db", None)
-        if conn is not None:
-            pool.put(conn)
+    def new_session(self, subject: object) -> str:
+        with self.rng_lock:
+            session_rng = random.Random(self.rng.getrandbits(64))
+        with self.write_lock:
+            return store.create_session(self.db(), self.study, store.clean_subject(subject), session_rng)
+
+
+def _with_cookie(resp, sid: str):
+    resp.set_cookie(COOKIE, sid, max_age=30 * 24 * 3600, httponly=True, samesite="Lax")
+    return resp
+
+
+def _add_error_handlers(app: Flask, study) -> None:
+    """Every error is JSON ``{"error": message}``, or an HTML page for a person's navigation; and
+    the security headers on every response."""
+
+    def _error(status: int, message: str):
+        if _wants_html():
+            return render_template("error.html", status=status, message=message, study=study), status
+        return jsonify(error=message, status=status), status
+
+    def _wants_html() -> bool:
+        # Pages a person navigates to get an HTML error; the API and images always get JSON.
+        if request.path.startswith(("/api/", "/img/", "/static/")):
+            return False
+        best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+        return best == "text/html"
 
     @app.errorhandler(TuringError)
     def _turing_error(exc: TuringError):
@@ -137,18 +184,6 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         app.logger.exception("unhandled error")
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    def _error(status: int, message: str):
-        if _wants_html():
-            return render_template("error.html", status=status, message=message, study=study), status
-        return jsonify(error=message, status=status), status
-
-    def _wants_html() -> bool:
-        # Pages a person navigates to get an HTML error; the API and images always get JSON.
-        if request.path.startswith(("/api/", "/img/", "/static/")):
-            return False
-        best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-        return best == "text/html"
-
     @app.after_request
     def _headers(resp):
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -160,77 +195,74 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
             resp.headers["Cache-Control"] = "no-store"
         return resp
 
-    def _new_session(subject: object) -> str:
-        with rng_lock:
-            session_rng = random.Random(rng.getrandbits(64))
-        with write_lock:
-            return store.create_session(db(), study, store.clean_subject(subject), session_rng)
 
-    def _with_cookie(resp, sid: str):
-        resp.set_cookie(COOKIE, sid, max_age=30 * 24 * 3600, httponly=True, samesite="Lax")
-        return resp
+def _add_pages(app: Flask, ctx: _StudyContext) -> None:
+    """The pages a subject sees: the start page, the test, the results (Table 1)."""
+    study = ctx.study
 
-    # -- pages -----------------------------------------------------------------------------
     @app.get("/")
     def index():
-        open_session = store.find_open_session(db(), study, request.cookies.get(COOKIE))
+        open_session = store.find_open_session(ctx.db(), study, request.cookies.get(COOKIE))
         return render_template("index.html", study=study, open_session=open_session)
 
     @app.post("/start")
     def start():
-        sid = _new_session(request.form.get("subject", ""))
+        sid = ctx.new_session(request.form.get("subject", ""))
         return _with_cookie(redirect(url_for("session_page", sid=sid), code=303), sid)
 
     @app.get("/s/<sid>")
     def session_page(sid: str):
-        state = store.session_state(db(), study, sid, examples=True)
+        state = store.session_state(ctx.db(), study, sid, examples=True)
         resp = make_response(render_template("session.html", study=study, state=state))
         resp.headers["Cache-Control"] = "no-store"
         return _with_cookie(resp, sid)
 
     @app.get("/results")
     def results_page():
-        rep = report_mod.study_report(db(), study)
+        rep = report_mod.study_report(ctx.db(), study)
         return render_template("results.html", study=study, r=rep, labels=report_mod.KIND_LABEL,
                                kinds=store.KINDS, fmt_p=report_mod.fmt_p, fmt_pct=report_mod.fmt_pct)
 
-    # -- API -------------------------------------------------------------------------------
-    def _json_body() -> dict:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise store.BadRequest("the request body must be a JSON object")
-        return body
+
+def _add_api(app: Flask, ctx: _StudyContext) -> None:
+    """The JSON API the test page calls (see the module docstring)."""
+    study = ctx.study
 
     @app.post("/api/sessions")
     def api_new_session():
         body = request.get_json(silent=True) if request.data else {}
         if not isinstance(body, dict):
             raise store.BadRequest("the request body must be a JSON object, e.g. {\"subject\": \"Ann\"}")
-        sid = _new_session(body.get("subject", ""))
-        state = store.session_state(db(), study, sid, examples=True)
+        sid = ctx.new_session(body.get("subject", ""))
+        state = store.session_state(ctx.db(), study, sid, examples=True)
         state["url"] = url_for("session_page", sid=sid)
         return _with_cookie(make_response(jsonify(state), 201), sid)
 
     @app.get("/api/session/<sid>")
     def api_session(sid: str):
-        return jsonify(store.session_state(db(), study, sid, examples=True))
+        return jsonify(store.session_state(ctx.db(), study, sid, examples=True))
 
     @app.post("/api/session/<sid>/answer")
     def api_answer(sid: str):
-        body = _json_body()
-        with write_lock:
-            store.store_answer(db(), study, sid, body.get("image"), body.get("answer"), body.get("ms"))
-        return jsonify(store.session_state(db(), study, sid))
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise store.BadRequest("the request body must be a JSON object")
+        with ctx.write_lock:
+            store.store_answer(ctx.db(), study, sid, body.get("image"), body.get("answer"), body.get("ms"))
+        return jsonify(store.session_state(ctx.db(), study, sid))
 
     @app.get("/api/results")
     def api_results():
-        return jsonify(report_mod.study_report(db(), study).to_dict(redact_sessions=True))
+        return jsonify(report_mod.study_report(ctx.db(), study).to_dict(redact_sessions=True))
 
     @app.get("/healthz")
     def healthz():
         return jsonify(ok=True, study=study.id)
 
-    # -- images ----------------------------------------------------------------------------
+
+def _add_images(app: Flask, ctx: _StudyContext) -> None:
+    """``/img/<id>``: an image of the two folders by its opaque id only."""
+
     @app.before_request
     def _image_ids_only():
         # Checked before routing so that every path-like request ('../x', '//etc/passwd',
@@ -240,8 +272,8 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
 
     @app.get("/img/<image_id>")
     def image(image_id: str):
-        kind, rel = store.lookup_image(db(), study, image_id)
-        root = roots[kind]
+        kind, rel = store.lookup_image(ctx.db(), ctx.study, image_id)
+        root = ctx.roots[kind]
         try:
             path = (root / rel).resolve(strict=True)
         except (FileNotFoundError, RuntimeError):
@@ -254,8 +286,6 @@ def create_app(real_dir: str | Path, refined_dir: str | Path, db_path: str | Pat
         resp.headers["Content-Type"] = "image/png"
         resp.headers["Cache-Control"] = "private, max-age=600"
         return resp
-
-    return app
 
 
 class _ConnectionPool:
