@@ -303,21 +303,46 @@ def _refine_subprocess(run: Path, data: Path, out: Path, device: torch.device, p
     return float(m.group(1)), float(m.group(2))
 
 
+REFINE_BATCH = {"cpu": 16, "cuda": 4096}  # simgan refine's default batch size per device type
+
+
 def run_bench(*, device: str = "auto", precisions: list[str] | None = None, quick: bool = False,
               memory_sizes: tuple[int, ...] = (10_000, 100_000), refine_n: int | None = None,
               train_rounds: int | None = None, with_compile: bool = False, echo=print) -> dict:
+    """Every section of ``simgan bench`` in order; returns the figures (written to ``--out`` as JSON).
+
+    1. the roofline of R's convolution stack; 2. the simulator; 3. training rounds; 4. refining end
+    to end (and where its time goes); 5. refine's peak memory as the dataset grows."""
     set_threads()
     dev = resolve_device(device)
-    if precisions is None:
-        precisions = ["fp32"]
-        if dev.type == "cuda":
-            precisions += ["bf16"] if native_bf16(dev) else ["fp16"]
-        elif native_bf16(dev):
-            precisions.append("bf16")
+    precisions = precisions or default_precisions(dev)
     refine_n = refine_n or (1000 if quick else 10_000)
     train_rounds = train_rounds or (5 if quick else 30 if dev.type == "cpu" else 200)
     if quick:
         memory_sizes = (1000, 5000)
+    report = machine_report(dev, precisions, echo)
+    best = bench_roofline(report, dev, precisions, echo)
+    with tempfile.TemporaryDirectory(prefix="simgan-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        bench_simulator(report, tmp, 2000 if quick else 20_000, echo)
+        syn, real = tmp / "syn", tmp / "real"
+        _simulate(syn, max(refine_n, memory_sizes[0]), "synthetic", 10)
+        _simulate(real, 2000, "target", 11)
+        bench_training(report, syn, real, tmp, dev, precisions, train_rounds, with_compile, best, echo)
+        run = _fake_run(tmp / "run")
+        measured = bench_refine(report, run, syn, tmp, dev, precisions, refine_n, memory_sizes[0], best, echo)
+        bench_refine_memory(report, run, tmp, dev, precisions[0], memory_sizes, measured, echo)
+    return report
+
+
+def default_precisions(dev: torch.device) -> list[str]:
+    """fp32, plus the half precision this device computes natively."""
+    if dev.type == "cuda":
+        return ["fp32", "bf16" if native_bf16(dev) else "fp16"]
+    return ["fp32", "bf16"] if native_bf16(dev) else ["fp32"]
+
+
+def machine_report(dev: torch.device, precisions: list[str], echo) -> dict:
     gflop = refiner_flops(preset("eyes").refiner, 1, 35, 55) / 1e9
     report: dict = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -333,7 +358,12 @@ def run_bench(*, device: str = "auto", precisions: list[str] | None = None, quic
     if dev.type == "cpu" and not native_bf16(dev) and "bf16" not in precisions:
         echo("  (bf16 is emulated on this CPU (no AVX512-BF16/AMX): its roofline is measured, training and "
              "refining in bf16 are skipped; --precisions fp32,bf16 measures them anyway)")
+    return report
 
+
+def bench_roofline(report: dict, dev: torch.device, precisions: list[str], echo) -> float:
+    """Section 1; returns the best roofline in GFLOP/s."""
+    gflop = report["refiner_gflop_per_image"]
     roof_precisions = sorted(set(precisions) | {"bf16"} | ({"fp16"} if dev.type == "cuda" else set()))
     roof = roofline(dev, roof_precisions)
     best_key = max(roof, key=roof.get)
@@ -341,97 +371,110 @@ def run_bench(*, device: str = "auto", precisions: list[str] | None = None, quic
     echo("\n1. roofline: the refiner's 64->64 3x3 convolution stack, the best of batch 256 and 16")
     for k, v in roof.items():
         echo(f"   {k:<22} {v:8.1f} GFLOP/s  -> {v / gflop:8.1f} refined images/s ceiling")
-    best = roof[best_key]
+    report["roofline_best"] = best_key
+    return roof[best_key]
 
-    with tempfile.TemporaryDirectory(prefix="simgan-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        echo("\n2. simulator (simgan simulate eyes, 55x35)")
-        sim = simulator_speed(tmp, 2000 if quick else 20_000)
-        report["simulator_images_per_s"] = sim
-        echo(f"   render synthetic {sim['render_synthetic']:9.0f} images/s   render target {sim['render_target']:9.0f} "
-             f"images/s   render + write PNG folder {sim['write_synthetic']:7.0f} images/s")
-        echo(f"   -> the paper's 1.2 million synthetic eyes: {1.2e6 / sim['render_synthetic'] / 60:.1f} min to render, "
-             f"{1.2e6 / sim['write_synthetic'] / 60:.1f} min with the PNG folder")
 
-        syn, real = tmp / "syn", tmp / "real"
-        _simulate(syn, max(refine_n, memory_sizes[0]), "synthetic", 10)
-        _simulate(real, 2000, "target", 11)
+def bench_simulator(report: dict, tmp: Path, n: int, echo) -> None:
+    echo("\n2. simulator (simgan simulate eyes, 55x35)")
+    sim = simulator_speed(tmp, n)
+    report["simulator_images_per_s"] = sim
+    echo(f"   render synthetic {sim['render_synthetic']:9.0f} images/s   render target {sim['render_target']:9.0f} "
+         f"images/s   render + write PNG folder {sim['write_synthetic']:7.0f} images/s")
+    echo(f"   -> the paper's 1.2 million synthetic eyes: {1.2e6 / sim['render_synthetic'] / 60:.1f} min to render, "
+         f"{1.2e6 / sim['write_synthetic'] / 60:.1f} min with the PNG folder")
 
-        # batch 64 everywhere; on a GPU also the batch 512 issue 6's GPU target is stated at
-        train_batches = (64,) if dev.type == "cpu" else (64, 512)
-        echo("\n3. training, eyes preset, K_g = K_d = 1 (synthetic images through R updates per second)")
-        report["training_images_per_s"] = {}
-        for prec in precisions:
-            for batch in train_batches:
-                ips = training_speed(syn, real, tmp, dev, prec, rounds=train_rounds, batch=batch)
-                report["training_images_per_s"][prec if batch == 64 else f"{prec}@{batch}"] = ips
-                # one round: R forward+backward on b (3x), D step refines b/2 (0.5x) => 3.5 refiner passes per image
-                echo(f"   {prec:<5} batch {batch:<4} {ips:9.1f} images/s   ({ips * 3.5 * gflop / best:.0%} of the best "
-                     f"roofline in refiner FLOPs)")
-        base = straightforward_training_speed(syn, real, dev, rounds=train_rounds)
-        report["straightforward_training_images_per_s"] = base
-        best64 = max(report["training_images_per_s"][p] for p in precisions)
-        echo(f"   the same round written the straightforward way (fp32 NCHW, per-image tensors, .item() each "
-             f"step), batch 64: {base:.1f} images/s -> simgan at batch 64 is {best64 / base:.2f}x")
-        if with_compile:
-            prec, batch = precisions[-1], train_batches[-1]
-            ips = training_speed(syn, real, tmp, dev, prec, rounds=train_rounds, compile_=True, batch=batch)
-            report["training_images_per_s"][f"{prec}@{batch}+compile"] = ips
-            echo(f"   {prec:<5} batch {batch:<4} with torch.compile {ips:9.1f} images/s")
 
-        run = _fake_run(tmp / "run")
-        refine_batch = 16 if dev.type == "cpu" else 4096  # refine's defaults
-        echo(f"\n4. refining {refine_n} images end to end (PNG decode, refiner, PNG encode), batch {refine_batch}")
-        report["refine_images_per_s"] = {}
-        measured: dict[tuple[int, str], tuple[float, float]] = {}  # (images, precision) -> (images/s, MiB)
-        n_syn = max(refine_n, memory_sizes[0])
-        refine_precisions = [p if not (p == "bf16" and dev.type == "cuda") else "fp16" for p in precisions]
-        for prec in dict.fromkeys(refine_precisions):
-            ips, rss = _refine_subprocess(run, syn, tmp / f"refined_{prec}", dev, prec, refine_batch)
-            measured[(n_syn, prec)] = (ips, rss)
-            report["refine_images_per_s"][prec] = ips
-            roof_prec = max(v for k, v in roof.items() if k.startswith(prec)) if any(
-                k.startswith(prec) for k in roof) else best
-            echo(f"   {prec:<5} {ips:8.1f} images/s   = {ips * gflop / best:.0%} of the best roofline "
-                 f"({best_key}), {ips * gflop / roof_prec:.0%} of the {prec} roofline")
-        fastest_prec = max(report["refine_images_per_s"], key=report["refine_images_per_s"].get)
-        fastest = report["refine_images_per_s"][fastest_prec]
-        stages = refine_breakdown(run, syn, tmp, dev, fastest_prec, n=min(refine_n, 2000), batch=refine_batch)
-        report["refine_breakdown_us_per_image"] = stages
-        total = sum(stages.values())
-        echo(f"   where the time goes ({fastest_prec}, stages run one after another in one process, "
-             f"microseconds per image):")
-        echo("   " + "   ".join(f"{k} {v:.0f} ({v / total:.0%})" for k, v in stages.items()))
-        base = straightforward_refine_speed(syn, tmp, dev, n=min(refine_n, 2000))
-        report["straightforward_refine_images_per_s"] = base
-        echo(f"   the straightforward refine (Pillow per file, fp32 NCHW, batch 64, end to end): {base:.1f} images/s "
-             f"-> simgan refine is {fastest / base:.2f}x")
-        report["speedup_vs_straightforward"] = {"training": best64 / report["straightforward_training_images_per_s"],
-                                                "refine": fastest / base}
+def bench_training(report: dict, syn: Path, real: Path, tmp: Path, dev: torch.device, precisions: list[str],
+                   train_rounds: int, with_compile: bool, best: float, echo) -> None:
+    """Section 3: training rounds at batch 64 (and 512 on a GPU), against the straightforward round."""
+    gflop = report["refiner_gflop_per_image"]
+    train_batches = (64,) if dev.type == "cpu" else (64, 512)
+    echo("\n3. training, eyes preset, K_g = K_d = 1 (synthetic images through R updates per second)")
+    report["training_images_per_s"] = {}
+    for prec in precisions:
+        for batch in train_batches:
+            ips = training_speed(syn, real, tmp, dev, prec, rounds=train_rounds, batch=batch)
+            report["training_images_per_s"][prec if batch == 64 else f"{prec}@{batch}"] = ips
+            # one round: R forward+backward on b (3x), D step refines b/2 (0.5x) => 3.5 refiner passes per image
+            echo(f"   {prec:<5} batch {batch:<4} {ips:9.1f} images/s   ({ips * 3.5 * gflop / best:.0%} of the best "
+                 f"roofline in refiner FLOPs)")
+    base = straightforward_training_speed(syn, real, dev, rounds=train_rounds)
+    report["straightforward_training_images_per_s"] = base
+    best64 = max(report["training_images_per_s"][p] for p in precisions)
+    echo(f"   the same round written the straightforward way (fp32 NCHW, per-image tensors, .item() each "
+         f"step), batch 64: {base:.1f} images/s -> simgan at batch 64 is {best64 / base:.2f}x")
+    if with_compile:
+        prec, batch = precisions[-1], train_batches[-1]
+        ips = training_speed(syn, real, tmp, dev, prec, rounds=train_rounds, compile_=True, batch=batch)
+        report["training_images_per_s"][f"{prec}@{batch}+compile"] = ips
+        echo(f"   {prec:<5} batch {batch:<4} with torch.compile {ips:9.1f} images/s")
 
-        echo(f"\n5. refine peak memory (resident set of the simgan refine process, {precisions[0]})")
-        report["refine_peak_rss_mib"] = {}
-        rates = {}
-        for n in memory_sizes:
-            if (n, precisions[0]) in measured:  # the same refine as in 4.: not run twice
-                ips, rss = measured[(n, precisions[0])]
-            else:
-                data = tmp / f"mem_{n}"
-                _simulate(data, n, "synthetic", 20 + n)
-                ips, rss = _refine_subprocess(run, data, tmp / f"mem_{n}_out", dev, precisions[0], refine_batch)
-            report["refine_peak_rss_mib"][str(n)] = rss
-            rates[str(n)] = ips
-            echo(f"   {n:>7} images: peak {rss:7.1f} MiB   ({ips:.0f} images/s)")
-        sizes = [str(n) for n in memory_sizes]
-        growth = report["refine_peak_rss_mib"][sizes[-1]] / report["refine_peak_rss_mib"][sizes[0]] - 1
-        report["refine_memory_growth"] = growth
-        echo(f"   growth from {sizes[0]} to {sizes[-1]} images: {growth:+.1%}")
-        # the largest refine is the fairest rate for a big dataset: start-up (worker processes, CUDA) is spread thin
-        big = rates[sizes[-1]]
-        report["paper_1.2M_refine_seconds"] = 1.2e6 / big
-        echo(f"   -> the paper's 1.2 million synthetic eyes at the {sizes[-1]}-image rate ({big:.0f} images/s, "
-             f"{precisions[0]}): {1.2e6 / big:.0f} s ({1.2e6 / big / 60:.1f} min)")
-    return report
+
+def bench_refine(report: dict, run: Path, syn: Path, tmp: Path, dev: torch.device, precisions: list[str],
+                 refine_n: int, first_memory_size: int, best: float, echo) -> dict:
+    """Section 4: ``simgan refine`` end to end in each precision, where its time goes, and the
+    straightforward refine. Returns the measured ``(images, precision) -> (images/s, MiB)``."""
+    gflop = report["refiner_gflop_per_image"]
+    roof, best_key = report["roofline_gflops"], report["roofline_best"]
+    refine_batch = REFINE_BATCH[dev.type]
+    echo(f"\n4. refining {refine_n} images end to end (PNG decode, refiner, PNG encode), batch {refine_batch}")
+    report["refine_images_per_s"] = {}
+    measured: dict[tuple[int, str], tuple[float, float]] = {}  # (images, precision) -> (images/s, MiB)
+    n_syn = max(refine_n, first_memory_size)
+    refine_precisions = [p if not (p == "bf16" and dev.type == "cuda") else "fp16" for p in precisions]
+    for prec in dict.fromkeys(refine_precisions):
+        ips, rss = _refine_subprocess(run, syn, tmp / f"refined_{prec}", dev, prec, refine_batch)
+        measured[(n_syn, prec)] = (ips, rss)
+        report["refine_images_per_s"][prec] = ips
+        roof_prec = max(v for k, v in roof.items() if k.startswith(prec)) if any(
+            k.startswith(prec) for k in roof) else best
+        echo(f"   {prec:<5} {ips:8.1f} images/s   = {ips * gflop / best:.0%} of the best roofline "
+             f"({best_key}), {ips * gflop / roof_prec:.0%} of the {prec} roofline")
+    fastest_prec = max(report["refine_images_per_s"], key=report["refine_images_per_s"].get)
+    fastest = report["refine_images_per_s"][fastest_prec]
+    stages = refine_breakdown(run, syn, tmp, dev, fastest_prec, n=min(refine_n, 2000), batch=refine_batch)
+    report["refine_breakdown_us_per_image"] = stages
+    total = sum(stages.values())
+    echo(f"   where the time goes ({fastest_prec}, stages run one after another in one process, "
+         f"microseconds per image):")
+    echo("   " + "   ".join(f"{k} {v:.0f} ({v / total:.0%})" for k, v in stages.items()))
+    base = straightforward_refine_speed(syn, tmp, dev, n=min(refine_n, 2000))
+    report["straightforward_refine_images_per_s"] = base
+    echo(f"   the straightforward refine (Pillow per file, fp32 NCHW, batch 64, end to end): {base:.1f} images/s "
+         f"-> simgan refine is {fastest / base:.2f}x")
+    best64 = max(report["training_images_per_s"][p] for p in precisions)
+    report["speedup_vs_straightforward"] = {"training": best64 / report["straightforward_training_images_per_s"],
+                                            "refine": fastest / base}
+    return measured
+
+
+def bench_refine_memory(report: dict, run: Path, tmp: Path, dev: torch.device, precision: str,
+                        memory_sizes: tuple[int, ...], measured: dict, echo) -> None:
+    """Section 5: refine's peak resident memory as the dataset grows (it must stay flat)."""
+    refine_batch = REFINE_BATCH[dev.type]
+    echo(f"\n5. refine peak memory (resident set of the simgan refine process, {precision})")
+    report["refine_peak_rss_mib"] = {}
+    rates = {}
+    for n in memory_sizes:
+        if (n, precision) in measured:  # the same refine as in 4.: not run twice
+            ips, rss = measured[(n, precision)]
+        else:
+            data = tmp / f"mem_{n}"
+            _simulate(data, n, "synthetic", 20 + n)
+            ips, rss = _refine_subprocess(run, data, tmp / f"mem_{n}_out", dev, precision, refine_batch)
+        report["refine_peak_rss_mib"][str(n)] = rss
+        rates[str(n)] = ips
+        echo(f"   {n:>7} images: peak {rss:7.1f} MiB   ({ips:.0f} images/s)")
+    sizes = [str(n) for n in memory_sizes]
+    growth = report["refine_peak_rss_mib"][sizes[-1]] / report["refine_peak_rss_mib"][sizes[0]] - 1
+    report["refine_memory_growth"] = growth
+    echo(f"   growth from {sizes[0]} to {sizes[-1]} images: {growth:+.1%}")
+    # the largest refine is the fairest rate for a big dataset: start-up (worker processes, CUDA) is spread thin
+    big = rates[sizes[-1]]
+    report["paper_1.2M_refine_seconds"] = 1.2e6 / big
+    echo(f"   -> the paper's 1.2 million synthetic eyes at the {sizes[-1]}-image rate ({big:.0f} images/s, "
+         f"{precision}): {1.2e6 / big:.0f} s ({1.2e6 / big / 60:.1f} min)")
 
 
 def main_bench(out: Path | None = None, **kwargs) -> dict:
