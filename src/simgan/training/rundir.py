@@ -316,8 +316,9 @@ def resolve_train_config(out, *, preset_name: str | None = None, config_file=Non
     """The configuration a ``simgan train`` call runs with.
 
     A fresh run: preset, then ``--config`` file, then flags. A resumed run: the run's own
-    ``config.yaml`` with the flags given now on top (the trainer then checks that only the step
-    count, device and precision changed)."""
+    ``config.yaml`` with the flags given now on top (the trainer then checks that only the
+    settings in :data:`RESUMABLE_CHANGES` changed: the run length, device, precision, compilation
+    and the logging, sampling and checkpoint intervals)."""
     rd = RunDir(Path(out))
     if resume and rd.is_run():
         saved = rd.saved_config()
