@@ -132,7 +132,7 @@ def straightforward_training_speed(syn: Path, real: Path, device: torch.device, 
     a Python list of per-image tensors stacked into each batch, the history buffer as a list of
     numpy arrays, a full batch refined for each D step, and ``.item()`` on every loss every step.
     The reference point for "how much faster than the usual code", measured on this machine
-    instead of quoted."""
+    instead of quoted. Deliberately one long function, as such code is written."""
     import random
 
     from ..models import losses

@@ -122,6 +122,10 @@ def rasterize(p: EyeSceneParams, g: EyeGeometry, detail: RenderDetail | None = N
 
     With ``pupil_mask=True`` also returns the visible pupil's coverage ``(n, H, W)`` in [0, 1]
     (the pupil ellipse times the lid opening), e.g. to check the ``pupil`` label.
+
+    Long on purpose: one vectorised pass in marked sections (lid opening, eyeball, skin) that
+    share a dozen per-pixel arrays and update them in place to keep the simulator's memory
+    traffic low; split into functions, those arrays would be passed around or recomputed.
     """
     H, W = g.height, g.width
     X = np.arange(W, dtype=F32)[None, None, :]
@@ -233,7 +237,8 @@ def _iris(p: EyeSceneParams, g: EyeGeometry, sclera: np.ndarray, want_pupil: boo
 
     The ellipses are evaluated only in a square window around each iris (a third of the pixels
     at 55x35), gathered from and scattered back to the image with flat indices; window pixels
-    outside the image go to a spare slot at the end of the flat buffer.
+    outside the image go to a spare slot at the end of the flat buffer. One vectorised pass
+    (window gather, ellipses, fibres, scatter), long for the same reason as :func:`rasterize`.
     """
     n, H, W = sclera.shape
     half = int(np.ceil(np.max(g.iris_axes[:, 0], initial=1.0) + 1.5))

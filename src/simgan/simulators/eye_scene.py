@@ -264,7 +264,11 @@ def _bump(t: np.ndarray, peak: np.ndarray, power: np.ndarray) -> np.ndarray:
 
 
 def project(p: EyeSceneParams, height: int, width: int) -> EyeGeometry:
-    """Pose the eye and the head, and project the scene into a ``height x width`` image."""
+    """Pose the eye and the head, and project the scene into a ``height x width`` image.
+
+    Long on purpose: one chain of geometry (eyeball, iris, lids, crease, brow, then the camera)
+    whose intermediate frames are shared all the way down.
+    """
     n = len(p)
     R = EYEBALL_RADIUS
     head_rot = rotation(p.head_pitch, p.head_yaw, p.head_roll)

@@ -169,6 +169,9 @@ def skeleton(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
     Returns ``a, b`` (n, P, 3) capsule end points, ``r`` (n, P, 2) their radii at each end, and
     ``joints`` (n, 14, 3) in :data:`JOINT_NAMES` order.
+
+    Long on purpose: the hand's kinematic chain written out bone by bone (palm, then each finger
+    from its base), which reads as the anatomy it builds.
     """
     art = params["articulation"]
     n = art.shape[0]

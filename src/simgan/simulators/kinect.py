@@ -156,7 +156,11 @@ def _grazing_cos(depth: np.ndarray, size: int) -> np.ndarray:
 
 
 def apply_sensor(depth: np.ndarray, rng: np.random.Generator, size: int, model: SensorModel) -> np.ndarray:
-    """Clean depth (n, H, W) float mm (``inf``: nothing) -> sensor output uint16 mm (0: no reading)."""
+    """Clean depth (n, H, W) float mm (``inf``: nothing) -> sensor output uint16 mm (0: no reading).
+
+    The sensor's effects in their physical order (numbered as in the module docstring); one
+    function, because the order of the random draws is the seed contract.
+    """
     n, H, W = depth.shape
     spx = sensor_px(size)
     z = depth.astype(np.float32)

@@ -135,7 +135,11 @@ def _optics_table(height: int, width: int, downsample: tuple, blur_sigma: tuple)
 
 def sample_look(rng: np.random.Generator, p: EyeSceneParams, g: EyeGeometry,
                 appearance: TargetAppearance) -> tuple[RenderDetail, CameraLook]:
-    """Draw the target appearance of ``len(p)`` scenes (a fixed sequence of draws from ``rng``)."""
+    """Draw the target appearance of ``len(p)`` scenes (a fixed sequence of draws from ``rng``).
+
+    Long on purpose: the order of the draws is the simulator's seed contract (the same seed gives
+    the same images), so they stand in one place, in order, one commented group per effect.
+    """
     n, H, W = len(p), g.height, g.width
     a = appearance
     px = W / REFERENCE_WIDTH
