@@ -44,7 +44,7 @@ class HealthMonitor:
         self.identity_streak = 0
         self.warned: set[str] = set()
 
-    def check(self, rows: list[dict], say) -> None:
+    def check(self, rows: list[dict], echo) -> None:
         """Inspect flushed metric rows; raise on NaN/inf, warn (once each) on a lasting bad sign."""
         for r in rows:
             bad = [k for k in METRICS if r.get(k) is not None and not math.isfinite(r[k])]
@@ -63,13 +63,13 @@ class HealthMonitor:
             self.identity_streak = self.identity_streak + 1 if same else 0
         if self.d_streak >= self.patience and "d-wins" not in self.warned:
             self.warned.add("d-wins")
-            say(f"warning: D has classified ~100% of patches correctly for {self.d_streak} rounds: R cannot "
+            echo(f"warning: D has classified ~100% of patches correctly for {self.d_streak} rounds: R cannot "
                 f"fool it. Raise --kg (now {kg}; the paper used 50 for eyes) or use adaptive_kg, or lower "
                 f"D's learning rate (train.lr_disc).")
         if self.identity_streak >= self.patience and "identity" not in self.warned:
             self.warned.add("identity")
             mad = adv[-1]["mean_abs_diff"] / (2.0 * self.half_level)
-            say(f"warning: refined images are practically identical to the synthetic input (mean |R(x)-x| = "
+            echo(f"warning: refined images are practically identical to the synthetic input (mean |R(x)-x| = "
                 f"{mad:.2f} grey levels for {self.identity_streak} rounds): the self-regularisation term "
                 f"dominates; lower --lambda-reg (now {self.cfg.loss.lambda_reg:g}) or train longer.")
 
@@ -94,7 +94,7 @@ class KgPolicy:
         self.adaptive = cfg.train.adaptive_kg
         self.kg_max = cfg.train.kg_max
 
-    def update(self, rows: list[dict], kg: int, say) -> int:
+    def update(self, rows: list[dict], kg: int, echo) -> int:
         """The K_g to use from now on, given the metric rows just logged."""
         adv = [r for r in rows if r["phase"] == "adversarial"]
         if not self.adaptive or not adv:
@@ -103,7 +103,7 @@ class KgPolicy:
         window_ref = np.mean([r.get("d_acc_refined", 0) for r in adv])
         if min(window_real, window_ref) >= self.WIN and kg < self.kg_max:
             kg += 1
-            say(f"adaptive K_g: D wins easily (accuracy real {window_real:.2f}, refined {window_ref:.2f}); "
+            echo(f"adaptive K_g: D wins easily (accuracy real {window_real:.2f}, refined {window_ref:.2f}); "
                 f"K_g raised to {kg}")
         return kg
 
