@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
 from pathlib import Path
 
 import click
@@ -49,57 +47,10 @@ def serve(real_dir, refined_dir, n, examples, db_path, host, port, seed, log_req
     Each folder needs at least N + EXAMPLES images. Restarting with the same folders, --n,
     --examples and --db continues the same study: unfinished sessions resume where they stopped.
     """
-    from ..paths import check_no_overlap
-    from ..turing.server import create_app, make_server
+    from ..turing.server import serve_study
 
-    check_no_overlap({"--real": real_dir, "--refined": refined_dir}, {"--db": db_path}, partial=False)
-    new_db = not db_path.exists()
-    try:
-        app = create_app(real_dir, refined_dir, db_path, n=n, examples=examples, seed=seed)
-        study = app.extensions["simgan_turing"]["study"]
-        logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
-        try:
-            server = make_server(app, host, port)
-        except BaseException:
-            app.extensions["simgan_turing"]["pool"].close()
-            raise
-    except BaseException:
-        if new_db:  # a database this call created for a server that never started: not left behind
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(str(db_path) + suffix).unlink(missing_ok=True)
-        raise
-    shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"Visual Turing test, study {study.id}: {n} real + {n} not-real images per subject, "
-               f"{examples} + {examples} examples on screen.")
-    click.echo(f"  real:     {study.real_dir}\n  not real: {study.refined_dir}\n  answers:  {Path(db_path).resolve()}")
-    click.echo(f"Open http://{shown_host}:{server.port}/  (results: /results; stop with Ctrl-C)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"Note: listening on {host}: other machines that can reach it can open the page.", err=True)
-
-    # Ctrl-C / SIGTERM only set a flag; the serving loop checks it between polls (at most 0.5 s)
-    # and stops there. Raising KeyboardInterrupt from the handler instead can land while the
-    # loop holds one of its own locks, and the server then hangs in its own shutdown.
-    stop = []
-
-    def _stop(signum, frame):
-        stop.append(signum)
-
-    def _check_stop():
-        if stop:
-            raise KeyboardInterrupt  # raised at a known point of the loop; Werkzeug's loop ends on it
-
-    server.service_actions = _check_stop  # socketserver calls it once per poll
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        app.extensions["simgan_turing"]["pool"].close()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    click.echo(f"Stopped. All answers are in {db_path}; see them with `simgan turing report --db {db_path}`.")
+    serve_study(real_dir, refined_dir, db_path, n=n, examples=examples, host=host, port=port, seed=seed,
+                log_requests=log_requests, echo=click.echo)
 
 
 @turing.command(short_help="Print Table 1, accuracy per subject and overall, and p-values.")

@@ -28,8 +28,10 @@ from __future__ import annotations
 import io
 import logging
 import random
+import signal
 import socket
 import sqlite3
+import sys
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -370,3 +372,68 @@ def make_server(app: Flask, host: str = "127.0.0.1", port: int = 0):
         return _make_server(host, port, app, threaded=True, fd=sock.fileno())
     finally:
         sock.close()  # the server holds its own duplicate of the socket
+
+
+def serve_study(real_dir: str | Path, refined_dir: str | Path, db_path: str | Path, *, n: int = 50,
+                examples: int = 20, host: str = "127.0.0.1", port: int = 8765, seed: int | None = None,
+                log_requests: bool = False, echo=print) -> None:
+    """``simgan turing serve``: serve the study's page until Ctrl-C or SIGTERM.
+
+    A database this call created for a server that never started is removed again; the folders
+    and an existing database are never touched beyond the study's own rows."""
+    from ..paths import check_no_overlap
+
+    db_path = Path(db_path)
+    check_no_overlap({"--real": real_dir, "--refined": refined_dir}, {"--db": db_path}, partial=False)
+    new_db = not db_path.exists()
+    try:
+        app = create_app(real_dir, refined_dir, db_path, n=n, examples=examples, seed=seed)
+        study = app.extensions["simgan_turing"]["study"]
+        logging.getLogger("werkzeug").setLevel(logging.INFO if log_requests else logging.WARNING)
+        try:
+            server = make_server(app, host, port)
+        except BaseException:
+            app.extensions["simgan_turing"]["pool"].close()
+            raise
+    except BaseException:
+        if new_db:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(db_path) + suffix).unlink(missing_ok=True)
+        raise
+    shown_host = f"[{host}]" if ":" in host else host
+    echo(f"Visual Turing test, study {study.id}: {n} real + {n} not-real images per subject, "
+         f"{examples} + {examples} examples on screen.")
+    echo(f"  real:     {study.real_dir}\n  not real: {study.refined_dir}\n  answers:  {db_path.resolve()}")
+    echo(f"Open http://{shown_host}:{server.port}/  (results: /results; stop with Ctrl-C)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Note: listening on {host}: other machines that can reach it can open the page.", file=sys.stderr)
+    try:
+        _serve_until_signal(server)
+    finally:
+        app.extensions["simgan_turing"]["pool"].close()
+    echo(f"Stopped. All answers are in {db_path}; see them with `simgan turing report --db {db_path}`.")
+
+
+def _serve_until_signal(server) -> None:
+    """Serve until SIGINT/SIGTERM. The handlers only set a flag; the serving loop checks it between
+    polls (at most 0.5 s) and stops there. Raising KeyboardInterrupt from the handler instead can
+    land while the loop holds one of its own locks, and the server then hangs in its own shutdown."""
+    stop = []
+
+    def _stop(signum, frame):
+        stop.append(signum)
+
+    def _check_stop():
+        if stop:
+            raise KeyboardInterrupt  # raised at a known point of the loop; Werkzeug's loop ends on it
+
+    server.service_actions = _check_stop  # socketserver calls it once per poll
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
