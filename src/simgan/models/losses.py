@@ -32,8 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 REFINED, REAL = 1, 0
-ADVERSARIAL_LOSSES = ("cross-entropy", "least-squares", "hinge")
-REDUCTIONS = ("sum", "mean")
 
 
 def _per_image(values: torch.Tensor, reduction: str) -> torch.Tensor:
