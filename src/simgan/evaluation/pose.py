@@ -343,6 +343,8 @@ def train_pose_estimator(images: np.ndarray, uv: np.ndarray, *, max_value: int =
     uv = np.asarray(uv, np.float64)
     if uv.ndim != 3 or uv.shape[0] != n or uv.shape[2] != 2:
         raise SimganError(f"expected {n} x J x 2 joint positions, got {uv.shape}")
+    if n < 2:
+        raise SimganError("a pose estimator needs at least 2 training images (batch norm needs two per batch)")
     dev = resolve_device(device) if isinstance(device, str) else device
     prefix = f"[pose {name}] " if name else "[pose] "
     gen = torch.Generator().manual_seed(s.seed)

@@ -52,7 +52,7 @@ class EpochSampler:
     def __init__(self, n: int, batch: int, gen: torch.Generator, *, min_batch: int = 1,
                  index: torch.Tensor | None = None, device: torch.device | None = None):
         if n < max(1, min_batch):
-            raise SimganError(f"{n} training samples cannot fill a batch of at least {min_batch}")
+            raise SimganError(f"too few training samples ({n}) for a batch of at least {min_batch}")
         self.n, self.batch, self.gen, self.min_batch = n, min(batch, n), gen, max(1, min_batch)
         self.index, self.device = index, device
         self.order: torch.Tensor | None = None
