@@ -1,4 +1,5 @@
-"""Helpers shared by the evaluation measures: output folders, metrics files, gaze labels, statistics."""
+"""Helpers shared by the evaluation measures: output folders, metrics files, datasets that must match, gaze
+labels, the binomial summary (:mod:`simgan.stats`) and the cumulative-error plot (Figures 7 and 9)."""
 
 from __future__ import annotations
 
