@@ -22,3 +22,13 @@ def is_main_process() -> bool:
     """False in the non-zero ranks of a torchrun launch (only rank 0 reports)."""
     import os
     return os.environ.get("RANK", "0") == "0"
+
+
+def options(*decorators):
+    """Several click options as one decorator (for options that several commands share)."""
+    def decorate(f):
+        for option in reversed(decorators):
+            f = option(f)
+        return f
+
+    return decorate

@@ -7,9 +7,9 @@ to stderr, the table to stdout.
 
 from __future__ import annotations
 
-import math
-
 import click
+
+from .common import options
 
 from ..errors import SimganError
 
@@ -22,27 +22,22 @@ def _logger(quiet: bool):
     return lambda msg: click.echo(msg, err=True)
 
 
-def _positive(value, flag: str):
-    if value is not None and not (value > 0 and math.isfinite(value)):
-        raise SimganError(f"{flag} must be a finite number > 0")
-    return value
-
-
 def _separate(inputs: dict, out) -> None:
     from ..paths import check_no_overlap
     check_no_overlap(inputs, {"--out": out}, partial=False)
 
 
-def _train_settings(max_minutes: float | None, batch_size: int | None):
-    """Gaze-estimator settings from the shared flags (the paper's defaults otherwise)."""
-    from ..evaluation.gaze import GazeTrainSettings
-
-    settings = GazeTrainSettings()
-    if _positive(max_minutes, "--max-minutes") is not None:
-        settings.max_seconds = 60.0 * max_minutes
-    if _positive(batch_size, "--batch-size") is not None:
-        settings.batch_size = batch_size
-    return settings
+def _per_training_set(train_help: str, test_help: str, out_help: str):
+    """The options of a command that trains one task model per --train set and tests on --test."""
+    return options(
+        click.option("--train", "train", multiple=True, required=True, metavar="DIR", help=train_help),
+        click.option("--test", required=True, metavar="DIR", help=test_help),
+        click.option("--out", required=True, metavar="DIR", help=out_help),
+        click.option("--name", "names", multiple=True, metavar="NAME",
+                     help="Name of each training set, in --train order (default: folder names)."),
+        click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
+        click.option("--seed", default=0, show_default=True, type=int),
+    )
 
 
 @click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,14 +50,8 @@ def evaluate():
 
 
 @evaluate.command("gaze")
-@click.option("--train", "train", multiple=True, required=True, metavar="DIR",
-              help="Labelled training set (repeat: one gaze estimator per set).")
-@click.option("--test", required=True, metavar="DIR", help="Labelled test set, e.g. real images.")
-@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json, gaze_cdf.png, estimators/.")
-@click.option("--name", "names", multiple=True, metavar="NAME",
-              help="Name of each training set, in --train order (default: folder names).")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--seed", default=0, show_default=True, type=int)
+@_per_training_set("Labelled training set (repeat: one gaze estimator per set).",
+                   "Labelled test set, e.g. real images.", "Folder for metrics.json, gaze_cdf.png, estimators/.")
 @click.option("--max-epochs", type=float, default=None, help="Stop training after this many epochs (default 30).")
 @click.option("--max-minutes", type=float, default=None, help="Wall-clock budget per estimator.")
 @click.option("--batch-size", type=int, default=None,
@@ -75,13 +64,14 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
     Labels: "gaze" [x, y, z] (camera coordinates), or "pitch" and "yaw" in radians.
     """
     from ..evaluation.common import default_names
-    from ..evaluation.gaze import evaluate_gaze, format_gaze_table
+    from ..evaluation.common import positive
+    from ..evaluation.gaze import GazeTrainSettings, evaluate_gaze, format_gaze_table
 
     _separate({**{f"--train {t}": t for t in train}, "--test": test}, out)
     labels = default_names(list(train), list(names), "training set")
     metrics = evaluate_gaze(dict(zip(labels, train)), test, out, device=device, seed=seed,
-                            settings=_train_settings(max_minutes, batch_size),
-                            max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite, log=_logger(quiet))
+                            settings=GazeTrainSettings.from_flags(max_minutes, batch_size),
+                            max_epochs=positive(max_epochs, "--max-epochs"), overwrite=overwrite, log=_logger(quiet))
     click.echo(format_gaze_table(metrics))
 
 
@@ -144,6 +134,8 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, fid, 
 def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_pairs, max_epochs, max_minutes,
                      batch_size, device, seed, overwrite, quiet):
     """Label preservation: pupil-centre shift (ellipse fit) and gaze-prediction change per pair (§3.1)."""
+    from ..evaluation.common import positive
+    from ..evaluation.gaze import GazeTrainSettings
     from ..evaluation.preservation import evaluate_preservation, format_preservation_table
 
     _separate({"--synthetic": synthetic, "--refined": refined, "--estimator": estimator}, out)
@@ -153,21 +145,15 @@ def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_
         raise SimganError("--no-gaze and --estimator contradict each other")
     metrics = evaluate_preservation(synthetic, refined, out, estimator=None if no_gaze else estimator,
                                     train_estimator=not no_gaze, max_pairs=max_pairs or None, pupil=not no_pupil,
-                                    device=device, seed=seed, settings=_train_settings(max_minutes, batch_size),
-                                    max_epochs=_positive(max_epochs, "--max-epochs"), overwrite=overwrite,
+                                    device=device, seed=seed, settings=GazeTrainSettings.from_flags(max_minutes, batch_size),
+                                    max_epochs=positive(max_epochs, "--max-epochs"), overwrite=overwrite,
                                     log=_logger(quiet))
     click.echo(format_preservation_table(metrics))
 
 
 @evaluate.command("pose")
-@click.option("--train", "train", multiple=True, required=True, metavar="DIR",
-              help="Labelled training set with \"uv\" joints (repeat: one pose estimator per set).")
-@click.option("--test", required=True, metavar="DIR", help="Labelled test set, e.g. real depth images.")
-@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json, pose_pck.png, estimators/.")
-@click.option("--name", "names", multiple=True, metavar="NAME",
-              help="Name of each training set, in --train order (default: folder names).")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--seed", default=0, show_default=True, type=int)
+@_per_training_set("Labelled training set with \"uv\" joints (repeat: one pose estimator per set).",
+                   "Labelled test set, e.g. real depth images.", "Folder for metrics.json, pose_pck.png, estimators/.")
 @click.option("--epochs", type=float, default=None, help="Passes over each training set (default 30).")
 @click.option("--max-minutes", type=float, default=None, help="Wall-clock budget per estimator.")
 @click.option("--batch-size", type=int, default=None, help="Training batch (default 16).")
@@ -186,16 +172,7 @@ def pose_cmd(train, test, out, names, device, seed, epochs, max_minutes, batch_s
     from ..evaluation.common import default_names
     from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table
 
-    s = PoseTrainSettings()
-    for flag, value, attr in (("--epochs", epochs, "epochs"), ("--max-minutes", max_minutes, "max_seconds"),
-                              ("--batch-size", batch_size, "batch_size"), ("--channels", channels, "channels"),
-                              ("--heatmap", heatmap, "heatmap")):
-        if _positive(value, flag) is not None:
-            setattr(s, attr, 60.0 * value if attr == "max_seconds" else value)
-    if s.heatmap < 16:
-        raise SimganError("--heatmap must be at least 16 (the hourglass halves it four times)")
-    if s.channels < 4:
-        raise SimganError("--channels must be at least 4")
+    s = PoseTrainSettings.from_flags(epochs, max_minutes, batch_size, channels, heatmap)
     labels = default_names(list(train), list(names), "training set")
     metrics = evaluate_pose(dict(zip(labels, train)), test, out, device=device, seed=seed, settings=s,
                             overwrite=overwrite, log=_logger(quiet))

@@ -18,20 +18,30 @@ import time
 
 import click
 
+from .common import options
+
 
 @click.group()
 def simulate():
     """Render labelled synthetic (or target-domain) images."""
 
 
+def _render_options(n_help: str, domain_help: str):
+    """The options every simulator takes: how many, where, the seed and the domain."""
+    return options(
+        click.option("--n", "n", type=int, required=True, help=n_help),
+        click.option("--out", "out", type=click.Path(file_okay=False), required=True,
+                     help="New dataset folder (must not exist)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Random seed; the same seed gives the same images and labels."),
+        click.option("--domain", type=click.Choice(["synthetic", "target"]), default="synthetic", show_default=True,
+                     help=domain_help),
+    )
+
+
 @simulate.command()
-@click.option("--n", "n", type=int, required=True, help="Number of images to render.")
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
-              help="New dataset folder (must not exist).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed; the same seed gives the same images and labels.")
-@click.option("--domain", type=click.Choice(["synthetic", "target"]), default="synthetic", show_default=True,
-              help="synthetic: clean renders; target: webcam-like images of the same kind of scenes.")
+@_render_options("Number of images to render.",
+                 "synthetic: clean renders; target: webcam-like images of the same kind of scenes.")
 @click.option("--height", type=int, default=35, show_default=True, help="Image height in pixels.")
 @click.option("--width", type=int, default=55, show_default=True, help="Image width in pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -51,14 +61,9 @@ def eyes(n, out, seed, domain, height, width, quiet):
 
 
 @simulate.command()
-@click.option("--n", "n", type=int, required=True, help="Number of hand poses to render (images: N x views).")
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True,
-              help="New dataset folder (must not exist).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed; the same seed gives the same images and labels.")
-@click.option("--domain", type=click.Choice(["synthetic", "target"]), default="synthetic", show_default=True,
-              help="synthetic: exact depth of the hand alone; target: the same kind of scenes through a "
-                   "structured-light sensor (Kinect-like).")
+@_render_options("Number of hand poses to render (images: N x views).",
+                 "synthetic: exact depth of the hand alone; target: the same kind of scenes through a "
+                 "structured-light sensor (Kinect-like).")
 @click.option("--size", type=int, default=224, show_default=True, help="Image width and height in pixels.")
 @click.option("--views", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="3: every pose also from two side cameras (+-55 deg), as NYU's three Kinects.")

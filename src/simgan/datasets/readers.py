@@ -85,6 +85,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import SimganError
 from .folder import IMAGE_EXTENSIONS, LABELS_FILE, Dataset
+from ..gaze_convention import gaze_angles
 
 #: The paper's eye-image size (§3.1), width x height.
 GAZE_SIZE = (55, 35)
@@ -98,16 +99,6 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf
 
 # ----------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def gaze_angles(gaze: Sequence[float]) -> tuple[float, float]:
-    """``(pitch, yaw)`` in radians of a camera-space direction (x right, y down, z away)."""
-    x, y, z = (float(v) for v in gaze)
-    norm = math.sqrt(x * x + y * y + z * z)
-    if not norm > 0:
-        raise SimganError(f"gaze vector {[x, y, z]} has no direction")
-    x, y, z = x / norm, y / norm, z / norm
-    return math.asin(max(-1.0, min(1.0, -y))), math.atan2(-x, -z)
 
 
 def _unit(vec: np.ndarray, where: str, name: str) -> np.ndarray:

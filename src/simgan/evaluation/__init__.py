@@ -14,7 +14,8 @@ Lower-level pieces (arrays in, numbers out) are exported too: :func:`train_gaze_
 :func:`fit_pupil`.
 """
 
-from .common import gaze_from_pitch_yaw, gaze_labels, gaze_of, pitch_yaw_from_gaze
+from ..gaze_convention import gaze_from_pitch_yaw, pitch_yaw_from_gaze
+from .common import gaze_labels, gaze_of
 from .gaze import (GazeEstimator, GazeNet, GazeTrainSettings, angular_error_deg, evaluate_gaze,
                    format_gaze_table, gaze_metrics, plot_gaze_cdf, train_gaze_estimator)
 from .preservation import (PupilFit, evaluate_preservation, fit_pupil, fit_pupil_pair,

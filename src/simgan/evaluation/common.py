@@ -1,4 +1,5 @@
-"""Helpers shared by the evaluation measures: output folders, metrics files, gaze labels, statistics."""
+"""Helpers shared by the evaluation measures: output folders, metrics files, datasets that must match, gaze
+labels, the binomial summary (:mod:`simgan.stats`) and the cumulative-error plot (Figures 7 and 9)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..datasets import Dataset, atomic_write_bytes, open_dataset
+from ..gaze_convention import gaze_from_pitch_yaw
+from ..stats import binomial_test
 from ..errors import SimganError
 
 METRICS_FILE = "metrics.json"
@@ -60,6 +63,13 @@ def write_metrics(out: Path, metrics: dict) -> Path:
     return path
 
 
+def positive(value, flag: str):
+    """``value`` unchanged when it is None or a finite number > 0; else a one-line error naming ``flag``."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise SimganError(f"{flag} must be a finite number > 0")
+    return value
+
+
 def default_names(paths: list, names: list[str] | None, what: str) -> list[str]:
     """Names for a list of folders: the given ``names`` or the folders' own names, all distinct."""
     if names:
@@ -89,27 +99,53 @@ def same_shape(a: Dataset, b: Dataset, what_a: str, what_b: str) -> None:
                           "they must share size and channels")
 
 
+def open_like(path, like: Dataset, what: str, like_what: str, *, need_labels: bool = False) -> Dataset:
+    """Open a dataset that must share size, channels and bit depth with ``like`` (e.g. a training
+    set with the test set, a candidate set with the real set)."""
+    ds = open_dataset(path, need_labels=need_labels, what=what)
+    same_shape(ds, like, what, like_what)
+    if ds.spec.max_value != like.spec.max_value:
+        raise SimganError(f"{what} is {ds.spec.bit_depth}-bit but the {like_what} is {like.spec.bit_depth}-bit")
+    return ds
+
+
+def estimator_path(out: Path, name: str) -> Path:
+    """``OUT/estimators/NAME.pt``, the name made safe for a file name."""
+    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
+    return out / "estimators" / f"{keep or 'estimator'}.pt"
+
+
+def plot_cumulative(errors_by_name: Mapping[str, np.ndarray], path: str | os.PathLike, *, max_x: float, mark: float,
+                    label: Callable[[str, np.ndarray], str], xlabel: str, ylabel: str, title: str) -> Path:
+    """Cumulative curves of per-sample errors, one per training set: the percentage within each
+    distance up to ``max_x`` (the paper's Figures 7 and 9); a dashed line at ``mark``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = np.linspace(0.0, max_x, 401)
+    for name, err in errors_by_name.items():
+        e = np.sort(np.asarray(err, dtype=np.float64).ravel())
+        ys = 100.0 * np.searchsorted(e, xs, side="right") / max(1, e.size)
+        ax.plot(xs, ys, label=label(name, e))
+    ax.axvline(mark, color="0.6", lw=0.8, ls="--")
+    ax.set_xlim(0, max_x)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # gaze labels
-
-
-def gaze_from_pitch_yaw(pitch, yaw) -> np.ndarray:
-    """Unit gaze vectors from MPIIGaze angles: ``pitch = asin(-g_y)``, ``yaw = atan2(-g_x, -g_z)``.
-
-    Camera coordinates: x right, y down, z away from the camera; looking into the camera is
-    ``[0, 0, -1]`` (pitch = yaw = 0).
-    """
-    pitch = np.asarray(pitch, dtype=np.float64)
-    yaw = np.asarray(yaw, dtype=np.float64)
-    cp = np.cos(pitch)
-    return np.stack([-cp * np.sin(yaw), -np.sin(pitch), -cp * np.cos(yaw)], axis=-1)
-
-
-def pitch_yaw_from_gaze(gaze) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`gaze_from_pitch_yaw` (the vectors need not be unit length)."""
-    g = np.asarray(gaze, dtype=np.float64)
-    g = g / np.linalg.norm(g, axis=-1, keepdims=True)
-    return np.arcsin(np.clip(-g[..., 1], -1.0, 1.0)), np.arctan2(-g[..., 0], -g[..., 2])
 
 
 def gaze_of(labels: Mapping, where: str) -> np.ndarray:
@@ -147,27 +183,10 @@ def gaze_labels(ds: Dataset, what: str) -> np.ndarray:
 
 
 def binomial_summary(successes: int, trials: int) -> dict:
-    """Accuracy, its 95% Clopper–Pearson interval and the one-sided binomial p-value against 50%.
-
-    The one-sided test (H1: better than chance) is the one behind the paper's p = 0.148 for
-    517/1000 correct answers in the visual Turing test (§3.1, Table 1).
-    """
-    from scipy.stats import binomtest
-
+    """Accuracy, its 95% Clopper–Pearson interval and the one-sided binomial p-value against 50%
+    (:func:`simgan.stats.binomial_test`: the test behind the paper's p = 0.148, §3.1, Table 1)."""
     if trials <= 0:
         raise SimganError("no held-out trials to compute an accuracy from")
-    ci = binomtest(successes, trials, 0.5).proportion_ci(confidence_level=0.95, method="exact")
-    p = binomtest(successes, trials, 0.5, alternative="greater").pvalue
-    return {"correct": int(successes), "trials": int(trials), "accuracy": successes / trials,
-            "ci95": [float(ci.low), float(ci.high)], "p_value": float(p)}
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> list[float]:
-    """95% Wilson score interval of a proportion."""
-    if trials <= 0:
-        return [float("nan"), float("nan")]
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    t = binomial_test(successes, trials)
+    return {"correct": t.correct, "trials": t.trials, "accuracy": t.accuracy, "ci95": list(t.ci95),
+            "p_value": t.p_greater}

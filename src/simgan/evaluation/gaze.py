@@ -46,8 +46,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -56,10 +55,14 @@ import torch
 from torch import nn
 
 from ..datasets import to_model
-from ..runtime import autocast, resolve_device, resolve_precision, synchronize
+from ..runtime import autocast, resolve_device, resolve_precision
 from ..errors import SimganError
-from .common import (Log, gaze_labels, open_images, prepare_out, quiet, same_shape,
-                     wilson_interval, write_metrics)
+from .supervised import (EpochSampler, Progress, TaskModel, fit, load_model_file, make_optimizer, save_model_file,
+                         seeded_model)
+from ..stats import wilson_interval
+from ..tables import format_table
+from .common import (Log, estimator_path, gaze_labels, open_images, open_like, plot_cumulative, positive, prepare_out,
+                     quiet, write_metrics)
 
 PAPER_CONV_CHANNELS = (32, 32, 64, 80, 192)
 PAPER_HIDDEN = 1000
@@ -213,6 +216,16 @@ class GazeTrainSettings:
         base.update(overrides)
         return cls(**base)
 
+    @classmethod
+    def from_flags(cls, max_minutes: float | None = None, batch_size: int | None = None) -> "GazeTrainSettings":
+        """The paper's settings with ``simgan evaluate``'s ``--max-minutes`` and ``--batch-size``."""
+        s = cls()
+        if positive(max_minutes, "--max-minutes") is not None:
+            s.max_seconds = 60.0 * max_minutes
+        if positive(batch_size, "--batch-size") is not None:
+            s.batch_size = batch_size
+        return s
+
     def check(self) -> "GazeTrainSettings":
         ok = (self.batch_size >= 1 and self.lr > 0 and 0 < self.val_fraction < 1 and self.max_val_images >= 1
               and self.eval_every_images >= 1 and self.patience >= 1 and self.min_delta >= 0 and self.max_epochs > 0
@@ -222,17 +235,8 @@ class GazeTrainSettings:
         return self
 
 
-@dataclass
-class GazeEstimator:
+class GazeEstimator(TaskModel):
     """A trained :class:`GazeNet` with what it needs to read images: their size and bit depth."""
-
-    model: GazeNet
-    max_value: int
-    info: dict = field(default_factory=dict)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     def to(self, device) -> "GazeEstimator":
         self.model.to(resolve_device(device) if isinstance(device, str) else device)
@@ -254,9 +258,6 @@ class GazeEstimator:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save to ``path`` (a ``torch.save`` file readable with :meth:`load`)."""
-        from ..datasets import atomic_write_bytes
-        import io
-
         m = self.model
         payload = {
             "format": ESTIMATOR_FORMAT, "version": 1,
@@ -265,24 +266,11 @@ class GazeEstimator:
             "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()},
             "info": _plain(self.info),
         }
-        buf = io.BytesIO()
-        torch.save(payload, buf)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return save_model_file(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "GazeEstimator":
-        p = Path(path)
-        if not p.is_file():
-            raise SimganError(f"gaze estimator file not found: {p}")
-        try:
-            payload = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
-            raise SimganError(f"cannot read gaze estimator {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        if not isinstance(payload, dict) or payload.get("format") != ESTIMATOR_FORMAT:
-            raise SimganError(f"{p} is not a simgan gaze estimator (saved by `simgan evaluate gaze`)")
+        payload = load_model_file(path, ESTIMATOR_FORMAT, "gaze estimator", "simgan evaluate gaze")
         model = GazeNet(payload["in_channels"], payload["height"], payload["width"],
                         payload["conv_channels"], payload["hidden"])
         model.load_state_dict(payload["state_dict"])
@@ -332,6 +320,19 @@ def _predict(model: nn.Module, data: torch.Tensor, max_value: int, device: torch
     return torch.cat(outs).double() if outs else torch.empty(0, 3, dtype=torch.float64)
 
 
+def _checked_training_data(images: np.ndarray, gaze) -> tuple[np.ndarray, np.ndarray]:
+    """``N×H×W×C`` images ready for torch and ``N×3`` float64 gaze vectors, N ≥ 2, or a one-line error."""
+    images = _as_torch_ready(images)
+    if images.ndim != 4:
+        raise SimganError(f"gaze training images must be N×H×W×C, got shape {images.shape}")
+    gaze = np.asarray(gaze, dtype=np.float64)
+    if gaze.shape != (len(images), 3):
+        raise SimganError(f"expected {len(images)}×3 gaze vectors, got {gaze.shape}")
+    if len(images) < 2:
+        raise SimganError("a gaze estimator needs at least 2 training images (one is held out for validation)")
+    return images, gaze
+
+
 def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int = 255,
                          settings: GazeTrainSettings | None = None, device: str | torch.device = "auto",
                          log: Log = quiet, name: str = "") -> GazeEstimator:
@@ -339,123 +340,61 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
 
     Returns the estimator with the weights of its best validation measurement; ``.info`` holds
     the training record (steps, epochs, seconds, images/s, validation curve, why it stopped).
+    The loop is :func:`simgan.evaluation.supervised.fit` with the Euclidean loss.
     """
     s = (settings or GazeTrainSettings()).check()
-    images = _as_torch_ready(images)
-    if images.ndim != 4:
-        raise SimganError(f"gaze training images must be N×H×W×C, got shape {images.shape}")
-    gaze = np.asarray(gaze, dtype=np.float64)
+    images, gaze = _checked_training_data(images, gaze)
     n, h, w, c = images.shape
-    if gaze.shape != (n, 3):
-        raise SimganError(f"expected {n}×3 gaze vectors, got {gaze.shape}")
-    if n < 2:
-        raise SimganError("a gaze estimator needs at least 2 training images (one is held out for validation)")
     dev = resolve_device(device) if isinstance(device, str) else device
     precision = resolve_precision(s.precision, dev)
     prefix = f"[gaze {name}] " if name else "[gaze] "
 
     gen = torch.Generator().manual_seed(s.seed)
-    perm = torch.randperm(n, generator=gen)
+    perm = torch.randperm(n, generator=gen)  # hold out val_fraction (at least 1, at most n - 1) for validation
     n_val = min(n - 1, max(1, int(round(n * s.val_fraction))))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    val_eval_idx = val_idx[: s.max_val_images]
+    val_eval_idx, train_idx = perm[:n_val][: s.max_val_images], perm[n_val:]
     n_train = len(train_idx)
 
     data = torch.from_numpy(images).to(dev)
     targets = torch.from_numpy(gaze / np.linalg.norm(gaze, axis=1, keepdims=True)).float().to(dev)
     val_eval_idx_dev, train_idx_dev = val_eval_idx.to(dev), train_idx.to(dev)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(s.seed)
-        model = GazeNet(c, h, w, s.conv_channels, s.hidden)
-    model.to(dev)
+    model = seeded_model(s.seed, lambda: GazeNet(c, h, w, s.conv_channels, s.hidden)).to(dev)
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
-    if s.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=s.lr)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=0.9)
 
-    batch = min(s.batch_size, n_train)
-    steps_per_epoch = math.ceil(n_train / batch)
-    eval_every = max(1, round(s.eval_every_images / batch))
-    max_steps = max(1, math.ceil(s.max_epochs * steps_per_epoch))
+    def mean_error(index: torch.Tensor) -> float:
+        pred = _predict(model, data, max_value, dev, index=index, precision=precision)
+        return float(_angular_error_torch(pred, targets[index].cpu()).mean())
 
-    def validate() -> float:
-        pred = _predict(model, data, max_value, dev, index=val_eval_idx_dev, precision=precision)
-        return float(_angular_error_torch(pred, targets[val_eval_idx_dev].cpu()).mean())
-
-    best_err, best_state, best_step = float("inf"), None, 0
-    since_best, step, train_seconds, reason = 0, 0, 0.0, "max_epochs"
-    curve: list[dict] = []
-    running = torch.zeros((), device=dev)
-    running_n = 0
-    seen = 0  # training images processed (the last batch of an epoch may be short)
-    t_start = time.perf_counter()
-    t_seg = time.perf_counter()
-    model.train()
-    order = train_idx_dev[torch.randperm(n_train, generator=gen).to(dev)]
-    pos = 0
-    while step < max_steps:
-        if pos >= n_train:
-            order = train_idx_dev[torch.randperm(n_train, generator=gen).to(dev)]
-            pos = 0
-        idx = order[pos:pos + batch]
-        pos += batch
+    def euclidean_loss(idx: torch.Tensor) -> torch.Tensor:
         x = to_model(data[idx], max_value)
-        y = targets[idx]
         with autocast(dev, precision):
             out = model(x)
-        loss = 0.5 * (out.float() - y).pow(2).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running += loss.detach()
-        running_n += 1
-        seen += len(idx)
-        step += 1
-        out_of_time = s.max_seconds is not None and time.perf_counter() - t_start >= s.max_seconds
-        if step % eval_every == 0 or step == max_steps or out_of_time:
-            synchronize(dev)
-            train_seconds += time.perf_counter() - t_seg
-            err = validate()
-            train_loss = float(running) / running_n
-            running.zero_()
-            running_n = 0
-            epoch = step / steps_per_epoch
-            curve.append({"step": step, "epoch": round(epoch, 4), "train_loss": train_loss, "val_deg": err})
-            improved = err < best_err - s.min_delta
-            if err < best_err:
-                best_state = copy.deepcopy(model.state_dict())
-                best_err = err
-                best_step = step
-            since_best = 0 if improved else since_best + 1
-            log(f"{prefix}step {step} epoch {epoch:.2f}: loss {train_loss:.4f}, validation {err:.2f}° "
-                f"(best {best_err:.2f}°), {seen / max(train_seconds, 1e-9):.0f} img/s")
-            if since_best >= s.patience:
-                reason = "converged"
-                break
-            if out_of_time or (s.max_seconds is not None and time.perf_counter() - t_start >= s.max_seconds):
-                reason = "max_seconds"
-                break
-            t_seg = time.perf_counter()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    # Training error on (at most max_val_images) training images, for the record.
-    train_probe = train_idx_dev[: s.max_val_images]
-    pred = _predict(model, data, max_value, dev, index=train_probe, precision=precision)
-    train_err = float(_angular_error_torch(pred, targets[train_probe].cpu()).mean())
+        return 0.5 * (out.float() - targets[idx]).pow(2).sum(1).mean()
+
+    def report(p: Progress) -> None:
+        log(f"{prefix}step {p.step} epoch {p.epoch:.2f}: loss {p.train_loss:.4f}, validation {p.val:.2f}° "
+            f"(best {p.best_val:.2f}°), {p.images_per_second:.0f} img/s")
+
+    sampler = EpochSampler(n_train, s.batch_size, gen, index=train_idx_dev, device=dev)
+    r = fit(model, euclidean_loss, sampler, make_optimizer(model.parameters(), s.optimizer, s.lr),
+            max_steps=max(1, math.ceil(s.max_epochs * sampler.steps_per_epoch)),
+            eval_every=max(1, round(s.eval_every_images / sampler.batch)),
+            validate=lambda: mean_error(val_eval_idx_dev), patience=s.patience, min_delta=s.min_delta,
+            max_seconds=s.max_seconds, report=report, device=dev, val_key="val_deg", max_steps_reason="max_epochs")
     info = {
         "n_train": n_train, "n_val": n_val, "n_val_measured": len(val_eval_idx),
-        "steps": step, "epochs": seen / n_train, "images_seen": seen, "best_step": best_step,
-        "best_val_deg": best_err, "train_deg": train_err, "stopped": reason,
-        "train_seconds": train_seconds, "total_seconds": time.perf_counter() - t_start,
-        "images_per_second": seen / max(train_seconds, 1e-9),
-        "device": str(dev), "precision": precision, "settings": asdict(s), "curve": curve,
+        "steps": r.steps, "epochs": r.epochs, "images_seen": r.seen, "best_step": r.best_step,
+        "best_val_deg": r.best_val,
+        # Training error on (at most max_val_images) training images, for the record.
+        "train_deg": mean_error(train_idx_dev[: s.max_val_images]), "stopped": r.stopped,
+        "train_seconds": r.train_seconds, "total_seconds": r.total_seconds,
+        "images_per_second": r.images_per_second,
+        "device": str(dev), "precision": precision, "settings": asdict(s), "curve": r.curve,
     }
-    log(f"{prefix}done: {reason} after {step} steps ({info['epochs']:.2f} epochs, {train_seconds:.0f} s "
-        f"training, {info['images_per_second']:.0f} img/s); best validation {best_err:.2f}° at step {best_step}")
+    log(f"{prefix}done: {r.stopped} after {r.steps} steps ({r.epochs:.2f} epochs, {r.train_seconds:.0f} s "
+        f"training, {r.images_per_second:.0f} img/s); best validation {r.best_val:.2f}° at step {r.best_step}")
     return GazeEstimator(model, max_value, info)
 
 
@@ -491,34 +430,20 @@ def evaluate_gaze(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
     test_gaze = gaze_labels(test_ds, "test set")
     opened = {}
     for name, path in train_sets.items():
-        ds = _open_train(path, name)
-        same_shape(ds, test_ds, f"training set {name!r}", "test set")
-        if ds.spec.max_value != test_ds.spec.max_value:
-            raise SimganError(f"training set {name!r} is {ds.spec.bit_depth}-bit but the test set is "
-                              f"{test_ds.spec.bit_depth}-bit")
+        ds = open_like(path, test_ds, f"training set {name!r}", "test set", need_labels=True)
         # Labels are checked for every set before any training starts.
         opened[name] = (ds, gaze_labels(ds, f"training set {name!r}"))
 
-    results = {}
+    results, errors_by_name = {}, {}
     for name, (ds, g) in opened.items():
         log(f"[gaze {name}] loading {len(ds)} images from {train_sets[name]}")
-        images = ds.load()
-        est = train_gaze_estimator(images, g, max_value=ds.spec.max_value, settings=s, device=dev, log=log, name=name)
-        pred = est.predict(test_images)
-        errors = angular_error_deg(pred, test_gaze)
-        mean_dir = g.mean(axis=0)
-        baseline = angular_error_deg(np.broadcast_to(mean_dir, test_gaze.shape), test_gaze)
-        res = gaze_metrics(errors)
-        res["baseline_mean_gaze_deg"] = float(baseline.mean())
-        res["train_set"] = str(train_sets[name])
-        res["train"] = {k: v for k, v in est.info.items() if k != "settings"}
+        est = train_gaze_estimator(ds.load(), g, max_value=ds.spec.max_value, settings=s, device=dev, log=log,
+                                   name=name)
+        errors_by_name[name] = angular_error_deg(est.predict(test_images), test_gaze)
+        results[name] = res = _test_result(est, errors_by_name[name], g, test_gaze, train_sets[name])
         if out_dir is not None and save_estimators:
-            res["estimator"] = str(est.save(out_dir / "estimators" / f"{_safe_name(name)}.pt"))
-        results[name] = res
-        results[name]["_errors"] = errors
+            res["estimator"] = str(est.save(estimator_path(out_dir, name)))
         log(f"[gaze {name}] test: mean {res['mean_deg']:.2f}°, within 7°: {res['within_pct']['7']:.1f}%")
-
-    errors_by_name = {k: v.pop("_errors") for k, v in results.items()}
     metrics = {
         "measure": "gaze",
         "paper": "§3.1: % of real test images within d degrees (Table 2: d=7), mean error (Table 3)",
@@ -533,61 +458,34 @@ def evaluate_gaze(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
     return metrics
 
 
-def _open_train(path, name: str):
-    from ..datasets import open_dataset
-
-    return open_dataset(path, need_labels=True, what=f"training set {name!r}")
-
-
-def _safe_name(name: str) -> str:
-    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
-    return keep or "estimator"
+def _test_result(est: GazeEstimator, errors: np.ndarray, train_gaze: np.ndarray, test_gaze: np.ndarray,
+                 train_set) -> dict:
+    """One training set's test metrics, with the baseline of always predicting its mean gaze."""
+    baseline = angular_error_deg(np.broadcast_to(train_gaze.mean(axis=0), test_gaze.shape), test_gaze)
+    res = gaze_metrics(errors)
+    res["baseline_mean_gaze_deg"] = float(baseline.mean())
+    res["train_set"] = str(train_set)
+    res["train"] = {k: v for k, v in est.info.items() if k != "settings"}
+    return res
 
 
 def plot_gaze_cdf(errors_by_name: Mapping[str, np.ndarray], path: str | os.PathLike, max_deg: float = 20.0) -> Path:
     """Cumulative curves of the angular error, one per training set (the paper's Figure 7)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4.2), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    xs = np.linspace(0.0, max_deg, 401)
-    for name, err in errors_by_name.items():
-        err = np.sort(np.asarray(err, dtype=np.float64))
-        ys = 100.0 * np.searchsorted(err, xs, side="right") / max(1, err.size)
-        ax.plot(xs, ys, label=f"{name} (mean {err.mean():.1f}°)" if err.size else name)
-    ax.axvline(7, color="0.6", lw=0.8, ls="--")
-    ax.set_xlim(0, max_deg)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("distance from ground truth gaze [degrees]")
-    ax.set_ylabel("percentage of test images within distance")
-    ax.set_title("Gaze estimation (cf. Figure 7)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return plot_cumulative(errors_by_name, path, max_x=max_deg, mark=7,
+                           label=lambda name, e: f"{name} (mean {e.mean():.1f}°)" if e.size else name,
+                           xlabel="distance from ground truth gaze [degrees]",
+                           ylabel="percentage of test images within distance", title="Gaze estimation (cf. Figure 7)")
 
 
 def format_gaze_table(metrics: dict) -> str:
     """A plain-text table of :func:`evaluate_gaze`'s results."""
-    rows = [("training set", "mean°", "median°", "≤3°%", "≤7°%", "≤10°%", "≤20°%", "mean-gaze°", "steps", "img/s")]
+    headers = ("training set", "mean°", "median°", "≤3°%", "≤7°%", "≤10°%", "≤20°%", "mean-gaze°", "steps", "img/s")
+    rows = []
     for name, r in metrics["results"].items():
         w = r["within_pct"]
         t = r.get("train", {})
         rows.append((name, f"{r['mean_deg']:.2f}", f"{r['median_deg']:.2f}", f"{w['3']:.1f}", f"{w['7']:.1f}",
                      f"{w['10']:.1f}", f"{w['20']:.1f}", f"{r['baseline_mean_gaze_deg']:.2f}",
                      str(t.get("steps", "")), f"{t.get('images_per_second', float('nan')):.0f}"))
-    return _table(rows) + f"\n(test set: {metrics['test']['n']} images, {metrics['test']['path']})"
+    return format_table(headers, rows) + f"\n(test set: {metrics['test']['n']} images, {metrics['test']['path']})"
 
-
-def _table(rows: list[tuple]) -> str:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append("  ".join(str(v).ljust(widths[i]) if i == 0 else str(v).rjust(widths[i]) for i, v in enumerate(r)))
-        if k == 0:
-            lines.append("  ".join("-" * wd for wd in widths))
-    return "\n".join(lines)

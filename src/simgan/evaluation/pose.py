@@ -48,8 +48,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -61,7 +60,11 @@ from torch.nn import functional as F
 from ..datasets import to_model
 from ..runtime import resolve_device
 from ..errors import SimganError
-from .common import Log, open_images, prepare_out, quiet, same_shape, write_metrics
+from ..tables import format_table
+from .supervised import (EpochSampler, Progress, TaskModel, fit, load_model_file, make_optimizer, save_model_file,
+                         seeded_model)
+from .common import (Log, estimator_path, open_images, open_like, plot_cumulative, positive, prepare_out, quiet,
+                     write_metrics)
 
 N_JOINTS = 14
 THRESHOLDS_PX = tuple(range(0, 21))
@@ -283,6 +286,22 @@ class PoseTrainSettings:
     crop: tuple = (0.8, 1.0)
     seed: int = 0
 
+    @classmethod
+    def from_flags(cls, epochs: float | None = None, max_minutes: float | None = None, batch_size: int | None = None,
+                   channels: int | None = None, heatmap: int | None = None) -> "PoseTrainSettings":
+        """The defaults with ``simgan evaluate pose``'s flags (each a finite number > 0 when given)."""
+        s = cls()
+        for flag, value, attr in (("--epochs", epochs, "epochs"), ("--max-minutes", max_minutes, "max_seconds"),
+                                  ("--batch-size", batch_size, "batch_size"), ("--channels", channels, "channels"),
+                                  ("--heatmap", heatmap, "heatmap")):
+            if positive(value, flag) is not None:
+                setattr(s, attr, 60.0 * value if attr == "max_seconds" else value)
+        if s.heatmap < 16:
+            raise SimganError("--heatmap must be at least 16 (the hourglass halves it four times)")
+        if s.channels < 4:
+            raise SimganError("--channels must be at least 4")
+        return s
+
     def check(self) -> "PoseTrainSettings":
         ok = (self.stacks >= 1 and self.channels >= 4 and self.heatmap >= 2 ** self.depth and self.depth >= 1
               and self.batch_size >= 1 and self.lr > 0 and self.epochs > 0 and self.sigma > 0
@@ -293,17 +312,8 @@ class PoseTrainSettings:
         return self
 
 
-@dataclass
-class PoseEstimator:
+class PoseEstimator(TaskModel):
     """A trained :class:`StackedHourglass` and the bit depth of the images it reads."""
-
-    model: StackedHourglass
-    max_value: int
-    info: dict = field(default_factory=dict)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
     @torch.no_grad()
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -333,55 +343,34 @@ def train_pose_estimator(images: np.ndarray, uv: np.ndarray, *, max_value: int =
     uv = np.asarray(uv, np.float64)
     if uv.ndim != 3 or uv.shape[0] != n or uv.shape[2] != 2:
         raise SimganError(f"expected {n} x J x 2 joint positions, got {uv.shape}")
+    if n < 2:
+        raise SimganError("a pose estimator needs at least 2 training images (batch norm needs two per batch)")
     dev = resolve_device(device) if isinstance(device, str) else device
     prefix = f"[pose {name}] " if name else "[pose] "
     gen = torch.Generator().manual_seed(s.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(s.seed)
-        model = StackedHourglass(size, uv.shape[1], s.stacks, s.channels, s.heatmap, s.depth, c)
-    model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    model = seeded_model(s.seed, lambda: StackedHourglass(size, uv.shape[1], s.stacks, s.channels, s.heatmap,
+                                                          s.depth, c)).to(dev)
     data = torch.from_numpy(np.ascontiguousarray(images.astype(np.int32) if images.dtype == np.uint16 else images))
     joints = torch.from_numpy(uv).float()
-    batch = min(s.batch_size, n)
-    steps_per_epoch = math.ceil(n / batch)
-    max_steps = max(1, math.ceil(s.epochs * steps_per_epoch))
-    t0 = time.perf_counter()
-    step, seen, reason, running = 0, 0, "epochs", []
-    model.train()
-    while step < max_steps:
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            x = to_model(data[idx], max_value)
-            x, j = augment(x, joints[idx], gen, s.rotate_deg, s.crop)
-            x = standardise(x).to(dev)
-            target = target_heatmaps(j.to(dev), size, s.heatmap, s.sigma)
-            outs = model(x)
-            loss = sum(F.mse_loss(o.float(), target, reduction="sum") / len(idx) for o in outs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running.append(float(loss.detach()))
-            step += 1
-            seen += len(idx)
-            if step % max(1, steps_per_epoch // 2) == 0 or step == max_steps:
-                log(f"{prefix}step {step}/{max_steps} epoch {seen / n:.2f}: loss {np.mean(running):.3f}, "
-                    f"{seen / (time.perf_counter() - t0):.0f} img/s")
-                running = []
-            if step >= max_steps:
-                break
-            if s.max_seconds is not None and time.perf_counter() - t0 >= s.max_seconds:
-                reason = "max_seconds"
-                max_steps = step
-                break
-    model.eval()
-    secs = time.perf_counter() - t0
-    info = {"n_train": n, "steps": step, "epochs": seen / n, "stopped": reason, "train_seconds": secs,
-            "images_per_second": seen / max(secs, 1e-9), "device": str(dev), "settings": asdict(s)}
-    log(f"{prefix}done: {step} steps, {seen / n:.2f} epochs in {secs:.0f} s")
+
+    def heatmap_loss(idx: torch.Tensor) -> torch.Tensor:
+        """Intermediate supervision: the MSE to the Gaussian targets summed over every stack."""
+        x, j = augment(to_model(data[idx], max_value), joints[idx], gen, s.rotate_deg, s.crop)
+        target = target_heatmaps(j.to(dev), size, s.heatmap, s.sigma)
+        return sum(F.mse_loss(o.float(), target, reduction="sum") / len(idx) for o in model(standardise(x).to(dev)))
+
+    def report(p: Progress) -> None:
+        log(f"{prefix}step {p.step}/{p.max_steps} epoch {p.seen / p.n:.2f}: loss {p.train_loss:.3f}, "
+            f"{p.images_per_second:.0f} img/s")
+
+    sampler = EpochSampler(n, s.batch_size, gen, min_batch=2)  # batch norm needs two samples
+    r = fit(model, heatmap_loss, sampler, make_optimizer(model.parameters(), "adam", s.lr),
+            max_steps=max(1, math.ceil(s.epochs * sampler.steps_per_epoch)),
+            eval_every=max(1, sampler.steps_per_epoch // 2), max_seconds=s.max_seconds, report=report,
+            device=dev, max_steps_reason="epochs")
+    info = {"n_train": n, "steps": r.steps, "epochs": r.epochs, "stopped": r.stopped, "train_seconds": r.total_seconds,
+            "images_per_second": r.seen / max(r.total_seconds, 1e-9), "device": str(dev), "settings": asdict(s)}
+    log(f"{prefix}done: {r.steps} steps, {r.epochs:.2f} epochs in {r.total_seconds:.0f} s")
     return PoseEstimator(model, max_value, info)
 
 
@@ -435,14 +424,9 @@ def evaluate_pose(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
         raise SimganError(f"test images are {spec.describe()}; the pose estimator reads square one-channel "
                           "(depth) images")
     test_uv = joint_labels(test_ds, "test set")
-    from ..datasets import open_dataset
-
     opened = {}
     for name, path in train_sets.items():
-        ds = open_dataset(path, need_labels=True, what=f"training set {name!r}")
-        same_shape(ds, test_ds, f"training set {name!r}", "test set")
-        if ds.spec.max_value != spec.max_value:
-            raise SimganError(f"training set {name!r} is {ds.spec.bit_depth}-bit but the test set is {spec.bit_depth}-bit")
+        ds = open_like(path, test_ds, f"training set {name!r}", "test set", need_labels=True)
         uv = joint_labels(ds, f"training set {name!r}")
         if uv.shape[1] != test_uv.shape[1]:
             raise SimganError(f"training set {name!r} has {uv.shape[1]} joints but the test set has {test_uv.shape[1]}")
@@ -457,7 +441,7 @@ def evaluate_pose(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
         res["train_set"] = str(train_sets[name])
         res["train"] = {k: v for k, v in est.info.items() if k != "settings"}
         if out_dir is not None and save_estimators:
-            res["estimator"] = str(save_estimator(est, out_dir / "estimators" / f"{_safe_name(name)}.pt"))
+            res["estimator"] = str(save_estimator(est, estimator_path(out_dir, name)))
         results[name] = res
         errors_by_name[name] = err
         log(f"[pose {name}] test: mean {res['mean_px']:.2f} px, within 5 px: {res['pck5']:.1f}% "
@@ -478,33 +462,18 @@ def evaluate_pose(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
 
 
 def save_estimator(est: PoseEstimator, path: Path) -> Path:
-    import io
-
-    from ..datasets import atomic_write_bytes
-
+    """Save to ``path`` (a ``torch.save`` file readable with :func:`load_estimator`)."""
     m = est.model
     payload = {"format": "simgan-pose-estimator", "version": 1, "in_size": m.in_size, "joints": m.joints,
                "stacks": m.stacks, "channels": m.channels, "heatmap": m.heatmap, "depth": m.depth,
                "in_channels": m.in_channels, "max_value": est.max_value,
                "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_model_file(payload, path)
 
 
 def load_estimator(path: str | os.PathLike, device: str | torch.device = "cpu") -> PoseEstimator:
     """An estimator saved by :func:`evaluate_pose` (``OUT/estimators/NAME.pt``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise SimganError(f"pose estimator file not found: {p}")
-    try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input error
-        raise SimganError(f"cannot read pose estimator {p}: {type(exc).__name__}") from None
-    if not isinstance(d, dict) or d.get("format") != "simgan-pose-estimator":
-        raise SimganError(f"{p} is not a simgan pose estimator (saved by `simgan evaluate pose`)")
+    d = load_model_file(path, "simgan-pose-estimator", "pose estimator", "simgan evaluate pose")
     m = StackedHourglass(d["in_size"], d["joints"], d["stacks"], d["channels"], d["heatmap"], d["depth"],
                          d["in_channels"])
     m.load_state_dict(d["state_dict"])
@@ -513,50 +482,21 @@ def load_estimator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return PoseEstimator(m, int(d["max_value"]))
 
 
-def _safe_name(name: str) -> str:
-    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
-    return keep or "estimator"
-
-
 def plot_pck(errors_by_name: Mapping[str, np.ndarray], path: str | os.PathLike, *, width: int = PAPER_SIZE,
              max_px: float = 20.0) -> Path:
     """Cumulative curves of the joint error (Figure 9), in pixels of the test images."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4.2), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    xs = np.linspace(0.0, max_px, 401)
-    for name, err in errors_by_name.items():
-        e = np.sort(np.asarray(err, np.float64).ravel())
-        ys = 100.0 * np.searchsorted(e, xs, side="right") / max(1, e.size)
-        ax.plot(xs, ys, label=f"{name} (d=5: {100 * np.mean(e <= 5):.1f}%)")
-    ax.axvline(5, color="0.6", lw=0.8, ls="--")
-    ax.set_xlim(0, max_px)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel(f"distance from ground truth [pixels of the {width}x{width} test images]")
-    ax.set_ylabel("percentage of joints within distance")
-    ax.set_title("Hand pose estimation (cf. Figure 9)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    return path
+    return plot_cumulative(errors_by_name, path, max_x=max_px, mark=5,
+                           label=lambda name, e: f"{name} (d=5: {100 * np.mean(e <= 5):.1f}%)",
+                           xlabel=f"distance from ground truth [pixels of the {width}x{width} test images]",
+                           ylabel="percentage of joints within distance", title="Hand pose estimation (cf. Figure 9)")
 
 
 def format_pose_table(metrics: dict) -> str:
     """A plain-text table of :func:`evaluate_pose`'s results."""
-    rows = [("training set", "% within 5 px", "% within 5 px@224", "mean px", "mean px@224", "steps", "img/s")]
+    headers = ("training set", "% within 5 px", "% within 5 px@224", "mean px", "mean px@224", "steps", "img/s")
+    rows = []
     for name, r in metrics["results"].items():
         t = r.get("train", {})
         rows.append((name, f"{r['pck5']:.1f}", f"{r['pck5_224']:.1f}", f"{r['mean_px']:.2f}", f"{r['mean_px_224']:.2f}",
                      str(t.get("steps", "")), f"{t.get('images_per_second', float('nan')):.0f}"))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for k, r in enumerate(rows):
-        lines.append("  ".join(str(v).ljust(widths[i]) if i == 0 else str(v).rjust(widths[i]) for i, v in enumerate(r)))
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines) + f"\n(test set: {metrics['test']['n']} images, {metrics['test']['path']})"
+    return format_table(headers, rows) + f"\n(test set: {metrics['test']['n']} images, {metrics['test']['path']})"

@@ -67,7 +67,8 @@ from scipy import ndimage
 from ..datasets import Dataset, open_dataset
 from ..errors import SimganError
 from .common import Log, gaze_labels, prepare_out, quiet, same_shape, write_metrics
-from .gaze import GazeEstimator, GazeTrainSettings, _table, angular_error_deg, train_gaze_estimator
+from ..tables import format_table
+from .gaze import GazeEstimator, GazeTrainSettings, angular_error_deg, train_gaze_estimator
 
 PAPER_SHIFT_PX = (1.1, 0.8)  # §3.1: mean ± std of the pupil-centre shift, eye width 55 px
 
@@ -317,32 +318,17 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
     Writes ``OUT/metrics.json`` and ``OUT/pupil_shift_hist.png`` when ``out`` is given.
     """
     out_dir = prepare_out(out, overwrite)
-    syn_ds = open_dataset(synthetic, what="synthetic set")
-    ref_ds = open_dataset(refined, what="refined set")
-    same_shape(syn_ds, ref_ds, "synthetic set", "refined set")
-    if syn_ds.spec.bit_depth != ref_ds.spec.bit_depth:
-        raise SimganError(f"the synthetic set is {syn_ds.spec.bit_depth}-bit but the refined set "
-                          f"{ref_ds.spec.bit_depth}-bit")
-    i_syn, i_ref = pair_indices(syn_ds, ref_ds)
-    if isinstance(estimator, (str, os.PathLike)):
-        estimator = GazeEstimator.load(estimator, device=device)
-    if estimator is not None:
-        estimator.check_images(np.zeros((1, syn_ds.spec.height, syn_ds.spec.width, syn_ds.spec.channels),
-                                        syn_ds.spec.dtype), "synthetic images")
+    syn_ds, ref_ds, i_syn, i_ref = _open_pairs(synthetic, refined)
+    estimator = _given_estimator(estimator, syn_ds, device)
     has_gaze = _has_gaze(syn_ds)
     gaze = gaze_labels(syn_ds, "synthetic set") if has_gaze else None
-
     n_all = len(i_syn)
-    rng = np.random.RandomState(seed)
-    if max_pairs is not None and n_all > max_pairs:
-        chosen = np.sort(rng.choice(n_all, max_pairs, replace=False))
-    else:
-        chosen = np.arange(n_all)
+    chosen = _choose_pairs(n_all, max_pairs, seed)
     max_value = syn_ds.spec.max_value
     log(f"[preservation] loading {len(chosen)} of {n_all} pairs")
     syn = syn_ds.read_many(i_syn[chosen].tolist())
     ref = ref_ds.read_many(i_ref[chosen].tolist())
-
+    diff = np.abs(ref.astype(np.float64) - syn.astype(np.float64)) / max_value
     metrics: dict = {
         "measure": "preservation",
         "paper": "§3.1: pupil centre moved 1.1 ± 0.8 px (eye width 55 px) between synthetic and refined",
@@ -350,62 +336,102 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
         "refined": {"path": str(refined), "n": len(ref_ds)},
         "n_pairs": len(chosen), "n_pairs_available": n_all,
         "settings": {"max_pairs": max_pairs, "seed": seed, "device": device},
+        "pixels": {"mean_abs_change": float(diff.mean()), "mean_abs_change_levels": float(diff.mean() * max_value)},
     }
-    diff = np.abs(ref.astype(np.float64) - syn.astype(np.float64)) / max_value
-    metrics["pixels"] = {"mean_abs_change": float(diff.mean()),
-                         "mean_abs_change_levels": float(diff.mean() * max_value)}
-
     shifts = None
     if pupil:
-        shifts, pupil_metrics = _pupil_part(syn, ref, max_value, syn_ds, i_syn[chosen])
-        metrics["pupil"] = pupil_metrics
-        pm = pupil_metrics
-        log(f"[preservation] pupil shift: censored median {pm['median_px_censored']:.2f} px, "
-            f"{100 * pm['failure_rate']:.1f}% of pairs failed or moved beyond {pm['search_radius_px']:.0f} px; "
-            f"over fitted pairs {pm['mean_px']:.2f} ± {pm['std_px']:.2f} px" if pm["n_eligible"] else
-            "[preservation] no synthetic pupil could be fitted")
-
+        shifts, metrics["pupil"] = _pupil_part(syn, ref, max_value, syn_ds, i_syn[chosen])
+        _log_pupil(metrics["pupil"], log)
     if has_gaze and (estimator is not None or train_estimator):
         if estimator is None:
-            rest = np.setdiff1d(np.arange(n_all), chosen)
-            own = len(rest) >= max(len(chosen), 2)
-            train_rows = rest if own else np.arange(n_all)
-            log(f"[preservation] training a gaze estimator on {len(train_rows)} synthetic images")
-            s = copy.deepcopy(settings) if settings is not None else GazeTrainSettings()
-            if max_epochs is not None:
-                s.max_epochs = max_epochs
-            s.seed = seed
-            images = syn_ds.read_many(i_syn[train_rows].tolist()) if own else syn_ds.load()
-            estimator = train_gaze_estimator(images, gaze[i_syn[train_rows]], max_value=max_value, settings=s,
-                                             device=device, log=log, name="synthetic")
-            source = {"trained_on": "synthetic set", "n_train": int(len(train_rows)),
-                      "includes_measured_images": not own}
+            estimator, source = _train_on_synthetic(syn_ds, i_syn, gaze, chosen, settings, max_epochs, seed,
+                                                    device, log)
         else:
             source = {"trained_on": "given estimator", "info": {k: v for k, v in estimator.info.items()
                                                               if k in ("n_train", "best_val_deg", "stopped")}}
-        p_syn = estimator.predict(syn)
-        p_ref = estimator.predict(ref)
-        change = angular_error_deg(p_ref, p_syn)
-        true = gaze[i_syn[chosen]]
-        e_syn, e_ref = angular_error_deg(p_syn, true), angular_error_deg(p_ref, true)
-        metrics["gaze"] = {
-            "estimator": source,
-            "change_mean_deg": float(change.mean()), "change_std_deg": float(change.std(ddof=1)) if len(change) > 1 else 0.0,
-            "change_median_deg": float(np.median(change)),
-            "error_vs_label_synthetic_deg": float(e_syn.mean()), "error_vs_label_refined_deg": float(e_ref.mean()),
-        }
-        log(f"[preservation] gaze prediction change {change.mean():.2f} ± {metrics['gaze']['change_std_deg']:.2f}°")
+        metrics["gaze"] = _gaze_change(estimator, syn, ref, gaze[i_syn[chosen]], source)
+        log(f"[preservation] gaze prediction change {metrics['gaze']['change_mean_deg']:.2f} ± "
+            f"{metrics['gaze']['change_std_deg']:.2f}°")
     else:
         metrics["gaze"] = None
         metrics["gaze_skipped"] = ("the synthetic set has no gaze or pitch/yaw labels" if not has_gaze
                                    else "no estimator given and training one was switched off")
-
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         if shifts is not None:
             plot_shift_histogram(shifts, out_dir / "pupil_shift_hist.png")
         write_metrics(out_dir, metrics)  # last: a metrics.json means the run finished
     return metrics
+
+
+def _open_pairs(synthetic, refined) -> tuple[Dataset, Dataset, np.ndarray, np.ndarray]:
+    """Both sets, checked to match, and the indices of their pairs (:func:`pair_indices`)."""
+    syn_ds = open_dataset(synthetic, what="synthetic set")
+    ref_ds = open_dataset(refined, what="refined set")
+    same_shape(syn_ds, ref_ds, "synthetic set", "refined set")
+    if syn_ds.spec.bit_depth != ref_ds.spec.bit_depth:
+        raise SimganError(f"the synthetic set is {syn_ds.spec.bit_depth}-bit but the refined set "
+                          f"{ref_ds.spec.bit_depth}-bit")
+    return (syn_ds, ref_ds, *pair_indices(syn_ds, ref_ds))
+
+
+def _given_estimator(estimator, syn_ds: Dataset, device: str) -> GazeEstimator | None:
+    """The caller's estimator (loaded from its path), checked to read the synthetic images."""
+    if isinstance(estimator, (str, os.PathLike)):
+        estimator = GazeEstimator.load(estimator, device=device)
+    if estimator is not None:
+        spec = syn_ds.spec
+        estimator.check_images(np.zeros((1, spec.height, spec.width, spec.channels), spec.dtype), "synthetic images")
+    return estimator
+
+
+def _choose_pairs(n_all: int, max_pairs: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of the measured pairs: all, or ``max_pairs`` drawn at random with ``seed``."""
+    if max_pairs is not None and n_all > max_pairs:
+        return np.sort(np.random.RandomState(seed).choice(n_all, max_pairs, replace=False))
+    return np.arange(n_all)
+
+
+def _log_pupil(pm: dict, log: Log) -> None:
+    log(f"[preservation] pupil shift: censored median {pm['median_px_censored']:.2f} px, "
+        f"{100 * pm['failure_rate']:.1f}% of pairs failed or moved beyond {pm['search_radius_px']:.0f} px; "
+        f"over fitted pairs {pm['mean_px']:.2f} ± {pm['std_px']:.2f} px" if pm["n_eligible"] else
+        "[preservation] no synthetic pupil could be fitted")
+
+
+def _train_on_synthetic(syn_ds: Dataset, i_syn: np.ndarray, gaze: np.ndarray, chosen: np.ndarray,
+                        settings: GazeTrainSettings | None, max_epochs: float | None, seed: int, device: str,
+                        log: Log) -> tuple[GazeEstimator, dict]:
+    """A gaze estimator trained on the synthetic images outside the measured pairs (on all of
+    them when the rest is smaller than the measured set), and the record of what it saw."""
+    n_all = len(i_syn)
+    rest = np.setdiff1d(np.arange(n_all), chosen)
+    own = len(rest) >= max(len(chosen), 2)
+    train_rows = rest if own else np.arange(n_all)
+    log(f"[preservation] training a gaze estimator on {len(train_rows)} synthetic images")
+    s = copy.deepcopy(settings) if settings is not None else GazeTrainSettings()
+    if max_epochs is not None:
+        s.max_epochs = max_epochs
+    s.seed = seed
+    images = syn_ds.read_many(i_syn[train_rows].tolist()) if own else syn_ds.load()
+    estimator = train_gaze_estimator(images, gaze[i_syn[train_rows]], max_value=syn_ds.spec.max_value, settings=s,
+                                     device=device, log=log, name="synthetic")
+    return estimator, {"trained_on": "synthetic set", "n_train": int(len(train_rows)),
+                       "includes_measured_images": not own}
+
+
+def _gaze_change(estimator: GazeEstimator, syn: np.ndarray, ref: np.ndarray, true: np.ndarray, source: dict) -> dict:
+    """How far refinement moves the estimator's gaze prediction, and each prediction's error."""
+    p_syn = estimator.predict(syn)
+    p_ref = estimator.predict(ref)
+    change = angular_error_deg(p_ref, p_syn)
+    e_syn, e_ref = angular_error_deg(p_syn, true), angular_error_deg(p_ref, true)
+    return {
+        "estimator": source,
+        "change_mean_deg": float(change.mean()), "change_std_deg": float(change.std(ddof=1)) if len(change) > 1 else 0.0,
+        "change_median_deg": float(np.median(change)),
+        "error_vs_label_synthetic_deg": float(e_syn.mean()), "error_vs_label_refined_deg": float(e_ref.mean()),
+    }
 
 
 def _pupil_part(syn: np.ndarray, ref: np.ndarray, max_value: int, ds: Dataset,
@@ -485,7 +511,7 @@ def plot_shift_histogram(shifts: np.ndarray, path: str | os.PathLike) -> Path:
 
 def format_preservation_table(metrics: dict) -> str:
     """Plain-text table of :func:`evaluate_preservation`'s results."""
-    rows = [("measure", "value")]
+    rows = []
     p = metrics.get("pupil")
     if p is not None:
         if p.get("n_eligible"):
@@ -508,4 +534,4 @@ def format_preservation_table(metrics: dict) -> str:
     elif metrics.get("gaze_skipped"):
         rows.append(("gaze", "skipped: " + metrics["gaze_skipped"]))
     rows.append(("mean |pixel change| (levels)", f"{metrics['pixels']['mean_abs_change_levels']:.2f}"))
-    return _table(rows) + f"\n({metrics['n_pairs']} of {metrics['n_pairs_available']} pairs; paper: 1.1 ± 0.8 px)"
+    return format_table(("measure", "value"), rows) + f"\n({metrics['n_pairs']} of {metrics['n_pairs_available']} pairs; paper: 1.1 ± 0.8 px)"

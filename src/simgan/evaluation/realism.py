@@ -27,7 +27,6 @@ between candidates measured against the same real set with this feature network.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -37,12 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import to_model
+from ..datasets import open_dataset, to_model
 from ..runtime import resolve_device
 from ..errors import SimganError
 from ..models.features import MIN_SIZE, frozen_feature_net
-from .common import Log, binomial_summary, prepare_out, quiet, same_shape, write_metrics
-from .gaze import _as_torch_ready, _table
+from .common import Log, binomial_summary, open_like, prepare_out, quiet, write_metrics
+from ..tables import format_table
+from .gaze import _as_torch_ready
+from .supervised import EpochSampler, Progress, fit, make_optimizer, seeded_model
 
 # ----------------------------------------------------------------------------------------------
 # classifier two-sample test
@@ -102,6 +103,28 @@ def _split(n: int, fractions: tuple[float, float], gen: torch.Generator) -> tupl
     return perm[:n_test], rest[:n_val], rest[n_val:]
 
 
+def _balanced_splits(real: np.ndarray, candidate: np.ndarray, s: C2STSettings, gen: torch.Generator,
+                     dev: torch.device) -> tuple:
+    """``n`` random images of each set (n: the smaller set's size), split the same way for both
+    classes into train / validation / test; each split as images and labels (real 0, candidate 1)."""
+    n = min(len(real), len(candidate))
+    if n < 6:
+        raise SimganError(f"C2ST needs at least 6 images of each set, got {n}")
+    r_sel = torch.randperm(len(real), generator=gen)[:n].numpy()
+    c_sel = torch.randperm(len(candidate), generator=gen)[:n].numpy()
+    te, va, tr = _split(n, (s.test_fraction, s.val_fraction), gen)
+    if len(tr) < 1:
+        raise SimganError(f"C2ST: too few images ({n} of each) to train and test a classifier")
+
+    def gather(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i = idx.numpy()
+        x = np.concatenate([real[r_sel[i]], candidate[c_sel[i]]])
+        y = np.concatenate([np.zeros(len(i), np.float32), np.ones(len(i), np.float32)])
+        return torch.from_numpy(_as_torch_ready(x)).to(dev), torch.from_numpy(y).to(dev)
+
+    return n, gather(tr), gather(va), gather(te)
+
+
 def classifier_two_sample_test(real: np.ndarray, candidate: np.ndarray, *, max_value: int = 255,
                                settings: C2STSettings | None = None, seed: int = 0,
                                device: str | torch.device = "cpu", log: Log = quiet, name: str = "") -> dict:
@@ -118,31 +141,10 @@ def classifier_two_sample_test(real: np.ndarray, candidate: np.ndarray, *, max_v
         raise SimganError("the C2ST classifier needs images of at least 8×8 pixels")
     dev = resolve_device(device) if isinstance(device, str) else device
     gen = torch.Generator().manual_seed(seed)
-    n = min(len(real), len(candidate))
-    if n < 6:
-        raise SimganError(f"C2ST needs at least 6 images of each set, got {n}")
-    # Balanced sample: n of each, drawn at random.
-    r_sel = torch.randperm(len(real), generator=gen)[:n].numpy()
-    c_sel = torch.randperm(len(candidate), generator=gen)[:n].numpy()
-    te, va, tr = _split(n, (s.test_fraction, s.val_fraction), gen)
-    if len(tr) < 1:
-        raise SimganError(f"C2ST: too few images ({n} of each) to train and test a classifier")
+    n, (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = _balanced_splits(real, candidate, s, gen, dev)
 
-    def gather(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        i = idx.numpy()
-        x = np.concatenate([real[r_sel[i]], candidate[c_sel[i]]])
-        y = np.concatenate([np.zeros(len(i), np.float32), np.ones(len(i), np.float32)])
-        return torch.from_numpy(_as_torch_ready(x)).to(dev), torch.from_numpy(y).to(dev)
-
-    x_tr, y_tr = gather(tr)
-    x_va, y_va = gather(va)
-    x_te, y_te = gather(te)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = C2STNet(real.shape[3], s.width)
+    model = seeded_model(seed, lambda: C2STNet(real.shape[3], s.width))
     model.to(dev).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     lossf = nn.BCEWithLogitsLoss()
 
     @torch.no_grad()
@@ -152,41 +154,22 @@ def classifier_two_sample_test(real: np.ndarray, candidate: np.ndarray, *, max_v
         model.train()
         return out
 
-    best_loss, best_state, best_step, since = float("inf"), None, 0, 0
-    batch = min(s.batch_size, len(x_tr))
-    max_steps = max(1, min(s.max_steps, math.ceil(s.max_epochs * len(x_tr) / batch)))
-    eval_every = min(s.eval_every, max_steps)
-    step, pos = 0, len(x_tr)
-    model.train()
-    while step < max_steps:
-        if pos + batch > len(x_tr):
-            order = torch.randperm(len(x_tr), generator=gen).to(dev)
-            pos = 0
-        idx = order[pos:pos + batch]
-        pos += batch
-        loss = lossf(model(to_model(x_tr[idx], max_value)), y_tr[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        if step % eval_every == 0 or step == max_steps:
-            val_loss = float(lossf(logits(x_va), y_va))
-            if val_loss < best_loss - 1e-4:
-                best_loss, best_state, best_step, since = val_loss, copy.deepcopy(model.state_dict()), step, 0
-            else:
-                since += 1
-            log(f"[c2st {name}] step {step}: validation loss {val_loss:.4f} (best {best_loss:.4f})")
-            if since >= s.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    def report(p: Progress) -> None:
+        log(f"[c2st {name}] step {p.step}: validation loss {p.val:.4f} (best {p.best_val:.4f})")
+
+    # A short last batch is dropped: every step sees ``batch`` images.
+    sampler = EpochSampler(len(x_tr), s.batch_size, gen, min_batch=min(s.batch_size, len(x_tr)), device=dev)
+    max_steps = max(1, min(s.max_steps, math.ceil(s.max_epochs * len(x_tr) / sampler.batch)))
+    r = fit(model, lambda idx: lossf(model(to_model(x_tr[idx], max_value)), y_tr[idx]), sampler,
+            make_optimizer(model.parameters(), "adam", s.lr), max_steps=max_steps,
+            eval_every=min(s.eval_every, max_steps), validate=lambda: float(lossf(logits(x_va), y_va)),
+            patience=s.patience, min_delta=1e-4, report=report, device=dev)
     pred = logits(x_te) > 0
     correct = int((pred == (y_te > 0.5)).sum())
     res = binomial_summary(correct, len(y_te))
     tr_acc = float(((logits(x_tr) > 0) == (y_tr > 0.5)).float().mean())
     res.update({"n_per_class": n, "n_train": len(y_tr), "n_val": len(y_va), "train_accuracy": tr_acc,
-                "steps": step, "epochs": step * batch / len(x_tr), "best_step": best_step,
-                "best_val_loss": best_loss})
+                "steps": r.steps, "epochs": r.epochs, "best_step": r.best_step, "best_val_loss": r.best_val})
     return res
 
 
@@ -277,77 +260,20 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
     out_dir = prepare_out(out, overwrite)
     dev = resolve_device(device)
     settings = (c2st_settings or C2STSettings()).check()
-
-    from ..datasets import open_dataset
-
     real_ds = open_dataset(real, what="real set")
-    cand_ds = {}
-    for name, path in candidates.items():
-        ds = open_dataset(path, what=f"candidate set {name!r}")
-        same_shape(ds, real_ds, f"candidate set {name!r}", "real set")
-        if ds.spec.max_value != real_ds.spec.max_value:
-            raise SimganError(f"candidate set {name!r} is {ds.spec.bit_depth}-bit but the real set is "
-                              f"{real_ds.spec.bit_depth}-bit")
-        cand_ds[name] = ds
+    cand_ds = {name: open_like(path, real_ds, f"candidate set {name!r}", "real set")
+               for name, path in candidates.items()}
     rng = np.random.RandomState(seed)
-
-    def sample(ds) -> np.ndarray:
-        if len(ds) <= max_images:
-            return ds.load()
-        idx = np.sort(rng.choice(len(ds), max_images, replace=False))
-        return ds.read_many(idx.tolist())
-
     log(f"[realism] loading real images from {real}")
-    real_images = sample(real_ds)
-    max_value = real_ds.spec.max_value
-    real_feats = image_features(real_images, max_value=max_value, device=dev) if kid else None
-    inception_note = None
-    inc_real = None
-    if inception:
-        from .inception import MISSING_NOTE, inception_features, inception_weights
-        if inception_weights() is None:
-            inception_note = MISSING_NOTE
-            log(f"[realism] {MISSING_NOTE}")
-        else:
-            inc_real = inception_features(real_images, max_value=max_value, device=dev)
-
+    real_images = _sample(real_ds, max_images, rng)
+    m = _Measures(kid, c2st, n_blocks, seed, dev, settings, real_ds.spec.max_value, log)
+    real_feats = image_features(real_images, max_value=m.max_value, device=dev) if kid else None
+    inception_note, inc_real = _inception_reference(real_images, m) if inception else (None, None)
     results = {}
     for name, ds in cand_ds.items():
         log(f"[realism {name}] loading {min(len(ds), max_images)} of {len(ds)} images from {candidates[name]}")
-        images = sample(ds)
-        res: dict = {"path": str(candidates[name]), "n_used": len(images)}
-        if kid:
-            res["kid"] = kernel_distance(real_feats, image_features(images, max_value=max_value, device=dev),
-                                         n_blocks=n_blocks, seed=seed)
-            log(f"[realism {name}] kernel distance {res['kid']['kid']:.3g} ± {res['kid']['kid_se']:.2g}")
-        if inc_real is not None:
-            from .inception import fid_kid
-            res["inception"] = fid_kid(real_images, images, max_value=max_value, device=dev, seed=seed,
-                                       real_features=inc_real)
-            log(f"[realism {name}] FID {res['inception']['fid']:.2f}, KID {res['inception']['kid']:.4f} ± "
-                f"{res['inception']['kid_std']:.4f} ({res['inception']['n_real']} real / "
-                f"{res['inception']['n_candidate']} candidate images)")
-        if c2st:
-            res["c2st"] = classifier_two_sample_test(real_images, images, max_value=max_value, settings=settings,
-                                                     seed=seed, device=dev, log=log, name=name)
-            log(f"[realism {name}] C2ST held-out accuracy {100 * res['c2st']['accuracy']:.1f}%")
-        results[name] = res
-
-    ref = None
-    if reference:
-        if len(real_images) < 12:
-            raise SimganError("the real-vs-real reference needs at least 12 real images")
-        halves = np.array_split(np.random.RandomState(seed + 1).permutation(len(real_images)), 2)
-        a, b = (np.sort(h) for h in halves)
-        ref = {"n_used": len(a)}
-        if kid:
-            ref["kid"] = kernel_distance(real_feats[a], real_feats[b], n_blocks=n_blocks, seed=seed)
-        if c2st:
-            ref["c2st"] = classifier_two_sample_test(real_images[a], real_images[b], max_value=max_value,
-                                                     settings=settings, seed=seed, device=dev, log=log,
-                                                     name="reference")
-        log("[realism] reference (real half vs half) done")
-
+        results[name] = _measure_candidate(name, candidates[name], _sample(ds, max_images, rng), real_images,
+                                           real_feats, inc_real, m)
     metrics = {
         "measure": "realism",
         "paper": "§3.1 visual Turing test (Table 1): humans 51.7% on real vs refined (p=0.148), "
@@ -357,12 +283,82 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
                      "c2st": asdict(settings) if c2st else None, "kid_features": "simgan.models.features frozen random CNN, "
                      "spatial means of 4 blocks" if kid else None},
         "results": results,
-        "reference": ref,
+        "reference": _real_vs_real(real_images, real_feats, m) if reference else None,
         "inception_note": inception_note,
     }
     if out_dir is not None:
         write_metrics(out_dir, metrics)
     return metrics
+
+
+@dataclass
+class _Measures:
+    """Which measures :func:`evaluate_realism` takes, and how."""
+
+    kid: bool
+    c2st: bool
+    n_blocks: int
+    seed: int
+    device: torch.device
+    settings: C2STSettings
+    max_value: int
+    log: Log
+
+
+def _sample(ds, max_images: int, rng: np.random.RandomState) -> np.ndarray:
+    """All images of ``ds``, or ``max_images`` of them drawn at random (in file order)."""
+    if len(ds) <= max_images:
+        return ds.load()
+    idx = np.sort(rng.choice(len(ds), max_images, replace=False))
+    return ds.read_many(idx.tolist())
+
+
+def _inception_reference(real_images: np.ndarray, m: _Measures):
+    """``(note, features)``: the real images' Inception-v3 features, or why there are none."""
+    from .inception import MISSING_NOTE, inception_features, inception_weights
+
+    if inception_weights() is None:
+        m.log(f"[realism] {MISSING_NOTE}")
+        return MISSING_NOTE, None
+    return None, inception_features(real_images, max_value=m.max_value, device=m.device)
+
+
+def _measure_candidate(name: str, path, images: np.ndarray, real_images: np.ndarray, real_feats, inc_real,
+                       m: _Measures) -> dict:
+    """Kernel distance, Inception FID/KID (when the real features exist) and C2ST of one candidate set."""
+    res: dict = {"path": str(path), "n_used": len(images)}
+    if m.kid:
+        res["kid"] = kernel_distance(real_feats, image_features(images, max_value=m.max_value, device=m.device),
+                                     n_blocks=m.n_blocks, seed=m.seed)
+        m.log(f"[realism {name}] kernel distance {res['kid']['kid']:.3g} ± {res['kid']['kid_se']:.2g}")
+    if inc_real is not None:
+        from .inception import fid_kid
+        inc = res["inception"] = fid_kid(real_images, images, max_value=m.max_value, device=m.device, seed=m.seed,
+                                         real_features=inc_real)
+        m.log(f"[realism {name}] FID {inc['fid']:.2f}, KID {inc['kid']:.4f} ± {inc['kid_std']:.4f} "
+              f"({inc['n_real']} real / {inc['n_candidate']} candidate images)")
+    if m.c2st:
+        res["c2st"] = classifier_two_sample_test(real_images, images, max_value=m.max_value, settings=m.settings,
+                                                 seed=m.seed, device=m.device, log=m.log, name=name)
+        m.log(f"[realism {name}] C2ST held-out accuracy {100 * res['c2st']['accuracy']:.1f}%")
+    return res
+
+
+def _real_vs_real(real_images: np.ndarray, real_feats, m: _Measures) -> dict:
+    """The calibration point: two random halves of the real sample compared with each other."""
+    if len(real_images) < 12:
+        raise SimganError("the real-vs-real reference needs at least 12 real images")
+    halves = np.array_split(np.random.RandomState(m.seed + 1).permutation(len(real_images)), 2)
+    a, b = (np.sort(h) for h in halves)
+    ref = {"n_used": len(a)}
+    if m.kid:
+        ref["kid"] = kernel_distance(real_feats[a], real_feats[b], n_blocks=m.n_blocks, seed=m.seed)
+    if m.c2st:
+        ref["c2st"] = classifier_two_sample_test(real_images[a], real_images[b], max_value=m.max_value,
+                                                 settings=m.settings, seed=m.seed, device=m.device, log=m.log,
+                                                 name="reference")
+    m.log("[realism] reference (real half vs half) done")
+    return ref
 
 
 def _p(p: float) -> str:
@@ -371,7 +367,8 @@ def _p(p: float) -> str:
 
 def format_realism_table(metrics: dict) -> str:
     """Plain-text table of :func:`evaluate_realism`'s results."""
-    rows = [("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3", "FID", "Inception KID×1e3")]
+    headers = ("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3", "FID", "Inception KID×1e3")
+    rows = []
     items = list(metrics["results"].items())
     if metrics.get("reference"):
         items.append(("(real half vs half)", metrics["reference"]))
@@ -387,7 +384,7 @@ def format_realism_table(metrics: dict) -> str:
             f"{r['inception']['fid']:.2f}" if r.get("inception") else "-",
             f"{1e3 * r['inception']['kid']:.2f} ± {1e3 * r['inception']['kid_std']:.2f}" if r.get("inception") else "-",
         ))
-    text = _table(rows) + f"\n(real set: {metrics['real']['n_used']} of {metrics['real']['n']} images, {metrics['real']['path']})"
+    text = format_table(headers, rows) + f"\n(real set: {metrics['real']['n_used']} of {metrics['real']['n']} images, {metrics['real']['path']})"
     incs = [r["inception"] for _, r in items if r.get("inception")]
     if incs:
         text += (f"\nFID and KID on Inception-v3 pool features; KID: cubic polynomial kernel, unbiased MMD², mean ± std "

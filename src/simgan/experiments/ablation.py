@@ -25,6 +25,7 @@ from pathlib import Path
 from ..config import SimGANConfig
 from ..datasets import ImageFolder, atomic_write_bytes
 from ..errors import SimganError
+from ..tables import format_table
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,10 @@ def run_ablation(synthetic, real, test, out, *, base: SimGANConfig, variants: li
 
 
 def format_ablation_table(rows: list[dict]) -> str:
-    lines = ["| variant | realism: two-sample accuracy (50% = real) | kernel distance x1000 | gaze mean error (deg) | % within 7 deg |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        acc = f"{100 * r['c2st_accuracy']:.1f}%" if r["c2st_accuracy"] is not None else "-"
-        kid = f"{1000 * r['kid']:.2f}" if r["kid"] is not None else "-"
-        lines.append(f"| {r['variant']} | {acc} | {kid} | {r['gaze_mean_deg']:.2f} | {r['gaze_within_7_pct']:.1f} |")
-    return "\n".join(lines)
+    """The ablation's results as a markdown table (``OUT/table.md``)."""
+    headers = ["variant", "realism: two-sample accuracy (50% = real)", "kernel distance x1000", "gaze mean error (deg)",
+               "% within 7 deg"]
+    return format_table(headers, [[r["variant"], f"{100 * r['c2st_accuracy']:.1f}%" if r["c2st_accuracy"] is not None else "-",
+                                   f"{1000 * r['kid']:.2f}" if r["kid"] is not None else "-",
+                                   f"{r['gaze_mean_deg']:.2f}", f"{r['gaze_within_7_pct']:.1f}"] for r in rows],
+                        style="markdown")

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..datasets import LABELS_FILE, ImageFolder, atomic_write_bytes
+from .. import tables
 from ..errors import SimganError
 
 
@@ -41,24 +42,25 @@ class DemoSettings:
     refine_batch: int = 256
 
 
+def _simgan(disc_pretrain: int, steps: int, buffer_size: int, every: int) -> dict:
+    """The demo's overrides of the eyes preset: the same recipe, scaled (no refiner pre-training,
+    K_g = 2, K_d = 1, batch 32, learning rate 2e-4, λ = 0.1); samples and checkpoints ``every`` steps."""
+    return {"train": {"refiner_pretrain": 0, "disc_pretrain": disc_pretrain, "steps": steps, "kg": 2, "kd": 1,
+                      "batch_size": 32, "buffer_size": buffer_size, "lr": 2e-4, "sample_every": every,
+                      "checkpoint_every": every},
+            "loss": {"lambda_reg": 0.1}}
+
+
 DEMO_SETTINGS: dict[str, DemoSettings] = {
     # About 35 minutes on a 2-core CPU.
     "default": DemoSettings(
         n_synthetic=20000, n_real=20000, n_target_train=20000, n_test=2000,
-        simgan={"train": {"refiner_pretrain": 0, "disc_pretrain": 100, "steps": 400, "kg": 2, "kd": 1,
-                          "batch_size": 32, "buffer_size": 3200, "lr": 2e-4, "sample_every": 100,
-                          "checkpoint_every": 100},
-                "loss": {"lambda_reg": 0.1}},
-        gaze_epochs=2.0,
+        simgan=_simgan(disc_pretrain=100, steps=400, buffer_size=3200, every=100), gaze_epochs=2.0,
     ),
     # Under 5 minutes on a 2-core CPU: every step runs, on few images and few iterations.
     "quick": DemoSettings(
         n_synthetic=2000, n_real=2000, n_target_train=2000, n_test=500,
-        simgan={"train": {"refiner_pretrain": 0, "disc_pretrain": 20, "steps": 40, "kg": 2, "kd": 1,
-                          "batch_size": 32, "buffer_size": 640, "lr": 2e-4, "sample_every": 20,
-                          "checkpoint_every": 20},
-                "loss": {"lambda_reg": 0.1}},
-        gaze_epochs=1.0, gaze={"eval_every_images": 1024},
+        simgan=_simgan(disc_pretrain=20, steps=40, buffer_size=640, every=20), gaze_epochs=1.0, gaze={"eval_every_images": 1024},
         realism_images=500, preservation_images=300, refine_batch=256,
     ),
 }
@@ -71,15 +73,41 @@ class DemoResult:
     metrics: dict = field(default_factory=dict)
 
 
+def demo_config(preset: str, overrides: dict, *, seed: int, device: str, **sections: dict):
+    """The ``preset`` with a demo's ``overrides`` (not modified), the run's seed and device, and
+    any further ``sections`` (e.g. ``image={...}``) merged in."""
+    from ..config import resolve_config
+
+    merged = json.loads(json.dumps(overrides))
+    merged.setdefault("train", {}).update({"seed": seed, "device": device})
+    for section, values in sections.items():
+        merged.setdefault(section, {}).update(values)
+    return resolve_config(preset, overrides=merged)
+
+
+class DemoSteps:
+    """The numbered steps of a demo run: creates the new ``out`` folder, prints a heading per step
+    (``step(label)`` returns the step's start time) and keeps the seconds each step took."""
+
+    def __init__(self, out: Path, echo):
+        out.mkdir(parents=True)
+        self.echo = echo
+        self.timings: dict[str, float] = {}
+        self.t_all = time.perf_counter()
+
+    def __call__(self, label: str) -> float:
+        self.echo(f"\n== {label}")
+        return time.perf_counter()
+
+
 def _img_tag(path: Path, alt: str, width: str = "100%") -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="max-width:{width}">'
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    """An HTML table for the report (:func:`simgan.tables.format_table`)."""
+    return tables.format_table(headers, rows, style="html")
 
 
 def gaze_rows(gaze: dict) -> list[list]:
@@ -93,15 +121,13 @@ GAZE_HEADERS = ["trained on", "mean error (deg)", "median error (deg)", "% withi
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    """The demo's results as aligned text, every column left-aligned (:func:`simgan.tables.format_table`)."""
+    return tables.format_table(headers, rows, align="l")
 
 
 def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed: int = 0,
              echo=print, settings: DemoSettings | None = None) -> DemoResult:
     """Run the demo into the new folder ``out``; returns the report path and every figure."""
-    from ..config import resolve_config
     from ..evaluation import (GazeTrainSettings, evaluate_gaze, evaluate_preservation, evaluate_realism,
                              format_preservation_table, format_realism_table)
     from ..plots import save_grid
@@ -119,14 +145,8 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
         raise SimganError(f"--seed must be in 0 .. 2**32 - 1, got {seed}")
     name = "quick" if quick else "default"
     s = settings or DEMO_SETTINGS[name]
-    out.mkdir(parents=True)
-    data = out / "data"
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def step(label: str):
-        echo(f"\n== {label}")
-        return time.perf_counter()
+    step = DemoSteps(out, echo)
+    data, timings, t_all = out / "data", step.timings, step.t_all
 
     # 1. data -----------------------------------------------------------------------------------
     t = step("1/6 simulating eyes: synthetic (labelled), target (webcam-like; unlabelled for SimGAN)")
@@ -142,9 +162,7 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
 
     # 2. SimGAN ------------------------------------------------------------------------------------
     t = step("2/6 training SimGAN (eyes preset, Algorithm 1)")
-    overrides = json.loads(json.dumps(s.simgan))
-    overrides.setdefault("train", {}).update({"seed": seed, "device": device})
-    cfg = resolve_config("eyes", overrides=overrides)
+    cfg = demo_config("eyes", s.simgan, seed=seed, device=device)
     run = train(cfg, data / "synthetic", data / "real_unlabelled", out / "simgan", progress=True)
     timings["train"] = time.perf_counter() - t
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import LABELS_FILE, DatasetWriter, ImageFolder, atomic_write_bytes, decode_image, json_line
-from .demo_eyes import _img_tag, _table, format_table
+from .demo_eyes import DemoSteps, _img_tag, _table, demo_config, format_table
 from ..errors import SimganError
 
 CUBE_MM = 400.0
@@ -223,7 +223,6 @@ def _view0_subset(src: Path, dst: Path) -> Path:
 def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "auto", seed: int = 0, echo=print,
                    settings: HandsDemoSettings | None = None) -> HandsDemoResult:
     """Run the hand demo into the new folder ``out``; returns the report path and every figure."""
-    from ..config import resolve_config
     from ..evaluation.common import write_metrics
     from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table, load_estimator
     from ..evaluation.realism import evaluate_realism, format_realism_table
@@ -239,14 +238,8 @@ def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "aut
     if out.exists():
         raise SimganError(f"--out {out} already exists; choose a new folder")
     s = settings or HANDS_DEMO_SETTINGS[mode]
-    out.mkdir(parents=True)
-    data = out / "data"
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def step(label: str):
-        echo(f"\n== {label}")
-        return time.perf_counter()
+    step = DemoSteps(out, echo)
+    data, timings, t_all = out / "data", step.timings, step.t_all
 
     # 1. data ------------------------------------------------------------------------------------
     t = step(f"1/6 simulating depth hands ({s.size}x{s.size}): synthetic, target (Kinect-like)")
@@ -269,10 +262,8 @@ def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "aut
 
     # 2. SimGAN ---------------------------------------------------------------------------------------
     t = step("2/6 training SimGAN (hands preset, Algorithm 1)")
-    overrides = json.loads(json.dumps(s.simgan))
-    overrides.setdefault("train", {}).update({"seed": seed, "device": device})
-    overrides.setdefault("image", {}).update({"height": S, "width": S, "channels": 1, "bit_depth": 16})
-    cfg = resolve_config("hands", overrides=overrides)
+    cfg = demo_config("hands", s.simgan, seed=seed, device=device,
+                      image={"height": S, "width": S, "channels": 1, "bit_depth": 16})
     syn_for_gan = data / ("synthetic_3x" if s.views3 else "synthetic")
     run = train(cfg, syn_for_gan, data / "real_unlabelled", out / "simgan", progress=True)
     timings["train"] = time.perf_counter() - t

@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..gaze_convention import gaze_from_pitch_yaw, pitch_yaw_from_gaze
 from ..errors import SimganError
 
 EYEBALL_RADIUS = 12.0  # mm
@@ -177,18 +178,9 @@ class EyeSceneParams:
 # rotations and gaze vectors (MPIIGaze's convention)
 
 
-def direction(pitch: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """Unit vectors for (pitch, yaw): ``pitch = asin(-y)``, ``yaw = atan2(-x, -z)``.
-
-    ``(0, 0)`` is ``[0, 0, -1]``, looking straight at the camera; positive pitch looks up.
-    """
-    cp = np.cos(pitch)
-    return np.stack([-cp * np.sin(yaw), -np.sin(pitch), -cp * np.cos(yaw)], axis=-1)
-
-
-def pitch_yaw(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`direction` for unit vectors ``(..., 3)``."""
-    return np.arcsin(np.clip(-v[..., 1], -1.0, 1.0)), np.arctan2(-v[..., 0], -v[..., 2])
+# ``direction(pitch, yaw)`` and its inverse ``pitch_yaw(v)``: the one gaze convention of
+# :mod:`simgan.gaze_convention` (``(0, 0)`` is ``[0, 0, -1]``, into the camera; positive pitch looks up).
+direction, pitch_yaw = gaze_from_pitch_yaw, pitch_yaw_from_gaze
 
 
 def rotation(pitch: np.ndarray, yaw: np.ndarray, roll: np.ndarray | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
+from ..stats import binomial_test
 from . import store
 from .store import KINDS, Study
 
@@ -27,7 +28,7 @@ KIND_LABEL = {"real": "real", "refined": "not real"}
 
 @dataclass
 class Binomial:
-    """``correct`` of ``trials`` against chance (p = 0.5)."""
+    """``correct`` of ``trials`` against chance (p = 0.5); the p-values are ``None`` with no trials."""
 
     correct: int
     trials: int
@@ -40,12 +41,11 @@ class Binomial:
 
 
 def binomial(correct: int, trials: int) -> Binomial:
-    """Two-sided and one-sided ('better than chance') binomial tests; ``None`` with no trials."""
+    """Two-sided and one-sided ('better than chance') tests of :func:`simgan.stats.binomial_test`."""
     if trials == 0:
         return Binomial(0, 0, None, None)
-    from scipy.stats import binomtest
-    return Binomial(correct, trials, float(binomtest(correct, trials, 0.5).pvalue),
-                    float(binomtest(correct, trials, 0.5, alternative="greater").pvalue))
+    t = binomial_test(correct, trials)
+    return Binomial(correct, trials, t.p_two_sided, t.p_greater)
 
 
 def confusion_matrix(pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
