@@ -34,7 +34,7 @@ def test_realism_without_extra_skips_with_one_note(monkeypatch, tmp_path):
     write_dataset(tmp_path / "c", rng.integers(0, 255, (12, 16, 16, 1), dtype=np.uint8))
     monkeypatch.setattr(inception, "inception_weights", lambda: None)
     lines = []
-    m = evaluate_realism(tmp_path / "r", {"c": tmp_path / "c"}, c2st=False, inception=True, log=lines.append)
+    m = evaluate_realism(tmp_path / "r", {"c": tmp_path / "c"}, c2st=False, inception=True, echo=lines.append)
     assert m["inception_note"] == inception.MISSING_NOTE and "inception" not in m["results"]["c"]
     assert sum("pip install simgan[fid]" in line for line in lines) == 1
 

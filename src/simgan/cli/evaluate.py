@@ -16,7 +16,7 @@ from ..errors import SimganError
 DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N."
 
 
-def _logger(quiet: bool):
+def _echo(quiet: bool):
     if quiet:
         return lambda _msg: None
     return lambda msg: click.echo(msg, err=True)
@@ -71,7 +71,7 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
     labels = default_names(list(train), list(names), "training set")
     metrics = evaluate_gaze(dict(zip(labels, train)), test, out, device=device, seed=seed,
                             settings=GazeTrainSettings.from_flags(max_minutes, batch_size),
-                            max_epochs=positive(max_epochs, "--max-epochs"), overwrite=overwrite, log=_logger(quiet))
+                            max_epochs=positive(max_epochs, "--max-epochs"), overwrite=overwrite, echo=_echo(quiet))
     click.echo(format_gaze_table(metrics))
 
 
@@ -111,7 +111,7 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, fid, 
     metrics = evaluate_realism(real, dict(zip(labels, candidates)), out, device=device, seed=seed,
                                max_images=max_images, c2st=not no_c2st, kid=not no_kid, reference=reference,
                                overwrite=overwrite, inception=fid,
-                               log=_logger(quiet))
+                               echo=_echo(quiet))
     click.echo(format_realism_table(metrics))
 
 
@@ -147,7 +147,7 @@ def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_
                                     train_estimator=not no_gaze, max_pairs=max_pairs or None, pupil=not no_pupil,
                                     device=device, seed=seed, settings=GazeTrainSettings.from_flags(max_minutes, batch_size),
                                     max_epochs=positive(max_epochs, "--max-epochs"), overwrite=overwrite,
-                                    log=_logger(quiet))
+                                    echo=_echo(quiet))
     click.echo(format_preservation_table(metrics))
 
 
@@ -175,5 +175,5 @@ def pose_cmd(train, test, out, names, device, seed, epochs, max_minutes, batch_s
     s = PoseTrainSettings.from_flags(epochs, max_minutes, batch_size, channels, heatmap)
     labels = default_names(list(train), list(names), "training set")
     metrics = evaluate_pose(dict(zip(labels, train)), test, out, device=device, seed=seed, settings=s,
-                            overwrite=overwrite, log=_logger(quiet))
+                            overwrite=overwrite, echo=_echo(quiet))
     click.echo(format_pose_table(metrics))

@@ -17,7 +17,7 @@ from ..stats import binomial_test
 from ..errors import SimganError
 
 METRICS_FILE = "metrics.json"
-Log = Callable[[str], None]
+Echo = Callable[[str], None]  # the progress callback, as in train() and refine_dataset()
 
 
 def quiet(_msg: str) -> None:

@@ -61,7 +61,7 @@ from .supervised import (EpochSampler, Progress, TaskModel, fit, load_model_file
                          seeded_model)
 from ..stats import wilson_interval
 from ..tables import format_table
-from .common import (Log, estimator_path, gaze_labels, open_images, open_like, plot_cumulative, positive, prepare_out,
+from .common import (Echo, estimator_path, gaze_labels, open_images, open_like, plot_cumulative, positive, prepare_out,
                      quiet, write_metrics)
 
 PAPER_CONV_CHANNELS = (32, 32, 64, 80, 192)
@@ -335,7 +335,7 @@ def _checked_training_data(images: np.ndarray, gaze) -> tuple[np.ndarray, np.nda
 
 def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int = 255,
                          settings: GazeTrainSettings | None = None, device: str | torch.device = "auto",
-                         log: Log = quiet, name: str = "") -> GazeEstimator:
+                         echo: Echo = quiet, name: str = "") -> GazeEstimator:
     """Train a §3.1 gaze estimator on ``N×H×W×C`` integer images and ``N×3`` gaze vectors.
 
     Returns the estimator with the weights of its best validation measurement; ``.info`` holds
@@ -374,7 +374,7 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
         return 0.5 * (out.float() - targets[idx]).pow(2).sum(1).mean()
 
     def report(p: Progress) -> None:
-        log(f"{prefix}step {p.step} epoch {p.epoch:.2f}: loss {p.train_loss:.4f}, validation {p.val:.2f}° "
+        echo(f"{prefix}step {p.step} epoch {p.epoch:.2f}: loss {p.train_loss:.4f}, validation {p.val:.2f}° "
             f"(best {p.best_val:.2f}°), {p.images_per_second:.0f} img/s")
 
     sampler = EpochSampler(n_train, s.batch_size, gen, index=train_idx_dev, device=dev)
@@ -393,7 +393,7 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
         "images_per_second": r.images_per_second,
         "device": str(dev), "precision": precision, "settings": asdict(s), "curve": r.curve,
     }
-    log(f"{prefix}done: {r.stopped} after {r.steps} steps ({r.epochs:.2f} epochs, {r.train_seconds:.0f} s "
+    echo(f"{prefix}done: {r.stopped} after {r.steps} steps ({r.epochs:.2f} epochs, {r.train_seconds:.0f} s "
         f"training, {r.images_per_second:.0f} img/s); best validation {r.best_val:.2f}° at step {r.best_step}")
     return GazeEstimator(model, max_value, info)
 
@@ -405,7 +405,7 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
 def evaluate_gaze(train_sets: Mapping[str, str | os.PathLike], test: str | os.PathLike,
                   out: str | os.PathLike | None = None, *, device: str = "auto", seed: int = 0,
                   settings: GazeTrainSettings | None = None, max_epochs: float | None = None,
-                  overwrite: bool = False, save_estimators: bool = True, log: Log = quiet) -> dict:
+                  overwrite: bool = False, save_estimators: bool = True, echo: Echo = quiet) -> dict:
     """Train one gaze estimator per training set, test each on ``test`` (§3.1, Figure 7, Tables 2–3).
 
     ``train_sets`` maps a name (e.g. ``"synthetic"``, ``"refined"``) to a labelled dataset
@@ -436,14 +436,14 @@ def evaluate_gaze(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
 
     results, errors_by_name = {}, {}
     for name, (ds, g) in opened.items():
-        log(f"[gaze {name}] loading {len(ds)} images from {train_sets[name]}")
-        est = train_gaze_estimator(ds.load(), g, max_value=ds.spec.max_value, settings=s, device=dev, log=log,
+        echo(f"[gaze {name}] loading {len(ds)} images from {train_sets[name]}")
+        est = train_gaze_estimator(ds.load(), g, max_value=ds.spec.max_value, settings=s, device=dev, echo=echo,
                                    name=name)
         errors_by_name[name] = angular_error_deg(est.predict(test_images), test_gaze)
         results[name] = res = _test_result(est, errors_by_name[name], g, test_gaze, train_sets[name])
         if out_dir is not None and save_estimators:
             res["estimator"] = str(est.save(estimator_path(out_dir, name)))
-        log(f"[gaze {name}] test: mean {res['mean_deg']:.2f}°, within 7°: {res['within_pct']['7']:.1f}%")
+        echo(f"[gaze {name}] test: mean {res['mean_deg']:.2f}°, within 7°: {res['within_pct']['7']:.1f}%")
     metrics = {
         "measure": "gaze",
         "paper": "§3.1: % of real test images within d degrees (Table 2: d=7), mean error (Table 3)",

@@ -63,7 +63,7 @@ from ..errors import SimganError
 from ..tables import format_table
 from .supervised import (EpochSampler, Progress, TaskModel, fit, load_model_file, make_optimizer, save_model_file,
                          seeded_model)
-from .common import (Log, estimator_path, open_images, open_like, plot_cumulative, positive, prepare_out, quiet,
+from .common import (Echo, estimator_path, open_images, open_like, plot_cumulative, positive, prepare_out, quiet,
                      write_metrics)
 
 N_JOINTS = 14
@@ -334,7 +334,7 @@ class PoseEstimator(TaskModel):
 
 def train_pose_estimator(images: np.ndarray, uv: np.ndarray, *, max_value: int = 65535,
                          settings: PoseTrainSettings | None = None, device: str | torch.device = "auto",
-                         log: Log = quiet, name: str = "") -> PoseEstimator:
+                         echo: Echo = quiet, name: str = "") -> PoseEstimator:
     """Train a stacked hourglass on ``N x S x S x 1`` integer images and ``N x J x 2`` joints."""
     s = (settings or PoseTrainSettings()).check()
     if images.ndim != 4 or images.shape[1] != images.shape[2]:
@@ -360,7 +360,7 @@ def train_pose_estimator(images: np.ndarray, uv: np.ndarray, *, max_value: int =
         return sum(F.mse_loss(o.float(), target, reduction="sum") / len(idx) for o in model(standardise(x).to(dev)))
 
     def report(p: Progress) -> None:
-        log(f"{prefix}step {p.step}/{p.max_steps} epoch {p.seen / p.n:.2f}: loss {p.train_loss:.3f}, "
+        echo(f"{prefix}step {p.step}/{p.max_steps} epoch {p.seen / p.n:.2f}: loss {p.train_loss:.3f}, "
             f"{p.images_per_second:.0f} img/s")
 
     sampler = EpochSampler(n, s.batch_size, gen, min_batch=2)  # batch norm needs two samples
@@ -370,7 +370,7 @@ def train_pose_estimator(images: np.ndarray, uv: np.ndarray, *, max_value: int =
             device=dev, max_steps_reason="epochs")
     info = {"n_train": n, "steps": r.steps, "epochs": r.epochs, "stopped": r.stopped, "train_seconds": r.total_seconds,
             "images_per_second": r.seen / max(r.total_seconds, 1e-9), "device": str(dev), "settings": asdict(s)}
-    log(f"{prefix}done: {r.steps} steps, {r.epochs:.2f} epochs in {r.total_seconds:.0f} s")
+    echo(f"{prefix}done: {r.steps} steps, {r.epochs:.2f} epochs in {r.total_seconds:.0f} s")
     return PoseEstimator(model, max_value, info)
 
 
@@ -405,7 +405,7 @@ def joint_labels(ds, what: str) -> np.ndarray:
 def evaluate_pose(train_sets: Mapping[str, str | os.PathLike], test: str | os.PathLike,
                   out: str | os.PathLike | None = None, *, device: str = "auto", seed: int = 0,
                   settings: PoseTrainSettings | None = None, overwrite: bool = False,
-                  save_estimators: bool = True, log: Log = quiet) -> dict:
+                  save_estimators: bool = True, echo: Echo = quiet) -> dict:
     """Train one pose estimator per training set and test each on ``test`` (§3.2, Table 4, Figure 9).
 
     Every set is a labelled dataset of square one-channel depth images with ``uv`` joint labels
@@ -433,8 +433,8 @@ def evaluate_pose(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
         opened[name] = (ds, uv)
     results, errors_by_name = {}, {}
     for name, (ds, uv) in opened.items():
-        log(f"[pose {name}] loading {len(ds)} images from {train_sets[name]}")
-        est = train_pose_estimator(ds.load(), uv, max_value=ds.spec.max_value, settings=s, device=dev, log=log,
+        echo(f"[pose {name}] loading {len(ds)} images from {train_sets[name]}")
+        est = train_pose_estimator(ds.load(), uv, max_value=ds.spec.max_value, settings=s, device=dev, echo=echo,
                                    name=name)
         err = joint_errors_px(est.predict(test_images), test_uv)
         res = pose_metrics(err, spec.width)
@@ -444,7 +444,7 @@ def evaluate_pose(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
             res["estimator"] = str(save_estimator(est, estimator_path(out_dir, name)))
         results[name] = res
         errors_by_name[name] = err
-        log(f"[pose {name}] test: mean {res['mean_px']:.2f} px, within 5 px: {res['pck5']:.1f}% "
+        echo(f"[pose {name}] test: mean {res['mean_px']:.2f} px, within 5 px: {res['pck5']:.1f}% "
             f"(5 px at 224: {res['pck5_224']:.1f}%)")
     metrics = {
         "measure": "pose",

@@ -66,7 +66,7 @@ from scipy import ndimage
 
 from ..datasets import Dataset, open_dataset
 from ..errors import SimganError
-from .common import Log, gaze_labels, prepare_out, quiet, same_shape, write_metrics
+from .common import Echo, gaze_labels, prepare_out, quiet, same_shape, write_metrics
 from ..tables import format_table
 from .gaze import GazeEstimator, GazeTrainSettings, angular_error_deg, train_gaze_estimator
 
@@ -306,7 +306,7 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
                           estimator: GazeEstimator | str | os.PathLike | None = None, train_estimator: bool = True,
                           max_pairs: int | None = 2000, pupil: bool = True, device: str = "auto", seed: int = 0,
                           settings: GazeTrainSettings | None = None, max_epochs: float | None = None,
-                          overwrite: bool = False, log: Log = quiet) -> dict:
+                          overwrite: bool = False, echo: Echo = quiet) -> dict:
     """Measure label preservation between a synthetic set and its refined version (module doc).
 
     ``estimator``: a :class:`GazeEstimator` or the path of one saved by ``simgan evaluate gaze``;
@@ -325,7 +325,7 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
     n_all = len(i_syn)
     chosen = _choose_pairs(n_all, max_pairs, seed)
     max_value = syn_ds.spec.max_value
-    log(f"[preservation] loading {len(chosen)} of {n_all} pairs")
+    echo(f"[preservation] loading {len(chosen)} of {n_all} pairs")
     syn = syn_ds.read_many(i_syn[chosen].tolist())
     ref = ref_ds.read_many(i_ref[chosen].tolist())
     diff = np.abs(ref.astype(np.float64) - syn.astype(np.float64)) / max_value
@@ -341,16 +341,16 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
     shifts = None
     if pupil:
         shifts, metrics["pupil"] = _pupil_part(syn, ref, max_value, syn_ds, i_syn[chosen])
-        _log_pupil(metrics["pupil"], log)
+        _log_pupil(metrics["pupil"], echo)
     if has_gaze and (estimator is not None or train_estimator):
         if estimator is None:
             estimator, source = _train_on_synthetic(syn_ds, i_syn, gaze, chosen, settings, max_epochs, seed,
-                                                    device, log)
+                                                    device, echo)
         else:
             source = {"trained_on": "given estimator", "info": {k: v for k, v in estimator.info.items()
                                                               if k in ("n_train", "best_val_deg", "stopped")}}
         metrics["gaze"] = _gaze_change(estimator, syn, ref, gaze[i_syn[chosen]], source)
-        log(f"[preservation] gaze prediction change {metrics['gaze']['change_mean_deg']:.2f} ± "
+        echo(f"[preservation] gaze prediction change {metrics['gaze']['change_mean_deg']:.2f} ± "
             f"{metrics['gaze']['change_std_deg']:.2f}°")
     else:
         metrics["gaze"] = None
@@ -392,8 +392,8 @@ def _choose_pairs(n_all: int, max_pairs: int | None, seed: int) -> np.ndarray:
     return np.arange(n_all)
 
 
-def _log_pupil(pm: dict, log: Log) -> None:
-    log(f"[preservation] pupil shift: censored median {pm['median_px_censored']:.2f} px, "
+def _log_pupil(pm: dict, echo: Echo) -> None:
+    echo(f"[preservation] pupil shift: censored median {pm['median_px_censored']:.2f} px, "
         f"{100 * pm['failure_rate']:.1f}% of pairs failed or moved beyond {pm['search_radius_px']:.0f} px; "
         f"over fitted pairs {pm['mean_px']:.2f} ± {pm['std_px']:.2f} px" if pm["n_eligible"] else
         "[preservation] no synthetic pupil could be fitted")
@@ -401,21 +401,21 @@ def _log_pupil(pm: dict, log: Log) -> None:
 
 def _train_on_synthetic(syn_ds: Dataset, i_syn: np.ndarray, gaze: np.ndarray, chosen: np.ndarray,
                         settings: GazeTrainSettings | None, max_epochs: float | None, seed: int, device: str,
-                        log: Log) -> tuple[GazeEstimator, dict]:
+                        echo: Echo) -> tuple[GazeEstimator, dict]:
     """A gaze estimator trained on the synthetic images outside the measured pairs (on all of
     them when the rest is smaller than the measured set), and the record of what it saw."""
     n_all = len(i_syn)
     rest = np.setdiff1d(np.arange(n_all), chosen)
     own = len(rest) >= max(len(chosen), 2)
     train_rows = rest if own else np.arange(n_all)
-    log(f"[preservation] training a gaze estimator on {len(train_rows)} synthetic images")
+    echo(f"[preservation] training a gaze estimator on {len(train_rows)} synthetic images")
     s = copy.deepcopy(settings) if settings is not None else GazeTrainSettings()
     if max_epochs is not None:
         s.max_epochs = max_epochs
     s.seed = seed
     images = syn_ds.read_many(i_syn[train_rows].tolist()) if own else syn_ds.load()
     estimator = train_gaze_estimator(images, gaze[i_syn[train_rows]], max_value=syn_ds.spec.max_value, settings=s,
-                                     device=device, log=log, name="synthetic")
+                                     device=device, echo=echo, name="synthetic")
     return estimator, {"trained_on": "synthetic set", "n_train": int(len(train_rows)),
                        "includes_measured_images": not own}
 

@@ -40,7 +40,7 @@ from ..datasets import open_dataset, to_model
 from ..runtime import resolve_device
 from ..errors import SimganError
 from ..models.features import MIN_SIZE, frozen_feature_net
-from .common import Log, binomial_summary, open_like, prepare_out, quiet, write_metrics
+from .common import Echo, binomial_summary, open_like, prepare_out, quiet, write_metrics
 from ..tables import format_table
 from .gaze import _as_torch_ready
 from .supervised import EpochSampler, Progress, fit, make_optimizer, seeded_model
@@ -127,7 +127,7 @@ def _balanced_splits(real: np.ndarray, candidate: np.ndarray, s: C2STSettings, g
 
 def classifier_two_sample_test(real: np.ndarray, candidate: np.ndarray, *, max_value: int = 255,
                                settings: C2STSettings | None = None, seed: int = 0,
-                               device: str | torch.device = "cpu", log: Log = quiet, name: str = "") -> dict:
+                               device: str | torch.device = "cpu", echo: Echo = quiet, name: str = "") -> dict:
     """C2ST between two ``N×H×W×C`` integer image arrays (see the module docstring).
 
     Uses ``min(len(real), len(candidate))`` images of each (balanced); both classes are split
@@ -155,7 +155,7 @@ def classifier_two_sample_test(real: np.ndarray, candidate: np.ndarray, *, max_v
         return out
 
     def report(p: Progress) -> None:
-        log(f"[c2st {name}] step {p.step}: validation loss {p.val:.4f} (best {p.best_val:.4f})")
+        echo(f"[c2st {name}] step {p.step}: validation loss {p.val:.4f} (best {p.best_val:.4f})")
 
     # A short last batch is dropped: every step sees ``batch`` images.
     sampler = EpochSampler(len(x_tr), s.batch_size, gen, min_batch=min(s.batch_size, len(x_tr)), device=dev)
@@ -237,7 +237,7 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
                      out: str | os.PathLike | None = None, *, device: str = "auto", seed: int = 0,
                      max_images: int = 5000, c2st: bool = True, kid: bool = True, n_blocks: int = 10,
                      c2st_settings: C2STSettings | None = None, reference: bool = False,
-                     overwrite: bool = False, log: Log = quiet, inception: bool = False) -> dict:
+                     overwrite: bool = False, echo: Echo = quiet, inception: bool = False) -> dict:
     """Compare each candidate set with the real set: C2ST and kernel distance (see module doc).
 
     At most ``max_images`` random images of each set are used (the same real images for every
@@ -264,14 +264,14 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
     cand_ds = {name: open_like(path, real_ds, f"candidate set {name!r}", "real set")
                for name, path in candidates.items()}
     rng = np.random.RandomState(seed)
-    log(f"[realism] loading real images from {real}")
+    echo(f"[realism] loading real images from {real}")
     real_images = _sample(real_ds, max_images, rng)
-    m = _Measures(kid, c2st, n_blocks, seed, dev, settings, real_ds.spec.max_value, log)
+    m = _Measures(kid, c2st, n_blocks, seed, dev, settings, real_ds.spec.max_value, echo)
     real_feats = image_features(real_images, max_value=m.max_value, device=dev) if kid else None
     inception_note, inc_real = _inception_reference(real_images, m) if inception else (None, None)
     results = {}
     for name, ds in cand_ds.items():
-        log(f"[realism {name}] loading {min(len(ds), max_images)} of {len(ds)} images from {candidates[name]}")
+        echo(f"[realism {name}] loading {min(len(ds), max_images)} of {len(ds)} images from {candidates[name]}")
         results[name] = _measure_candidate(name, candidates[name], _sample(ds, max_images, rng), real_images,
                                            real_feats, inc_real, m)
     metrics = {
@@ -302,7 +302,7 @@ class _Measures:
     device: torch.device
     settings: C2STSettings
     max_value: int
-    log: Log
+    echo: Echo
 
 
 def _sample(ds, max_images: int, rng: np.random.RandomState) -> np.ndarray:
@@ -318,7 +318,7 @@ def _inception_reference(real_images: np.ndarray, m: _Measures):
     from .inception import MISSING_NOTE, inception_features, inception_weights
 
     if inception_weights() is None:
-        m.log(f"[realism] {MISSING_NOTE}")
+        m.echo(f"[realism] {MISSING_NOTE}")
         return MISSING_NOTE, None
     return None, inception_features(real_images, max_value=m.max_value, device=m.device)
 
@@ -330,17 +330,17 @@ def _measure_candidate(name: str, path, images: np.ndarray, real_images: np.ndar
     if m.kid:
         res["kid"] = kernel_distance(real_feats, image_features(images, max_value=m.max_value, device=m.device),
                                      n_blocks=m.n_blocks, seed=m.seed)
-        m.log(f"[realism {name}] kernel distance {res['kid']['kid']:.3g} ± {res['kid']['kid_se']:.2g}")
+        m.echo(f"[realism {name}] kernel distance {res['kid']['kid']:.3g} ± {res['kid']['kid_se']:.2g}")
     if inc_real is not None:
         from .inception import fid_kid
         inc = res["inception"] = fid_kid(real_images, images, max_value=m.max_value, device=m.device, seed=m.seed,
                                          real_features=inc_real)
-        m.log(f"[realism {name}] FID {inc['fid']:.2f}, KID {inc['kid']:.4f} ± {inc['kid_std']:.4f} "
+        m.echo(f"[realism {name}] FID {inc['fid']:.2f}, KID {inc['kid']:.4f} ± {inc['kid_std']:.4f} "
               f"({inc['n_real']} real / {inc['n_candidate']} candidate images)")
     if m.c2st:
         res["c2st"] = classifier_two_sample_test(real_images, images, max_value=m.max_value, settings=m.settings,
-                                                 seed=m.seed, device=m.device, log=m.log, name=name)
-        m.log(f"[realism {name}] C2ST held-out accuracy {100 * res['c2st']['accuracy']:.1f}%")
+                                                 seed=m.seed, device=m.device, echo=m.echo, name=name)
+        m.echo(f"[realism {name}] C2ST held-out accuracy {100 * res['c2st']['accuracy']:.1f}%")
     return res
 
 
@@ -355,9 +355,9 @@ def _real_vs_real(real_images: np.ndarray, real_feats, m: _Measures) -> dict:
         ref["kid"] = kernel_distance(real_feats[a], real_feats[b], n_blocks=m.n_blocks, seed=m.seed)
     if m.c2st:
         ref["c2st"] = classifier_two_sample_test(real_images[a], real_images[b], max_value=m.max_value,
-                                                 settings=m.settings, seed=m.seed, device=m.device, log=m.log,
+                                                 settings=m.settings, seed=m.seed, device=m.device, echo=m.echo,
                                                  name="reference")
-    m.log("[realism] reference (real half vs half) done")
+    m.echo("[realism] reference (real half vs half) done")
     return ref
 
 

@@ -96,10 +96,10 @@ def run_ablation(synthetic, real, test, out, *, base: SimGANConfig, variants: li
 
     echo("\n== realism of each variant against the real set")
     realism = evaluate_realism(real, {"synthetic": synthetic, **refined_sets}, out / "realism", device=device,
-                               seed=seed, max_images=realism_images, log=echo)
+                               seed=seed, max_images=realism_images, echo=echo)
     echo("\n== downstream gaze error of an estimator trained on each variant's refined images")
     gaze = evaluate_gaze({"synthetic": synthetic, **refined_sets}, test, out / "gaze", device=device, seed=seed,
-                         settings=gs, log=echo)
+                         settings=gs, echo=echo)
     rows = []
     for n in ["synthetic", *names]:
         c = realism["results"][n].get("c2st") or {}

@@ -180,17 +180,17 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
     gaze = evaluate_gaze({"synthetic": data / "synthetic", "refined": data / "refined",
                           "target (upper bound)": data / "target_train"},
                          data / "target_test", out / "gaze", device=device, seed=seed, settings=gsettings,
-                         log=echo)
+                         echo=echo)
     timings["gaze"] = time.perf_counter() - t
 
     # 5. realism and preservation ---------------------------------------------------------------------
     t = step("5/6 realism (vs target) and label preservation (synthetic -> refined)")
     realism = evaluate_realism(data / "target_train", {"synthetic": data / "synthetic", "refined": data / "refined"},
-                               out / "realism", device=device, seed=seed, max_images=s.realism_images, log=echo)
+                               out / "realism", device=device, seed=seed, max_images=s.realism_images, echo=echo)
     echo(format_realism_table(realism))
     preservation = evaluate_preservation(data / "synthetic", data / "refined", out / "preservation", device=device,
                                          seed=seed, max_pairs=s.preservation_images,
-                                         estimator=out / "gaze" / "estimators" / "synthetic.pt", log=echo)
+                                         estimator=out / "gaze" / "estimators" / "synthetic.pt", echo=echo)
     echo(format_preservation_table(preservation))
     artifacts = measure_artifacts(data / "synthetic", data / "refined", cfg, s.preservation_images)
     echo(f"artifacts: periodic ratio {artifacts['periodic_ratio']:.2f} at D's stride {artifacts['stride']} px, "

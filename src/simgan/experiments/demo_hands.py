@@ -283,14 +283,14 @@ def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "aut
     if s.views3:
         sets.update({"synthetic_3x": data / "synthetic_3x", "refined_3x": data / "refined_3x"})
     pose = evaluate_pose(sets, data / "target_test", out / "pose", device=device, seed=seed,
-                         settings=PoseTrainSettings(**s.pose), log=echo)
+                         settings=PoseTrainSettings(**s.pose), echo=echo)
     echo(format_pose_table(pose))
     timings["pose"] = time.perf_counter() - t
 
     # 5. realism and preservation -------------------------------------------------------------------
     t = step("5/6 realism (vs target) and label preservation (synthetic -> refined)")
     realism = evaluate_realism(data / "target_train", {"synthetic": data / "synthetic", "refined": data / "refined"},
-                               out / "realism", device=device, seed=seed, max_images=s.realism_images, log=echo)
+                               out / "realism", device=device, seed=seed, max_images=s.realism_images, echo=echo)
     echo(format_realism_table(realism))
     syn_ds, ref_ds = ImageFolder.open(data / "synthetic"), ImageFolder.open(data / "refined")
     tgt_ds = ImageFolder.open(data / "target_test")
