@@ -127,7 +127,10 @@ def format_table(headers: list[str], rows: list[list]) -> str:
 
 def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed: int = 0,
              echo=print, settings: DemoSettings | None = None) -> DemoResult:
-    """Run the demo into the new folder ``out``; returns the report path and every figure."""
+    """Run the demo into the new folder ``out``; returns the report path and every figure.
+
+    One function on purpose, like nanoGPT's training script: the six numbered steps read top to
+    bottom as the experiment of §3.1, each a call into the public API."""
     from ..evaluation import (GazeTrainSettings, evaluate_gaze, evaluate_preservation, evaluate_realism,
                              format_preservation_table, format_realism_table)
     from ..plots import save_grid
@@ -217,6 +220,8 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
 
 
 def write_report(out: Path, m: dict, grid: Path, run: Path) -> Path:
+    """``OUT/report.html``, self-contained (images inlined). Long because it is the page's
+    template written out, section by section, in the order the page shows them."""
     s = m["settings"]
     gaze, realism, pres = m["gaze"], m["realism"], m["preservation"]
     loss_png = run / "samples" / "loss_curves.png"

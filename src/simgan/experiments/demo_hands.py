@@ -222,7 +222,10 @@ def _view0_subset(src: Path, dst: Path) -> Path:
 
 def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "auto", seed: int = 0, echo=print,
                    settings: HandsDemoSettings | None = None) -> HandsDemoResult:
-    """Run the hand demo into the new folder ``out``; returns the report path and every figure."""
+    """Run the hand demo into the new folder ``out``; returns the report path and every figure.
+
+    One function on purpose, as :func:`simgan.experiments.demo_eyes.run_demo`: the numbered steps
+    read top to bottom as the experiment of §3.2 (Table 4), each a call into the public API."""
     from ..evaluation.common import write_metrics
     from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table, load_estimator
     from ..evaluation.realism import evaluate_realism, format_realism_table
@@ -346,6 +349,7 @@ PAPER_TABLE4 = {"synthetic": 69.7, "refined": 72.4, "real": 74.5, "synthetic_3x"
 
 
 def write_hands_report(out: Path, m: dict, grid: Path, crops: Path, run: Path) -> Path:
+    """``OUT/report.html``; long because it is the page's template written out, section by section."""
     s = m["settings"]
     S = m["image_size"]
     loss_png = run / "samples" / "loss_curves.png"
