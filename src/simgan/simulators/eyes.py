@@ -39,9 +39,7 @@ pixel's centre has integer coordinates and the image centre is ``((W-1)/2, (H-1)
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,8 +49,10 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SimganError
+from .blocks import in_order, thread_count, tune_malloc
 from .eye_render import rasterize
 from .eye_scene import EyeSceneParams, EyeSceneRanges, labels as scene_labels, project
+
 from .webcam import TargetAppearance, apply_camera, sample_look
 
 DOMAINS = ("synthetic", "target")
@@ -61,31 +61,6 @@ MIN_SIZE = 16  # px, smallest height or width the eye model is drawn at
 MAX_SIZE = 1024
 
 _DOMAIN_CODE = {"synthetic": 0, "target": 1}
-_malloc_tuned = False
-
-
-def _tune_malloc() -> None:
-    """Keep glibc from handing freed memory back to the OS after every batch.
-
-    Rasterising a batch allocates and frees a few hundred numpy temporaries of 0.1-1 MB. With
-    glibc's defaults these are mmap-ed or trimmed off the heap's top when freed, so every batch
-    page-faults all of them back in: rasterising took ~1.7x more CPU time (measured). Raising the
-    mmap and trim thresholds (process-wide) keeps up to 256 MB of freed heap in the process
-    instead; results do not change. Other platforms and allocators are left alone.
-    """
-    global _malloc_tuned
-    if _malloc_tuned or not sys.platform.startswith("linux"):
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    mallopt(M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(M_TRIM_THRESHOLD, 256 << 20)
-    mallopt(M_TOP_PAD, 16 << 20)
 
 
 @dataclass(frozen=True)
@@ -100,7 +75,7 @@ class _Job:
 
 
 def _job(n, seed, domain, height, width, batch_size, ranges, appearance) -> _Job:
-    _tune_malloc()
+    tune_malloc()
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise SimganError(f"number of images must be a positive integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -116,10 +91,6 @@ def _job(n, seed, domain, height, width, batch_size, ranges, appearance) -> _Job
         raise SimganError(f"batch size must be a positive integer, got {batch_size!r}")
     return _Job(int(seed), domain, int(height), int(width), int(batch_size),
                 ranges or EyeSceneRanges(), appearance or TargetAppearance())
-
-
-def _workers(workers: int | None) -> int:
-    return max(1, int(workers) if workers else min(os.cpu_count() or 1, 8))
 
 
 def _streams(job: _Job, block: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -162,23 +133,9 @@ def _iter_blocks(job: _Job, n: int, workers: int, want_masks: bool = False) -> I
     """Yield ``(first_index, images, labels, masks)`` for images ``0..n-1``, in order, rendering
     up to ``workers`` blocks at a time on threads (numpy releases the GIL in its loops)."""
     spans = [(b, 0, min(BLOCK, n - b * BLOCK)) for b in range((n + BLOCK - 1) // BLOCK)]
-    if workers == 1 or len(spans) == 1:
-        for b, lo, hi in spans:
-            yield (b * BLOCK,) + _render_block(job, b, lo, hi, want_masks)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = []
-        it = iter(spans)
-        for b, lo, hi in it:
-            pending.append((b, pool.submit(_render_block, job, b, lo, hi, want_masks)))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            b, fut = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt[0], pool.submit(_render_block, job, *nxt, want_masks)))
-            yield (b * BLOCK,) + fut.result()
+    render = lambda b, lo, hi: _render_block(job, b, lo, hi, want_masks)  # noqa: E731
+    for (b, _, _), block in in_order(render, spans, workers):
+        yield (b * BLOCK,) + block
 
 
 def render_eyes(n: int, *, seed: int = 0, domain: str = "synthetic", height: int = 35, width: int = 55,
@@ -196,7 +153,7 @@ def render_eyes(n: int, *, seed: int = 0, domain: str = "synthetic", height: int
     job = _job(n, seed, domain, height, width, batch_size, ranges, appearance)
     images = np.empty((n, job.height, job.width, 1), np.uint8)
     labels: list[dict] = []
-    for start, imgs, labs, _ in _iter_blocks(job, n, _workers(workers)):
+    for start, imgs, labs, _ in _iter_blocks(job, n, thread_count(workers)):
         images[start:start + len(imgs), :, :, 0] = imgs
         labels.extend(labs)
     return images, labels
@@ -225,7 +182,7 @@ def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str 
 
     job = _job(n, seed, domain, height, width, None, ranges, appearance)
     digits = max(6, len(str(n - 1)))
-    nw = _workers(workers)
+    nw = thread_count(workers)
     with DatasetWriter(out) as writer, \
             tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False, disable=not progress) as bar, \
             ThreadPoolExecutor(nw) as png_pool:

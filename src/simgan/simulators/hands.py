@@ -48,7 +48,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SimganError
-from .eyes import _tune_malloc, _workers
+from .blocks import in_order, thread_count, tune_malloc
 from .hand_render import render_depth
 from .hand_scene import (JOINT_NAMES, PARAM_NAMES, POSE_NAMES, VIEW_ANGLES, HandRanges, intrinsics, project,
                          sample_params, skeleton, view_transform)
@@ -79,7 +79,7 @@ def _check_int(value, name: str, lo: int, hi: int | None = None) -> int:
 
 
 def _job(n, seed, domain, size, views, ranges, sensor) -> _Job:
-    _tune_malloc()
+    tune_malloc()
     _check_int(n, "number of images (--n)", 1)
     _check_int(seed, "seed", 0)
     if domain not in DOMAINS:
@@ -150,23 +150,9 @@ def _iter_blocks(job: _Job, n: int, workers: int) -> Iterator[tuple[int, np.ndar
     """Yield ``(first_pose, images, labels)`` for poses ``0..n-1`` in order, up to ``workers``
     blocks at a time on threads (numpy releases the GIL in its loops)."""
     spans = [(b, min(BLOCK, n - b * BLOCK)) for b in range((n + BLOCK - 1) // BLOCK)]
-    if workers == 1 or len(spans) == 1:
-        for b, cnt in spans:
-            yield (b * BLOCK,) + _render_block(job, b, cnt)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = []
-        it = iter(spans)
-        for b, cnt in it:
-            pending.append((b, pool.submit(_render_block, job, b, cnt)))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            b, fut = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt[0], pool.submit(_render_block, job, *nxt)))
-            yield (b * BLOCK,) + fut.result()
+    render = lambda b, cnt: _render_block(job, b, cnt)  # noqa: E731
+    for (b, _), block in in_order(render, spans, workers):
+        yield (b * BLOCK,) + block
 
 
 def render_hands(n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224, views: int = 1,
@@ -180,7 +166,7 @@ def render_hands(n: int, *, seed: int = 0, domain: str = "synthetic", size: int 
     job = _job(n, seed, domain, size, views, ranges, sensor)
     images = np.empty((n * job.views, job.size, job.size, 1), np.uint16)
     labels: list[dict] = []
-    for start, imgs, labs in _iter_blocks(job, n, _workers(workers)):
+    for start, imgs, labs in _iter_blocks(job, n, thread_count(workers)):
         images[start * job.views:start * job.views + len(imgs), :, :, 0] = imgs
         labels.extend(labs)
     return images, labels
@@ -253,7 +239,7 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
     job = _job(n, seed, domain, render_size or size, views, ranges, sensor)
     _check_int(size, "image size", MIN_SIZE, MAX_SIZE)
     digits = max(6, len(str(n - 1)))
-    nw = _workers(workers)
+    nw = thread_count(workers)
 
     def name(k: int) -> str:
         pose, view = divmod(k, job.views)
