@@ -9,6 +9,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence
 
+DOMAINS = ("synthetic", "target")  # what every simulator renders: labelled synthetic, or target-like
 _malloc_tuned = False
 
 

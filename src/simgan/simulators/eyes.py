@@ -49,13 +49,12 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SimganError
-from .blocks import in_order, thread_count, tune_malloc
+from .blocks import DOMAINS, in_order, thread_count, tune_malloc
 from .eye_render import rasterize
 from .eye_scene import EyeSceneParams, EyeSceneRanges, labels as scene_labels, project
 
 from .webcam import TargetAppearance, apply_camera, sample_look
 
-DOMAINS = ("synthetic", "target")
 BLOCK = 256  # images per random stream
 MIN_SIZE = 16  # px, smallest height or width the eye model is drawn at
 MAX_SIZE = 1024

@@ -48,13 +48,12 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SimganError
-from .blocks import in_order, thread_count, tune_malloc
+from .blocks import DOMAINS, in_order, thread_count, tune_malloc
 from .hand_render import render_depth
 from .hand_scene import (JOINT_NAMES, PARAM_NAMES, POSE_NAMES, VIEW_ANGLES, HandRanges, intrinsics, project,
                          sample_params, skeleton, view_transform)
 from .kinect import SensorModel, apply_sensor, plane_depth, surroundings
 
-DOMAINS = ("synthetic", "target")
 BLOCK = 32  # poses per random stream
 MIN_SIZE = 32
 MAX_SIZE = 1024
