@@ -293,50 +293,68 @@ class Dataset:
         return arr
 
 
-class ImageFolder(Dataset):
-    """A dataset in the interchange format (see the module docstring).
+class InterchangeFolder:
+    """The opening checks of an interchange folder, written once for its two readers:
+    :class:`ImageFolder` (every record in memory: training, evaluation) and
+    :class:`simgan.datasets.stream.FolderIndex` (byte offsets only: refining huge sets).
 
-    Opening checks the folder and ``labels.jsonl`` (every line a JSON object with a ``"file"``
-    that exists); images are decoded only when asked for.
+    The folder must exist and be a folder; a ``labels.jsonl`` is checked line by line
+    (:func:`iter_labels`) and indexed by :meth:`_index_labels`, an unlabelled folder's sorted
+    image listing by :meth:`_index_files`; a folder with no images is refused.
     """
 
-    def __init__(self, root: Path, records: list[Record], labelled: bool):
-        self.root = root
-        self.records = records
-        self.labelled = labelled
-        self._spec = None
-
-    # -- opening ---------------------------------------------------------------------------
-    @classmethod
-    def open(cls, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset") -> "ImageFolder":
-        root = Path(path)
-        if not root.exists():
-            raise SimganError(f"{what} folder not found: {root}")
-        if not root.is_dir():
-            raise SimganError(f"{what} must be a folder of images, got a file: {root}")
-        labels_path = root / LABELS_FILE
-        if check_labels_file(labels_path):
-            records = cls._read_labels(root, labels_path)
-            labelled = True
+    def __init__(self, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset"):
+        self.root = Path(path)
+        if not self.root.exists():
+            raise SimganError(f"{what} folder not found: {self.root}")
+        if not self.root.is_dir():
+            raise SimganError(f"{what} must be a folder of images, got a file: {self.root}")
+        self.labels_path = self.root / LABELS_FILE
+        self.labelled = check_labels_file(self.labels_path)
+        if self.labelled:
+            self._index_labels()
         else:
             if need_labels:
-                raise SimganError(f"{what} {root} has no {LABELS_FILE}; this command needs labelled images")
-            records = [Record(f) for f in list_image_files(root)]
-            labelled = False
-        if not records:
-            raise SimganError(f"{what} folder {root} holds no images")
-        return cls(root, records, labelled)
+                raise SimganError(f"{what} {self.root} has no {LABELS_FILE}; this command needs labelled images")
+            self._index_files(list_image_files(self.root))
+        if len(self) == 0:
+            raise SimganError(f"{what} folder {self.root} holds no images")
 
-    @staticmethod
-    def _read_labels(root: Path, labels_path: Path) -> list[Record]:
-        records: list[Record] = []
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _index_labels(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _index_files(self, files: list[str]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ImageFolder(InterchangeFolder, Dataset):
+    """A dataset in the interchange format (see the module docstring), its records in memory.
+
+    Opening checks the folder and ``labels.jsonl`` (:class:`InterchangeFolder`: every line a
+    JSON object with a ``"file"`` that exists, none listed twice); images are decoded only when
+    asked for.
+    """
+
+    records: list[Record]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset") -> "ImageFolder":
+        return cls(path, need_labels=need_labels, what=what)
+
+    def _index_labels(self) -> None:
+        self.records = []
         seen: set[str] = set()
-        for _, where, rel, line in iter_labels(root, labels_path):
+        for _, where, rel, line in iter_labels(self.root, self.labels_path):
             if rel in seen:
                 raise SimganError(f"{where}: file {rel!r} is listed twice")
             seen.add(rel)
-            records.append(Record(rel, line))
-        return records
+            self.records.append(Record(rel, line))
+
+    def _index_files(self, files: list[str]) -> None:
+        self.records = [Record(f) for f in files]
 
     # -- access ------------------------------------------------------------------------------
     def __len__(self) -> int:
