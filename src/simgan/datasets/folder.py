@@ -510,14 +510,29 @@ class DatasetWriter:
         with DatasetWriter(out) as writer:
             writer.write_image("img/0.png", image)
             return writer.finish()
+
+    ``resume=True`` makes a resumable writer (``simgan refine``): an existing ``OUT.partial`` of
+    simgan's is reused as it is (:attr:`created` is False), and an exception keeps it for the
+    next run (:meth:`release`), except bad input found by the call that created it
+    (:class:`SimganError`), which leaves nothing behind. ``owner=False`` joins an ``OUT.partial``
+    that another process of the same job holds (torchrun ranks > 0: rank 0 locks, writes
+    ``labels.jsonl`` and publishes); such a writer only writes files into it.
     """
 
-    def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None):
+    def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None, owner: bool = True):
+        from ..paths import partial_of
+
         self.out = Path(out)
-        self._dir = PartialDir(self.out, resume=resume, echo=echo)
-        self.partial = self._dir.path
+        self.resume = resume
+        self._dir = PartialDir(self.out, resume=resume, echo=echo) if owner else None
+        self.partial = self._dir.path if owner else partial_of(self.out)
         self._made_dirs: set[str] = set()
         self._labels = None  # open .labels.jsonl.part while labels are being added
+
+    @property
+    def created(self) -> bool:
+        """True when this writer made ``OUT.partial`` (False: it continues an earlier one)."""
+        return self._dir is not None and self._dir.created
 
     def image_path(self, rel: str) -> Path:
         parent = os.path.dirname(rel)
@@ -553,17 +568,32 @@ class DatasetWriter:
             os.replace(self.partial / f".{LABELS_FILE}.part", self.partial / LABELS_FILE)
         return self._dir.publish()
 
-    def abort(self) -> None:
+    def _close_labels(self) -> None:
         if self._labels is not None:
             self._labels.close()
             self._labels = None
-        self._dir.remove()
+
+    def abort(self) -> None:
+        """Remove ``OUT.partial`` (and any parent folders made for it)."""
+        self._close_labels()
+        if self._dir is not None:
+            self._dir.remove()
+
+    def release(self) -> None:
+        """Keep ``OUT.partial`` for a later run (:meth:`PartialDir.release`)."""
+        self._close_labels()
+        if self._dir is not None and self._dir.lock.held:
+            self._dir.release()
 
     def __enter__(self) -> "DatasetWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        if exc_type is None or self._dir is None or not self._dir.lock.held:
+            return  # finished (published), or not ours to clean up
+        if self.resume and not (self.created and issubclass(exc_type, SimganError)):
+            self.release()
+        else:
             self.abort()
 
 
