@@ -28,7 +28,7 @@ import torch.distributed as dist
 from ..datasets import atomic_write_bytes, from_model, spec_of, to_model
 from ..datasets.folder import DatasetWriter, ImageSpec, PartialDir
 from ..datasets.stream import FolderIndex
-from ..datasets.workers import ImagePipeline, default_workers
+from ..datasets.workers import FileWorkers, default_workers
 from ..errors import SimganError
 from ..paths import check_no_overlap, partial_of
 from ..runtime import DistInfo, autocast, inference_precision, init_distributed, peak_rss_mib, set_threads
@@ -249,7 +249,7 @@ def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bo
                    dynamic_ncols=True)
     t0 = time.perf_counter()
     count = 0
-    with ImagePipeline(workers, job.spec) as io:
+    with FileWorkers(workers, job.spec) as io:
         depth = 2 if io.workers == 0 else 4
 
         def start_read(b: int):
