@@ -238,6 +238,36 @@ def test_writer_never_publishes_a_partial_folder(tmp_path):
         DatasetWriter(out)
 
 
+def test_resumable_writer_keeps_its_work_and_joined_writers_write_into_it(tmp_path):
+    """``resume=True`` (refine): an interruption keeps OUT.partial for the next run, which
+    continues it; bad input found by the run that created it leaves nothing behind. A writer with
+    ``owner=False`` (torchrun ranks > 0) writes into the owner's OUT.partial and cleans up nothing."""
+    out = tmp_path / "out"
+    zero = np.zeros((2, 2, 1), np.uint8)
+    with pytest.raises(SimganError):
+        with DatasetWriter(out, resume=True) as writer:
+            writer.write_image("img/0.png", zero)
+            raise SimganError("bad input")
+    assert not (tmp_path / "out.partial").exists()
+    with pytest.raises(KeyboardInterrupt):
+        with DatasetWriter(out, resume=True) as writer:
+            assert writer.created
+            writer.write_image("img/0.png", zero)
+            raise KeyboardInterrupt
+    assert (tmp_path / "out.partial" / "img" / "0.png").exists()
+    with pytest.raises(SimganError):
+        with DatasetWriter(out, resume=True) as writer:  # continuing: even bad input keeps the work
+            assert not writer.created and (writer.partial / "img" / "0.png").exists()
+            with DatasetWriter(out, resume=True, owner=False) as joined:
+                joined.write_image("img/1.png", zero)
+                raise SimganError("a failure in another process's part")
+    assert (tmp_path / "out.partial" / "img" / "1.png").exists()
+    with DatasetWriter(out, resume=True) as writer:
+        writer.add_lines([json_line({"file": f"img/{i}.png"}) for i in range(2)])
+        writer.finish()
+    assert len(ImageFolder.open(out, need_labels=True)) == 2 and not (tmp_path / "out.partial").exists()
+
+
 def test_writer_unlabelled_finish_writes_no_labels(tmp_path):
     writer = DatasetWriter(tmp_path / "real")
     writer.write_image("x.png", np.zeros((2, 2, 3), np.uint8))

@@ -20,8 +20,9 @@ from PIL import Image, ImageDraw
 
 from simgan.cli import main
 from simgan.datasets import ImageFolder, LABELS_FILE, convert, open_dataset, write_dataset
-from simgan.datasets.readers import (HDF5Images, MPIIGaze, NPZImages, UnityEyes, detect, gaze_angles,
-                                     open_format, parse_size, sniff, to_gray)
+from simgan.datasets import HDF5Images, MPIIGaze, NPZImages, UnityEyes, gaze_angles
+from simgan.datasets.common import parse_size, to_gray
+from simgan.datasets.formats import detect, open_format, sniff
 from simgan.errors import SimganError
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ def _size(ctx, param, value):
     """``--size``: ``"default"`` when absent, else ``(w, h)`` or ``None`` for native."""
     if value is None:
         return "default"
-    from ..datasets.readers import parse_size
+    from ..datasets.common import parse_size
 
     try:
         return parse_size(value)

@@ -1,6 +1,6 @@
 """``simgan convert``: any supported input format -> the interchange format.
 
-The work is done by the readers (:mod:`simgan.datasets.readers`); this module streams their
+The work is done by the readers (:mod:`simgan.datasets.formats`); this module streams their
 images and labels into a :class:`~simgan.datasets.folder.DatasetWriter`, so a failure half-way
 leaves no folder named ``out``.
 """
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..errors import SimganError
 from .folder import DatasetWriter, encode_png, json_line
-from .readers import FORMATS, open_format, sniff
+from .formats import FORMATS, open_format, sniff
 
 #: Images decoded and written per step.
 CHUNK = 512
@@ -28,7 +28,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike, *, format: str = "au
             threads: int = 4, progress: bool = False, nyu_kind: str = "real", cameras=None) -> Path:
     """Convert ``src`` (UnityEyes, MPIIGaze, HDF5 or NPZ) into a new interchange folder ``out``.
 
-    ``format="auto"`` recognises the input (see :func:`~simgan.datasets.readers.sniff`).
+    ``format="auto"`` recognises the input (see :func:`~simgan.datasets.formats.sniff`).
     ``size``: ``(width, height)``; ``"default"`` is 55x35 for the gaze formats and the stored size
     for arrays; ``None`` keeps the stored size. ``gray``: ``True`` one channel, ``False`` keep the
     channels, ``None`` the format's default (gray for UnityEyes/MPIIGaze). ``limit`` converts only

@@ -293,50 +293,68 @@ class Dataset:
         return arr
 
 
-class ImageFolder(Dataset):
-    """A dataset in the interchange format (see the module docstring).
+class InterchangeFolder:
+    """The opening checks of an interchange folder, written once for its two readers:
+    :class:`ImageFolder` (every record in memory: training, evaluation) and
+    :class:`simgan.datasets.stream.FolderIndex` (byte offsets only: refining huge sets).
 
-    Opening checks the folder and ``labels.jsonl`` (every line a JSON object with a ``"file"``
-    that exists); images are decoded only when asked for.
+    The folder must exist and be a folder; a ``labels.jsonl`` is checked line by line
+    (:func:`iter_labels`) and indexed by :meth:`_index_labels`, an unlabelled folder's sorted
+    image listing by :meth:`_index_files`; a folder with no images is refused.
     """
 
-    def __init__(self, root: Path, records: list[Record], labelled: bool):
-        self.root = root
-        self.records = records
-        self.labelled = labelled
-        self._spec = None
-
-    # -- opening ---------------------------------------------------------------------------
-    @classmethod
-    def open(cls, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset") -> "ImageFolder":
-        root = Path(path)
-        if not root.exists():
-            raise SimganError(f"{what} folder not found: {root}")
-        if not root.is_dir():
-            raise SimganError(f"{what} must be a folder of images, got a file: {root}")
-        labels_path = root / LABELS_FILE
-        if check_labels_file(labels_path):
-            records = cls._read_labels(root, labels_path)
-            labelled = True
+    def __init__(self, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset"):
+        self.root = Path(path)
+        if not self.root.exists():
+            raise SimganError(f"{what} folder not found: {self.root}")
+        if not self.root.is_dir():
+            raise SimganError(f"{what} must be a folder of images, got a file: {self.root}")
+        self.labels_path = self.root / LABELS_FILE
+        self.labelled = check_labels_file(self.labels_path)
+        if self.labelled:
+            self._index_labels()
         else:
             if need_labels:
-                raise SimganError(f"{what} {root} has no {LABELS_FILE}; this command needs labelled images")
-            records = [Record(f) for f in list_image_files(root)]
-            labelled = False
-        if not records:
-            raise SimganError(f"{what} folder {root} holds no images")
-        return cls(root, records, labelled)
+                raise SimganError(f"{what} {self.root} has no {LABELS_FILE}; this command needs labelled images")
+            self._index_files(list_image_files(self.root))
+        if len(self) == 0:
+            raise SimganError(f"{what} folder {self.root} holds no images")
 
-    @staticmethod
-    def _read_labels(root: Path, labels_path: Path) -> list[Record]:
-        records: list[Record] = []
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _index_labels(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _index_files(self, files: list[str]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ImageFolder(InterchangeFolder, Dataset):
+    """A dataset in the interchange format (see the module docstring), its records in memory.
+
+    Opening checks the folder and ``labels.jsonl`` (:class:`InterchangeFolder`: every line a
+    JSON object with a ``"file"`` that exists, none listed twice); images are decoded only when
+    asked for.
+    """
+
+    records: list[Record]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, need_labels: bool = False, what: str = "dataset") -> "ImageFolder":
+        return cls(path, need_labels=need_labels, what=what)
+
+    def _index_labels(self) -> None:
+        self.records = []
         seen: set[str] = set()
-        for _, where, rel, line in iter_labels(root, labels_path):
+        for _, where, rel, line in iter_labels(self.root, self.labels_path):
             if rel in seen:
                 raise SimganError(f"{where}: file {rel!r} is listed twice")
             seen.add(rel)
-            records.append(Record(rel, line))
-        return records
+            self.records.append(Record(rel, line))
+
+    def _index_files(self, files: list[str]) -> None:
+        self.records = [Record(f) for f in files]
 
     # -- access ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -492,14 +510,29 @@ class DatasetWriter:
         with DatasetWriter(out) as writer:
             writer.write_image("img/0.png", image)
             return writer.finish()
+
+    ``resume=True`` makes a resumable writer (``simgan refine``): an existing ``OUT.partial`` of
+    simgan's is reused as it is (:attr:`created` is False), and an exception keeps it for the
+    next run (:meth:`release`), except bad input found by the call that created it
+    (:class:`SimganError`), which leaves nothing behind. ``owner=False`` joins an ``OUT.partial``
+    that another process of the same job holds (torchrun ranks > 0: rank 0 locks, writes
+    ``labels.jsonl`` and publishes); such a writer only writes files into it.
     """
 
-    def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None):
+    def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None, owner: bool = True):
+        from ..paths import partial_of
+
         self.out = Path(out)
-        self._dir = PartialDir(self.out, resume=resume, echo=echo)
-        self.partial = self._dir.path
+        self.resume = resume
+        self._dir = PartialDir(self.out, resume=resume, echo=echo) if owner else None
+        self.partial = self._dir.path if owner else partial_of(self.out)
         self._made_dirs: set[str] = set()
         self._labels = None  # open .labels.jsonl.part while labels are being added
+
+    @property
+    def created(self) -> bool:
+        """True when this writer made ``OUT.partial`` (False: it continues an earlier one)."""
+        return self._dir is not None and self._dir.created
 
     def image_path(self, rel: str) -> Path:
         parent = os.path.dirname(rel)
@@ -535,17 +568,32 @@ class DatasetWriter:
             os.replace(self.partial / f".{LABELS_FILE}.part", self.partial / LABELS_FILE)
         return self._dir.publish()
 
-    def abort(self) -> None:
+    def _close_labels(self) -> None:
         if self._labels is not None:
             self._labels.close()
             self._labels = None
-        self._dir.remove()
+
+    def abort(self) -> None:
+        """Remove ``OUT.partial`` (and any parent folders made for it)."""
+        self._close_labels()
+        if self._dir is not None:
+            self._dir.remove()
+
+    def release(self) -> None:
+        """Keep ``OUT.partial`` for a later run (:meth:`PartialDir.release`)."""
+        self._close_labels()
+        if self._dir is not None and self._dir.lock.held:
+            self._dir.release()
 
     def __enter__(self) -> "DatasetWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        if exc_type is None or self._dir is None or not self._dir.lock.held:
+            return  # finished (published), or not ours to clean up
+        if self.resume and not (self.created and issubclass(exc_type, SimganError)):
+            self.release()
+        else:
             self.abort()
 
 

@@ -10,38 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from array import array
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SimganError
-from .folder import LABELS_FILE, Record, check_labels_file, decode_image, iter_labels, list_image_files
+from .folder import InterchangeFolder, Record, decode_image, iter_labels
 
 
-class FolderIndex:
-    """The records of an interchange folder, read on demand by position."""
+class FolderIndex(InterchangeFolder):
+    """The records of an interchange folder, read on demand by position (the folder's checks:
+    :class:`~simgan.datasets.folder.InterchangeFolder`)."""
 
-    def __init__(self, root: str | os.PathLike, *, what: str = "dataset"):
-        self.root = Path(root)
-        if not self.root.exists():
-            raise SimganError(f"{what} folder not found: {self.root}")
-        if not self.root.is_dir():
-            raise SimganError(f"{what} must be a folder of images, got a file: {self.root}")
-        self.labels_path = self.root / LABELS_FILE
-        self.labelled = check_labels_file(self.labels_path)
-        if self.labelled:
-            self.offsets = self._index_labels()
-            self.files = None
-        else:
-            # An unlabelled folder has no file to index: its sorted listing is the record list.
-            self.files = list_image_files(self.root)
-            self.offsets = None
-        if len(self) == 0:
-            raise SimganError(f"{what} folder {self.root} holds no images")
+    offsets: np.ndarray | None = None  # byte offset of each labels.jsonl record, and the file's size
+    files: list[str] | None = None  # an unlabelled folder's sorted listing: its record list
 
-    def _index_labels(self) -> np.ndarray:
+    def _index_files(self, files: list[str]) -> None:
+        self.files = files
+
+    def _index_labels(self) -> None:
         offsets = array("q")  # 8 bytes per record, not a Python int object
         hashes = array("Q")
         for start, _, rel, _ in iter_labels(self.root, self.labels_path):
@@ -56,7 +44,7 @@ class FolderIndex:
             a, b = self._records_at(arr, i), self._records_at(arr, j)
             if a.file == b.file:  # not a 64-bit hash collision
                 raise SimganError(f"{self.labels_path}: file {b.file!r} is listed twice (records {i + 1} and {j + 1})")
-        return arr
+        self.offsets = arr
 
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else len(self.offsets) - 1

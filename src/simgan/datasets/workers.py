@@ -1,9 +1,10 @@
-"""Decoding and encoding image files in parallel, for refining whole datasets.
+"""File workers: decoding and encoding image files in parallel while the refiner runs, for
+refining whole datasets (:mod:`simgan.pipelines.refine`).
 
 PNG work is Python-heavy: Pillow spends about 170 µs decoding and 300 µs encoding a 55×35 image,
 mostly holding the GIL, so threads do not add up (measured: 4 or 16 threads reach 3–4k images/s
 on a 16-core machine). On a GPU, which refines tens of thousands of eye images a second, the
-files are the bottleneck; there :class:`ImagePipeline` runs the file work in worker *processes*.
+files are the bottleneck; there :class:`FileWorkers` runs the file work in worker *processes*.
 On a CPU the refiner's own convolutions need every core and the file work is a few percent of
 the time, so it stays in two background threads of the refining process.
 """
@@ -60,7 +61,7 @@ def default_workers(device_type: str) -> int:
     return max(0, min(32, cores - 1))
 
 
-class ImagePipeline:
+class FileWorkers:
     """``decode(paths)`` and ``encode(paths, images)`` return futures; with ``workers`` > 0 the work
     is split over that many processes, else it runs in two threads of this process."""
 
@@ -87,7 +88,7 @@ class ImagePipeline:
         futures = [self.pool.submit(encode_many, paths[s], images[s]) for s in self._split(len(paths))]
         return _Joined(futures, lambda parts: None)
 
-    def __enter__(self) -> "ImagePipeline":
+    def __enter__(self) -> "FileWorkers":
         return self
 
     def __exit__(self, *exc) -> None:

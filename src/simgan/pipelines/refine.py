@@ -25,15 +25,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..datasets import LABELS_FILE, atomic_write_bytes, from_model, spec_of, to_model
-from ..datasets.folder import ImageSpec, PartialDir
-from ..datasets.workers import ImagePipeline, default_workers
+from ..datasets import atomic_write_bytes, from_model, spec_of, to_model
+from ..datasets.folder import DatasetWriter, ImageSpec, PartialDir
 from ..datasets.stream import FolderIndex
-from ..runtime import autocast, inference_precision, peak_rss_mib, set_threads
+from ..datasets.workers import FileWorkers, default_workers
 from ..errors import SimganError
 from ..paths import check_no_overlap, partial_of
+from ..runtime import DistInfo, autocast, inference_precision, init_distributed, peak_rss_mib, set_threads
 from ..training.rundir import load_refiner
-from ..runtime import DistInfo, init_distributed
 
 MANIFEST = ".simgan-refine.json"
 
@@ -131,9 +130,35 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
             dist.destroy_process_group()
 
 
+@dataclass
+class _Job:
+    """One refine, checked and ready: the input, the refiner, and how the work is cut into batches
+    (batch ``b`` of ``n_batches`` goes to the process of rank ``b % world_size``)."""
+
+    index: FolderIndex
+    model: torch.nn.Module
+    channels_last: bool
+    spec: ImageSpec
+    precision: str
+    batch_size: int
+    variants: int
+    dev: torch.device
+    info: DistInfo
+    manifest: dict
+
+    @property
+    def n_batches(self) -> int:
+        return (len(self.index) + self.batch_size - 1) // self.batch_size
+
+    def out_names(self, recs) -> list[list[str]]:
+        """The output files of records ``recs``, one list per variant."""
+        return [[_out_name(r.file, self.index.labelled, v if self.variants > 1 else None) for r in recs]
+                for v in range(self.variants)]
+
+
 def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo,
             trust_pickle: bool = False, variants: int = 1) -> RefineResult:
-    say = echo or (lambda msg: None)
+    """Check the arguments and the input, then refine into ``OUT.partial`` and publish."""
     if batch_size is None:
         # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache:
         # bf16 on 2 AVX512-BF16 cores ran the eyes refiner at 512 images/s at batch 16 and 238 at 256.
@@ -148,6 +173,21 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
     check_no_overlap({"--run": run, "--input": input}, {"--out": out})
     if out.exists():
         raise SimganError(f"output {out} already exists; choose a new folder or remove it")
+    job = _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, info)
+    with _open_output(out, job.manifest, info, echo) as writer:
+        count, seconds = _refine_batches(job, writer, workers, progress)
+        if info.enabled:
+            dist.barrier()
+        if info.is_main:
+            _publish(writer, job)
+    if info.enabled:
+        dist.barrier()
+    total = count * (info.world_size if info.enabled else 1)
+    return RefineResult(out, len(job.index), seconds, total / max(seconds, 1e-9), peak_rss_mib())
+
+
+def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, info: DistInfo) -> _Job:
+    """Index the input, load the refiner, and check that it refines images like the input's."""
     index = FolderIndex(input, what="input")
     check_output_names(index)
     first = index.records(0, 1)[0]
@@ -157,100 +197,73 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
     if spec != want:
         raise SimganError(f"the run {run} refines {want.describe()} images (preset {cfg.preset}) but {input} holds "
                           f"{spec.describe()} images ({first.file})")
-    n = len(index)
-    n_batches = (n + batch_size - 1) // batch_size
-    partial = partial_of(out)
     manifest = {
         "run": str(Path(run).resolve()), "refiner_step": step, "input": str(Path(input).resolve()),
-        "images": n, "batch_size": batch_size, "world_size": info.world_size, "precision": precision,
+        "images": len(index), "batch_size": batch_size, "world_size": info.world_size, "precision": precision,
     }
     if variants > 1:
         manifest["variants"] = variants
+    return _Job(index, model, cfg.train.channels_last, spec, precision, batch_size, variants, dev, info, manifest)
 
-    # -- create or resume OUT.partial (rank 0, locked), then everyone checks the same manifest -----
-    pdir = None
+
+def _open_output(out: Path, manifest: dict, info: DistInfo, echo) -> DatasetWriter:
+    """Create or continue ``OUT.partial``: rank 0 owns and locks it (a resumable
+    :class:`DatasetWriter`) and continues it only when its manifest matches this refine's;
+    the other processes join it once rank 0 is done."""
+    writer = None
     if info.is_main:
-        pdir = PartialDir(out, resume=True, echo=echo)
-        mpath = partial / MANIFEST
-        if not pdir.created:
+        writer = DatasetWriter(out, resume=True, echo=echo)
+        mpath = writer.partial / MANIFEST
+        if not writer.created:
             try:
                 old = json.loads(mpath.read_text())
             except (OSError, ValueError):
                 old = None
             if old != manifest:
-                pdir.release()
-                raise SimganError(f"{partial} holds an unfinished refine with other inputs or settings; remove it "
-                                  f"to start over (or rerun with the same --run, --input, --batch-size, "
+                writer.release()
+                raise SimganError(f"{writer.partial} holds an unfinished refine with other inputs or settings; "
+                                  f"remove it to start over (or rerun with the same --run, --input, --batch-size, "
                                   f"--precision and process count to continue it)")
-            say(f"continuing the unfinished refine in {partial}")
+            if echo is not None:
+                echo(f"continuing the unfinished refine in {writer.partial}")
         else:
-            atomic_write_bytes(mpath, json.dumps(manifest, indent=1).encode())
+            writer.write_text(MANIFEST, json.dumps(manifest, indent=1).encode())
     if info.enabled:
         dist.barrier()
-    try:
-        return _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest,
-                            dev, workers, progress, info, out, variants)
-    except BaseException as exc:
-        if pdir is not None and pdir.lock.held:
-            # Bad input found by the call that made OUT.partial: nothing is left behind. An
-            # interruption (or a failure while continuing an earlier refine) keeps it to resume.
-            if pdir.created and isinstance(exc, SimganError):
-                pdir.remove()
-            else:
-                pdir.release()
-        raise
+    return writer if writer is not None else DatasetWriter(out, resume=True, owner=False)
 
 
-def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, n, n_batches, manifest, dev,
-                 workers, progress, info, out, variants) -> RefineResult:
-    tracker = _Progress(partial, info)
-    mine = list(range(info.rank, n_batches, info.world_size))
+def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bool) -> tuple[int, float]:
+    """Refine this process's batches not done yet, in order: decoding runs ``depth`` batches
+    ahead and encoding trails behind, so the file workers stay busy while the model runs. A batch
+    counts as done (:class:`_Progress`) only once all its files are written, in order. Returns
+    (images refined, seconds)."""
+    info, n = job.info, len(job.index)
+    tracker = _Progress(writer.partial, info)
     done = tracker.load()
-    todo = mine[done:]
+    todo = list(range(info.rank, job.n_batches, info.world_size))[done:]
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, initial=min(n, done * batch_size * info.world_size), desc="refine", unit="img",
+        bar = tqdm(total=n, initial=min(n, done * job.batch_size * info.world_size), desc="refine", unit="img",
                    dynamic_ncols=True)
-
-    def batch_files(b: int):
-        recs = index.records(b * batch_size, (b + 1) * batch_size)
-        names = [[partial / _out_name(r.file, index.labelled, v if variants > 1 else None) for r in recs]
-                 for v in range(variants)]
-        return [index.root / r.file for r in recs], names
-
     t0 = time.perf_counter()
     count = 0
-    with ImagePipeline(workers, spec) as io:
-        # Decoding runs `depth` batches ahead and encoding trails behind: the I/O workers stay busy
-        # while the model runs. A batch counts as done only once all its files are written, in order.
+    with FileWorkers(workers, job.spec) as io:
         depth = 2 if io.workers == 0 else 4
 
         def start_read(b: int):
-            srcs, dsts = batch_files(b)
-            return dsts, io.decode(srcs)
+            recs = job.index.records(b * job.batch_size, (b + 1) * job.batch_size)
+            dsts = [[writer.image_path(name) for name in names] for names in job.out_names(recs)]
+            return b, dsts, io.decode([job.index.root / r.file for r in recs])
 
         reads = deque(start_read(b) for b in todo[:depth])
         writes: deque = deque()
-        for k, b in enumerate(todo):
-            dsts, pending = reads.popleft()
+        for k in range(len(todo)):
+            b, dsts, pending = reads.popleft()
             if k + depth < len(todo):
                 reads.append(start_read(todo[k + depth]))
-            pixels = pending.result()
-            x = to_model(pixels, spec.max_value, device=dev)
-            if cfg.train.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            outs = []
-            for v in range(variants):
-                noise = None
-                if getattr(model, "noise_channels", 0):
-                    g = torch.Generator().manual_seed(b * 1000 + v)
-                    noise = torch.randn(x.shape[0], model.noise_channels, *x.shape[2:], generator=g).to(dev)
-                with torch.no_grad(), autocast(dev, precision):
-                    y = model(x, noise) if noise is not None else model(x)
-                outs.append(from_model(y.float(), spec.max_value))
-            for d in {p.parent for p in dsts[0]}:
-                d.mkdir(parents=True, exist_ok=True)
+            outs = _refine_batch(job, pending.result(), b)
             writes.append((len(dsts[0]), [io.encode(names, o) for names, o in zip(dsts, outs)]))
             count += len(dsts[0])
             while len(writes) > depth or (writes and k == len(todo) - 1):
@@ -264,34 +277,50 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
+    return count, seconds
 
-    # -- publish: labels copied line for line, then one rename ----------------------------------
-    if info.enabled:
-        dist.barrier()
-    if info.is_main:
-        if index.labelled:
-            tmp = partial / f".{LABELS_FILE}.tmp"
-            with open(tmp, "wb") as fh:
-                for line in index.iter_label_lines():
-                    if variants == 1:
-                        fh.write(line + b"\n")
-                        continue
-                    rec = json.loads(line)
-                    for v in range(variants):
-                        fh.write(json.dumps({**rec, "file": _out_name(rec["file"], True, v)}).encode() + b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, partial / LABELS_FILE)
-        provenance = dict(manifest, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        atomic_write_bytes(partial / "refine.json", json.dumps(provenance, indent=1).encode())
-        for f in partial.glob(".progress-*.json"):
-            f.unlink()
-        (partial / MANIFEST).unlink()
-        pdir.publish()
-    if info.enabled:
-        dist.barrier()
-    total = count * (info.world_size if info.enabled else 1)
-    return RefineResult(out, n, seconds, total / max(seconds, 1e-9), peak_rss_mib())
+
+def _refine_batch(job: _Job, pixels: np.ndarray, b: int) -> list[np.ndarray]:
+    """R(x) for one decoded batch ``b``, once per variant; a refiner that takes noise gets it from
+    a generator seeded by batch and variant, so a refine is reproducible."""
+    x = to_model(pixels, job.spec.max_value, device=job.dev)
+    if job.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    outs = []
+    for v in range(job.variants):
+        noise = None
+        if getattr(job.model, "noise_channels", 0):
+            g = torch.Generator().manual_seed(b * 1000 + v)
+            noise = torch.randn(x.shape[0], job.model.noise_channels, *x.shape[2:], generator=g).to(job.dev)
+        with torch.no_grad(), autocast(job.dev, job.precision):
+            y = job.model(x, noise) if noise is not None else job.model(x)
+        outs.append(from_model(y.float(), job.spec.max_value))
+    return outs
+
+
+def _label_lines(index: FolderIndex, variants: int):
+    """The output's ``labels.jsonl`` lines: the input's, byte for byte; with variants, each line
+    once per variant with its ``"file"`` renamed."""
+    for line in index.iter_label_lines():
+        if variants == 1:
+            yield line
+            continue
+        rec = json.loads(line)
+        for v in range(variants):
+            yield json.dumps({**rec, "file": _out_name(rec["file"], True, v)}).encode()
+
+
+def _publish(writer: DatasetWriter, job: _Job) -> None:
+    """Rank 0, once every process is done: labels copied line for line, the provenance
+    ``refine.json``, the resume bookkeeping removed, then one rename to ``OUT``."""
+    if job.index.labelled:
+        writer.add_lines(_label_lines(job.index, job.variants))
+    provenance = dict(job.manifest, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    writer.write_text("refine.json", json.dumps(provenance, indent=1).encode())
+    for f in writer.partial.glob(".progress-*.json"):
+        f.unlink()
+    (writer.partial / MANIFEST).unlink()
+    writer.finish()
 
 
 def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str = "auto",
