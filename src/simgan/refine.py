@@ -245,7 +245,7 @@ def _refine_into(partial, pdir, index, model, cfg, spec, precision, batch_size, 
                 noise = None
                 if getattr(model, "noise_channels", 0):
                     g = torch.Generator().manual_seed(b * 1000 + v)
-                    noise = torch.randn(x.shape[0], model.noise_channels, *x.shape[2:], generator=g).to(dev)
+                    noise = model.sample_noise(x.shape[0], *x.shape[2:], generator=g, device=dev)
                 with torch.no_grad(), autocast(dev, precision):
                     y = model(x, noise) if noise is not None else model(x)
                 outs.append(from_model(y.float(), spec.max_value))

@@ -503,10 +503,21 @@ class Trainer:
     def refiner_step(self, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of R on Eq. 4 with D fixed (pretraining: self-regularisation only)."""
         t, lam = self.cfg.train, self.cfg.loss.lambda_reg
-        x = self.synthetic.batch(self.syn_sampler.next(t.batch_size))
+        lc = self.cfg.loss
+        diverse = adversarial and lc.diversity > 0
+        if diverse:  # pairs: each image twice, with two noise draws (loss.diversity)
+            x = self.synthetic.batch(self.syn_sampler.next(t.batch_size // 2)).repeat(2, 1, 1, 1)
+            if t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = self.synthetic.batch(self.syn_sampler.next(t.batch_size))
         self.R_train.train()
         with autocast(self.device, self.precision):
-            refined = self.R_train(x)
+            if diverse:
+                z = self.R.sample_noise(x.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
+                refined = self.R_train(x, z)
+            else:
+                refined = self.R_train(x)
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
@@ -515,6 +526,10 @@ class Trainer:
             real_loss = losses.realism_loss(logits, adversarial=self.cfg.loss.adversarial,
                                             reduction=self.cfg.loss.reduction)
             loss = real_loss + lam * reg
+            if diverse:
+                h = x.shape[0] // 2
+                loss = loss - lc.diversity * losses.diversity_term(refined[:h], refined[h:], z[:h], z[h:],
+                                                                   cap=lc.diversity_cap)
         else:
             real_loss = torch.full((), float("nan"), device=self.device)
             loss = reg
