@@ -135,7 +135,7 @@ def test_diversity_term_by_hand():
 
 
 def test_effective_lambda_and_balance_line():
-    cfg = resolve_config("generic")  # lambda 1 as a mean
+    cfg = resolve_config("generic", overrides={"loss": {"lambda_reg": 1.0}})  # lambda 1 as a mean
     lam_mean, lam_sum = effective_lambda(cfg, patches=9, elements=1728)
     assert lam_mean == 1.0 and lam_sum == pytest.approx(9 / 1728)
     eyes = resolve_config("eyes")  # lambda 0.1 summed: 0.1 * 1925 / 36 per patch vs per pixel
@@ -199,3 +199,11 @@ def test_artifact_measures_see_a_grid_and_a_frame():
     frame[:, :2] += 0.5
     frame[:, :, -2:] += 0.5
     assert border_ratio(frame) > 3
+
+
+def test_generic_defaults_take_noise_and_eyes_stay_the_paper():
+    g = resolve_config("generic")
+    assert (g.refiner.noise_channels, g.refiner.noise_kind, g.loss.diversity, g.loss.lambda_reg) == (8, "image", 1.0, 0.3)
+    for name in ("eyes", "hands"):
+        p = resolve_config(name)
+        assert p.refiner.noise_channels == 0 and p.loss.diversity == 0.0 and p.loss.reduction == "sum"

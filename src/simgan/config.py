@@ -337,9 +337,9 @@ PRESETS: dict[str, SimGANConfig] = {
     # eyes (README, "Defaults on a new domain").
     "generic": SimGANConfig(
         preset="generic",
-        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4),
+        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4, noise_channels=8, noise_kind="image"),
         discriminator=DiscriminatorConfig(layers=[]),
-        loss=LossConfig(lambda_reg=1.0, feature="identity", reduction="mean"),
+        loss=LossConfig(lambda_reg=0.3, feature="identity", reduction="mean", diversity=1.0),
         train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=64,
                           buffer_size=6400),
     ),
