@@ -730,8 +730,12 @@ class Trainer:
         R = self.inference_refiner()
         was_training = R.training
         R.eval()
-        with autocast(self.device, self.precision):
-            refined = R(x).float()
+        noise = None
+        if self.R.noise_channels:  # fixed noise from its own generator: the training's random stream is untouched
+            noise = self.R.sample_noise(x.shape[0], *x.shape[2:], generator=torch.Generator().manual_seed(self.cfg.train.seed),
+                                        device=x.device, dtype=x.dtype)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            refined = (R(x, noise) if noise is not None else R(x)).float()
         R.train(was_training)
         mv = self.spec.max_value
         rows = [from_model(x, mv), from_model(refined, mv), from_model(y, mv)]
