@@ -106,8 +106,36 @@ def test_refiner_padding_and_noise():
         resolve_config("generic", overrides={"refiner": {"padding": "circle"}})
 
 
+def test_image_noise_is_one_code_per_image():
+    r = Refiner(RefinerConfig(width=4, num_blocks=1, noise_channels=3, noise_kind="image"), 1)
+    torch.nn.init.normal_(r.head.weight)
+    z = r.sample_noise(2, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (2, 3, 1, 1)
+    assert torch.equal(z, r.sample_noise(2, 8, 8, generator=torch.Generator().manual_seed(0)))
+    assert r.sample_noise(5, 6, 7).shape == (5, 3, 1, 1)
+    assert Refiner(RefinerConfig(noise_channels=2), 1).sample_noise(4, 6, 7).shape == (4, 2, 6, 7)
+    x = torch.rand(2, 1, 8, 8)
+    # the code is the same at every pixel: the same as passing the broadcast map explicitly
+    assert torch.allclose(r(x, z), r(x, z.expand(-1, -1, 8, 8).contiguous()))
+    assert r(x).shape == (2, 1, 8, 8)
+    with pytest.raises(SimganError, match="noise_kind"):
+        resolve_config("generic", overrides={"refiner": {"noise_kind": "row"}})
+
+
+def test_diversity_term_by_hand():
+    a = torch.zeros(2, 1, 2, 2)
+    b = torch.tensor([0.3, 0.9]).view(2, 1, 1, 1).expand(2, 1, 2, 2)  # mean |a - b|: 0.3 and 0.9
+    za = torch.zeros(2, 4, 1, 1)
+    zb = torch.full((2, 4, 1, 1), 0.5)  # mean |za - zb| = 0.5
+    # ratios 0.6 and 1.8; capped at 1: (0.6 + 1.0) / 2; capped at 2: (0.6 + 1.8) / 2
+    assert losses.diversity_term(a, b, za, zb, cap=1.0).item() == pytest.approx(0.8)
+    assert losses.diversity_term(a, b, za, zb, cap=2.0).item() == pytest.approx(1.2)
+    with pytest.raises(SimganError, match="diversity needs refiner.noise_channels"):
+        resolve_config("eyes", overrides={"loss": {"diversity": 1.0}})
+
+
 def test_effective_lambda_and_balance_line():
-    cfg = resolve_config("generic")  # lambda 1 as a mean
+    cfg = resolve_config("generic", overrides={"loss": {"lambda_reg": 1.0}})  # lambda 1 as a mean
     lam_mean, lam_sum = effective_lambda(cfg, patches=9, elements=1728)
     assert lam_mean == 1.0 and lam_sum == pytest.approx(9 / 1728)
     eyes = resolve_config("eyes")  # lambda 0.1 summed: 0.1 * 1925 / 36 per patch vs per pixel
@@ -134,9 +162,9 @@ def test_verdict_on_a_run_that_changes_nothing():
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
     cfg = resolve_config("generic", config_file=tiny_config, overrides={
-        "loss": {"adversarial": "hinge", "r1_gamma": 1.0},
         "discriminator": {"spectral_norm": True, "antialias": True},
-        "refiner": {"padding": "reflect", "noise_channels": 2},
+        "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image"},
+        "loss": {"adversarial": "hinge", "r1_gamma": 1.0, "diversity": 1.0},
         "train": {"diff_augment": "color,translation,cutout"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)
     summary = json.loads((res.run / "summary.json").read_text())
@@ -171,3 +199,11 @@ def test_artifact_measures_see_a_grid_and_a_frame():
     frame[:, :2] += 0.5
     frame[:, :, -2:] += 0.5
     assert border_ratio(frame) > 3
+
+
+def test_generic_defaults_take_noise_and_eyes_stay_the_paper():
+    g = resolve_config("generic")
+    assert (g.refiner.noise_channels, g.refiner.noise_kind, g.loss.diversity, g.loss.lambda_reg) == (8, "image", 1.0, 0.3)
+    for name in ("eyes", "hands"):
+        p = resolve_config(name)
+        assert p.refiner.noise_channels == 0 and p.loss.diversity == 0.0 and p.loss.reduction == "sum"

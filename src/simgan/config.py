@@ -26,6 +26,7 @@ REDUCTIONS = ("sum", "mean")
 ADVERSARIAL = ("cross-entropy", "least-squares", "hinge")
 PADDINGS = ("zeros", "reflect", "replicate")
 AUGMENTS = ("color", "translation", "cutout")
+NOISE_KINDS = ("pixel", "image")
 
 
 @dataclass
@@ -68,6 +69,12 @@ class RefinerConfig:
     # `simgan refine --variants K` draws K noise maps per image (cf. Bousmalis et al., "Unsupervised
     # Pixel-Level Domain Adaptation with GANs", CVPR 2017, whose generator takes x and z).
     noise_channels: int = 0
+    # Where the noise varies: "pixel" (one N(0, 1) draw per pixel) or "image" (one draw per image
+    # and channel, the same at every pixel: a global code, as the z vector of Bousmalis et al.,
+    # CVPR 2017, which their generator spreads over the image). A per-pixel map averages out over
+    # R's receptive field, so it cannot choose one colour for a whole background; a per-image
+    # code can.
+    noise_kind: str = "pixel"
 
 
 @dataclass
@@ -123,6 +130,13 @@ class LossConfig:
     reduction: str = "sum"
     adversarial: str = "cross-entropy"
     r1_gamma: float = 0.0
+    # Diversity-sensitive term for a refiner with noise (Yang et al., "Diversity-Sensitive
+    # Conditional Generative Adversarial Networks", ICLR 2019; Mao et al., "Mode Seeking GANs",
+    # CVPR 2019): R's loss gains ``- diversity * min(|R(x, z1) - R(x, z2)| / |z1 - z2|, diversity_cap)``
+    # on pairs of the same image with two noise draws, so R cannot ignore its noise (a conditional
+    # generator otherwise does). 0 disables; needs refiner.noise_channels > 0.
+    diversity: float = 0.0
+    diversity_cap: float = 1.0
 
 
 @dataclass
@@ -212,8 +226,12 @@ class SimGANConfig:
             (l.reduction in REDUCTIONS, f"loss reduction must be one of {', '.join(REDUCTIONS)}, got {l.reduction!r}"),
             (l.adversarial in ADVERSARIAL, f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, got {l.adversarial!r}"),
             (l.r1_gamma >= 0, "r1_gamma must be >= 0"),
+            (l.diversity >= 0 and l.diversity_cap > 0 and math.isfinite(l.diversity) and math.isfinite(l.diversity_cap),
+             "diversity must be a finite number >= 0 and diversity_cap a finite number > 0"),
+            (l.diversity == 0 or r.noise_channels > 0, "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
             (r.padding in PADDINGS, f"refiner padding must be one of {', '.join(PADDINGS)}, got {r.padding!r}"),
             (r.noise_channels >= 0, "refiner noise_channels must be >= 0"),
+            (r.noise_kind in NOISE_KINDS, f"refiner noise_kind must be one of {', '.join(NOISE_KINDS)}, got {r.noise_kind!r}"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
              f"diff_augment must be a comma-separated list of {', '.join(AUGMENTS)}, got {t.diff_augment!r}"),
             (t.kg_max >= 1, f"kg_max must be >= 1, got {t.kg_max}"),
@@ -319,9 +337,9 @@ PRESETS: dict[str, SimGANConfig] = {
     # eyes (README, "Defaults on a new domain").
     "generic": SimGANConfig(
         preset="generic",
-        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4),
+        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4, noise_channels=8, noise_kind="image"),
         discriminator=DiscriminatorConfig(layers=[]),
-        loss=LossConfig(lambda_reg=1.0, feature="identity", reduction="mean"),
+        loss=LossConfig(lambda_reg=0.3, feature="identity", reduction="mean", diversity=1.0),
         train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=64,
                           buffer_size=6400),
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..config import ADVERSARIAL, FEATURES, OPTIMIZERS, PADDINGS, PRESETS, REDUCTIONS
+from ..config import ADVERSARIAL, FEATURES, NOISE_KINDS, OPTIMIZERS, PADDINGS, PRESETS, REDUCTIONS
 from .common import device_option, is_main_process, precision_option, set_nested
 
 
@@ -48,6 +48,10 @@ from .common import device_option, is_main_process, precision_option, set_nested
               help="Padding of R's convolutions (reflect/replicate: no dark frame).")
 @click.option("--noise-channels", type=click.IntRange(min=0), default=None,
               help="Channels of N(0,1) noise given to R with its input; see `simgan refine --variants`.")
+@click.option("--noise-kind", type=click.Choice(NOISE_KINDS), default=None,
+              help="R's noise: one draw per pixel, or one code per image spread over it (Bousmalis et al. 2017).")
+@click.option("--diversity", type=click.FloatRange(min=0), default=None,
+              help="Weight of the diversity-sensitive term (Yang et al. 2019): R must use its noise; 0 disables.")
 @device_option
 @precision_option
 @click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile R and D.")
@@ -63,8 +67,8 @@ from .common import device_option, is_main_process, precision_option, set_nested
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
           batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay,
           loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
-          noise_channels, device, precision, compile_, seed, sample_every, checkpoint_every, trust_pickle, resume,
-          tensorboard, quiet):
+          noise_channels, noise_kind, diversity, device, precision, compile_, seed, sample_every, checkpoint_every,
+          trust_pickle, resume, tensorboard, quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
     Writes RUN/config.yaml, RUN/metrics.jsonl, RUN/samples/ (grids of synthetic / refined / real
@@ -88,7 +92,8 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         ("loss", "reduction"): loss_reduction, ("loss", "adversarial"): adversarial, ("loss", "r1_gamma"): r1_gamma,
         ("discriminator", "spectral_norm"): spectral_norm, ("discriminator", "antialias"): antialias,
         ("train", "diff_augment"): diff_augment, ("refiner", "padding"): refiner_padding,
-        ("refiner", "noise_channels"): noise_channels,
+        ("refiner", "noise_channels"): noise_channels, ("refiner", "noise_kind"): noise_kind,
+        ("loss", "diversity"): diversity,
     }.items():
         if value is not None:
             set_nested(overrides, section, key, value)

@@ -94,6 +94,17 @@ def r1_penalty(real_scores: torch.Tensor, real_images: torch.Tensor, *, reductio
     return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
+def diversity_term(refined_a: torch.Tensor, refined_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor,
+                   cap: float = 1.0) -> torch.Tensor:
+    """The diversity-sensitive term of Yang et al. (ICLR 2019, Eq. 3) for pairs of refinements of
+    the same images under two noise draws: per pair ``min(mean|x~_a - x~_b| / mean|z_a - z_b|, cap)``
+    (means over each image's pixels and noise elements), averaged over pairs. R's loss *subtracts*
+    it (times ``loss.diversity``); ``cap`` (their tau) bounds the reward."""
+    num = (refined_a.float() - refined_b.float()).abs().flatten(1).mean(1)
+    den = (noise_a.float() - noise_b.float()).abs().flatten(1).mean(1).clamp_min(1e-8)
+    return (num / den).clamp(max=cap).mean()
+
+
 def discriminator_accuracy(logits: torch.Tensor, target: int) -> torch.Tensor:
     """Fraction of patches D classifies as ``target`` (a device scalar: no host sync)."""
     pred = logits[:, REFINED] > logits[:, REAL]

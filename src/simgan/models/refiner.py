@@ -58,6 +58,7 @@ class Refiner(nn.Module):
         self.cfg = cfg
         self.channels = channels
         self.noise_channels = cfg.noise_channels
+        self.noise_kind = cfg.noise_kind
         k = cfg.kernel_size
         self.stem = nn.Sequential(nn.Conv2d(channels + cfg.noise_channels, cfg.width, k, padding=k // 2,
                                             padding_mode=cfg.padding), nn.ReLU(inplace=True))
@@ -72,8 +73,8 @@ class Refiner(nn.Module):
         inp = x
         if self.noise_channels:
             if noise is None:
-                noise = torch.randn(x.shape[0], self.noise_channels, *x.shape[2:], device=x.device, dtype=x.dtype)
-            inp = torch.cat([x, noise.to(x.dtype)], dim=1)
+                noise = self.sample_noise(x.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
+            inp = torch.cat([x, noise.to(x.dtype).expand(-1, -1, *x.shape[2:])], dim=1)
         weights = self.head.weight.dtype
         h = self.stem(inp.to(weights))
         if weights == torch.float32:
@@ -82,6 +83,15 @@ class Refiner(nn.Module):
         if self.residual:
             return (x + r.float()).clamp(-1.0, 1.0)
         return torch.tanh(r.float())
+
+    def sample_noise(self, n: int, height: int, width: int, *, generator: torch.Generator | None = None,
+                     device=None, dtype=torch.float32) -> torch.Tensor:
+        """N(0, 1) noise for ``n`` images: ``n×k×H×W`` (``noise_kind`` "pixel") or ``n×k×1×1``
+        ("image", broadcast over the pixels by :meth:`forward`)."""
+        shape = (n, self.noise_channels) + ((height, width) if self.noise_kind == "pixel" else (1, 1))
+        if generator is None:
+            return torch.randn(shape, device=device, dtype=dtype)
+        return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
     def for_inference(self, precision: str) -> "Refiner":
         """This refiner for refining on a CPU in ``precision``: for bf16 the whole body is cast to

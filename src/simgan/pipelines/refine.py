@@ -291,7 +291,7 @@ def _refine_batch(job: _Job, pixels: np.ndarray, b: int) -> list[np.ndarray]:
         noise = None
         if getattr(job.model, "noise_channels", 0):
             g = torch.Generator().manual_seed(b * 1000 + v)
-            noise = torch.randn(x.shape[0], job.model.noise_channels, *x.shape[2:], generator=g).to(job.dev)
+            noise = job.model.sample_noise(x.shape[0], *x.shape[2:], generator=g, device=job.dev)
         with torch.no_grad(), autocast(job.dev, job.precision):
             y = job.model(x, noise) if noise is not None else job.model(x)
         outs.append(from_model(y.float(), job.spec.max_value))

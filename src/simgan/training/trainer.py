@@ -211,17 +211,31 @@ class Trainer:
     def refiner_step(self, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of R on Eq. 4 with D fixed (pretraining: self-regularisation only)."""
         t, lam = self.cfg.train, self.cfg.loss.lambda_reg
-        x = self.synthetic.batch(self.syn_sampler.next(t.batch_size))
+        lc = self.cfg.loss
+        diverse = adversarial and lc.diversity > 0
+        if diverse:  # pairs: each image twice, with two noise draws (loss.diversity)
+            x = self.synthetic.batch(self.syn_sampler.next(t.batch_size // 2)).repeat(2, 1, 1, 1)
+            if t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = self.synthetic.batch(self.syn_sampler.next(t.batch_size))
         self.R_train.train()
         with autocast(self.device, self.precision):
-            refined = self.R_train(x)
+            if diverse:
+                z = self.R.sample_noise(x.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
+                refined = self.R_train(x, z)
+            else:
+                refined = self.R_train(x)
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
-        lc = self.cfg.loss
         if adversarial:  # Eq. 4
             loss, real_loss, reg = losses.refiner_loss(logits, refined, x, self.psi, lam, adversarial=lc.adversarial,
                                                        reduction=lc.reduction)
+            if diverse:  # minus the diversity-sensitive term (loss.diversity)
+                h = x.shape[0] // 2
+                loss = loss - lc.diversity * losses.diversity_term(refined[:h], refined[h:], z[:h], z[h:],
+                                                                   cap=lc.diversity_cap)
         else:  # pretraining R: the self-regularisation term alone
             reg = losses.self_regularization_loss(refined, x, self.psi, reduction=lc.reduction)
             real_loss = torch.full((), float("nan"), device=self.device)
@@ -430,8 +444,12 @@ class Trainer:
         R = self.inference_refiner()
         was_training = R.training
         R.eval()
-        with autocast(self.device, self.precision):
-            refined = R(x).float()
+        noise = None
+        if self.R.noise_channels:  # fixed noise from its own generator: the training's random stream is untouched
+            noise = self.R.sample_noise(x.shape[0], *x.shape[2:], generator=torch.Generator().manual_seed(self.cfg.train.seed),
+                                        device=x.device, dtype=x.dtype)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            refined = (R(x, noise) if noise is not None else R(x)).float()
         R.train(was_training)
         mv = self.spec.max_value
         rows = [from_model(x, mv), from_model(refined, mv), from_model(y, mv)]
