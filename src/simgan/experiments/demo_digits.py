@@ -106,7 +106,10 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
                     settings: DigitsDemoSettings | None = None, config_overrides: dict | None = None) -> dict:
     """Run the digits demo into the new folder ``out``; returns the metrics written to
     ``OUT/metrics.json``. ``config_overrides`` (nested dict) go over the generic preset after the
-    demo's run length: for measuring options on this domain, not for the demo itself."""
+    demo's run length: for measuring options on this domain, not for the demo itself.
+
+    One function on purpose, as :func:`simgan.experiments.demo_eyes.run_demo`: the numbered steps
+    read top to bottom as the experiment, each a call into the public API."""
     from ..config import resolve_config
     from .demo_eyes import _img_tag, _table, format_table
     from ..runtime import resolve_device
