@@ -185,3 +185,30 @@ def test_cli_refuses_an_existing_output(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("simgan: error:") and "\n" not in err
     assert list(out.iterdir()) == []
+
+
+def test_blocks_in_order_yields_every_span_in_order():
+    """The threaded block loop of the simulators: every span, in order, whatever the thread count
+    (more spans than the look-ahead of 2 x workers)."""
+    import threading
+    import time as _time
+
+    from simgan.simulators.blocks import in_order
+
+    def render(b, n):
+        _time.sleep(0.001 * ((7 * b) % 5))  # blocks finish out of order
+        return b * 10 + n, threading.get_ident()
+
+    spans = [(b, b % 3) for b in range(11)]
+    for workers in (1, 2, 3, 8):
+        got = list(in_order(render, spans, workers))
+        assert [s for s, _ in got] == spans
+        assert [r[0] for _, r in got] == [b * 10 + n for b, n in spans]
+
+
+def test_simulated_set_has_every_image_with_several_threads(tmp_path):
+    from simgan.datasets import ImageFolder
+    from simgan.simulators.eyes import BLOCK, simulate_eyes
+    n = 5 * BLOCK + 7  # more blocks than the look-ahead of 2 x 2 threads
+    ds = ImageFolder.open(simulate_eyes(tmp_path / "s", n, seed=3, height=16, width=24, progress=False, workers=2))
+    assert len(ds) == n

@@ -7,6 +7,7 @@ import ctypes
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Callable, Iterator, Sequence
 
 DOMAINS = ("synthetic", "target")  # what every simulator renders: labelled synthetic, or target-like
@@ -52,7 +53,7 @@ def in_order(render: Callable, spans: Sequence[tuple], workers: int) -> Iterator
         return
     with ThreadPoolExecutor(workers) as pool:
         it = iter(spans)
-        pending = [(span, pool.submit(render, *span)) for span, _ in zip(it, range(2 * workers))]
+        pending = [(span, pool.submit(render, *span)) for span in islice(it, 2 * workers)]
         while pending:
             span, fut = pending.pop(0)
             nxt = next(it, None)
