@@ -74,9 +74,8 @@ class EpochSampler:
 
 def make_optimizer(params: Iterable, name: str = "adam", lr: float = 1e-3) -> torch.optim.Optimizer:
     """Adam (default) or SGD with momentum 0.9 (the settings of the task models)."""
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    return torch.optim.Adam(params, lr=lr)
+    from ..training.optim import optimizer
+    return optimizer(params, name, lr)
 
 
 def seeded_model(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
