@@ -103,6 +103,16 @@ def set_threads() -> None:
         torch.set_num_threads(max(1, n))
 
 
+def deterministic_kernels(device: torch.device) -> None:
+    """Ask cuDNN for deterministic algorithms on a GPU, so that a run and the same run resumed
+    from a checkpoint compute the same weights (``--resume`` continues exactly, as on a CPU).
+    cuDNN's default choice of backward-convolution algorithm accumulates in a varying order: on an
+    H100 three identical 11-step runs differed by 1.1e-4 in R's weights, and by 0 with this set;
+    eyes-preset training at batch 512 in bf16 ran at 19,114 vs 19,298 images/s (1% slower)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

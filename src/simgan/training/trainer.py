@@ -40,7 +40,7 @@ from ..models.discriminator import build_discriminator, patch_geometry
 from ..models.refiner import Refiner, refiner_receptive_field
 from ..paths import check_no_overlap
 from ..plots import save_grid, save_loss_curves
-from ..runtime import (autocast, init_distributed, resolve_precision, rng_state, set_rng_state,
+from ..runtime import (autocast, deterministic_kernels, init_distributed, resolve_precision, rng_state, set_rng_state,
                        set_threads)
 from .health import METRICS, HealthMonitor, KgPolicy, TrainingDiverged, balance_line, verdict
 from .history import ImageHistoryBuffer
@@ -127,6 +127,7 @@ class Trainer:
         self.real = ImageSource(load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, self.device)
 
         # -- networks, optimisers, buffer ----------------------------------------------------
+        deterministic_kernels(self.device)
         torch.manual_seed(t.seed)
         shape = (spec.channels, spec.height, spec.width)
         self.R = Refiner(cfg.refiner, spec.channels).to(self.device)
