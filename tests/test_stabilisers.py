@@ -207,3 +207,20 @@ def test_generic_defaults_take_noise_and_eyes_stay_the_paper():
     for name in ("eyes", "hands"):
         p = resolve_config(name)
         assert p.refiner.noise_channels == 0 and p.loss.diversity == 0.0 and p.loss.reduction == "sum"
+
+
+def test_lr_decay_schedule_by_hand(tiny_sets, tiny_config, tmp_path):
+    """train.lr_decay (CycleGAN's schedule): constant, then linearly towards 0 over the last
+    fraction of the adversarial steps; the lr column of metrics.jsonl shows it, per step."""
+    syn, real = tiny_sets
+    cfg = resolve_config("generic", config_file=tiny_config,
+                         overrides={"train": {"steps": 8, "lr_decay": 0.5, "log_every": 1}})
+    res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)
+    rows = [json.loads(line) for line in (res.run / "metrics.jsonl").read_text().splitlines()]
+    adv = [r["lr"] for r in rows if r["phase"] == "adversarial"]
+    lr = cfg.train.lr  # 8 adversarial steps; the last 4 (k = 4..7) at 1 - (k - 4)/4: 1, 3/4, 1/2, 1/4
+    assert adv == pytest.approx([lr] * 4 + [lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])
+    assert all(r["lr"] == pytest.approx(lr) for r in rows if r["phase"] != "adversarial")
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(SimganError, match="lr_decay"):
+            resolve_config("generic", overrides={"train": {"lr_decay": bad}})

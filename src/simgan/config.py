@@ -159,6 +159,11 @@ class TrainConfig:
     momentum: float = 0.9  # SGD
     betas: tuple[float, float] = (0.5, 0.999)  # Adam
     ema_decay: float = 0.0  # running average of R's weights (Salimans et al.); 0 disables
+    # Linear learning-rate decay over the last ``lr_decay`` fraction of the adversarial steps, to 0
+    # at the end, for R and D alike (CycleGAN's schedule, Zhu et al., ICCV 2017, §4: constant, then
+    # linearly to zero). A GAN's refiner oscillates from round to round; decaying both learning
+    # rates ends the run at a settled point rather than at a random phase. 0 disables.
+    lr_decay: float = 0.0
     # Differentiable augmentation of every image D sees, real and refined alike, in R's step too
     # (Zhao et al., "Differentiable Augmentation for Data-Efficient GAN Training", NeurIPS 2020):
     # a comma-separated policy of "color", "translation", "cutout"; "" disables. For users with
@@ -215,6 +220,7 @@ class SimGANConfig:
             (t.steps >= 0 and t.refiner_pretrain >= 0 and t.disc_pretrain >= 0, "step counts must be >= 0"),
             (t.lr > 0 and (t.lr_disc is None or t.lr_disc > 0), "learning rates must be > 0"),
             (0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
+            (0.0 <= t.lr_decay <= 1.0, "lr_decay must be in [0, 1] (the fraction of adversarial steps that decay)"),
             (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
             (r.kernel_size % 2 == 1 and r.kernel_size >= 1, "refiner kernel size must be odd"),
             (r.width >= 1 and r.num_blocks >= 0, "refiner width must be >= 1 and blocks >= 0"),
@@ -240,8 +246,8 @@ class SimGANConfig:
             (t.momentum >= 0 and math.isfinite(t.momentum), f"momentum must be a finite number >= 0, got {t.momentum}"),
             (all(0.0 <= b < 1.0 for b in t.betas), f"betas must both be in [0, 1), got {list(t.betas)}"),
             (0 <= t.seed < 2 ** 32, f"seed must be in 0 .. 2**32 - 1, got {t.seed}"),
-            (all(math.isfinite(v) for v in (l.lambda_reg, t.lr, t.lr_disc or 1.0, t.ema_decay)),
-             "lambda_reg, lr, lr_disc and ema_decay must be finite numbers"),
+            (all(math.isfinite(v) for v in (l.lambda_reg, t.lr, t.lr_disc or 1.0, t.ema_decay, t.lr_decay)),
+             "lambda_reg, lr, lr_disc, ema_decay and lr_decay must be finite numbers"),
             (all(v is None or v >= 1 for v in (self.image.height, self.image.width, self.image.channels)),
              "image height, width and channels must be >= 1"),
             (self.image.channels in (None, 1, 3), "image channels must be 1 (gray) or 3 (RGB)"),

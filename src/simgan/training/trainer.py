@@ -197,6 +197,25 @@ class Trainer:
             return "disc-pretrain", step - t.refiner_pretrain
         return "adversarial", step - t.refiner_pretrain - t.disc_pretrain
 
+    def lr_factor(self, step: int) -> float:
+        """The learning rates' multiplier at ``step`` (``train.lr_decay``: 1, then linearly down to 0
+        over the last fraction of the adversarial steps; CycleGAN's schedule). A function of the
+        step alone, so a resumed run follows the same schedule."""
+        t = self.cfg.train
+        phase, k = self.phase_of(step)
+        decay_steps = round(t.lr_decay * t.steps)
+        if phase != "adversarial" or decay_steps == 0:
+            return 1.0
+        start = t.steps - decay_steps
+        return 1.0 if k < start else 1.0 - (k - start) / decay_steps
+
+    def set_learning_rates(self, step: int) -> None:
+        t = self.cfg.train
+        f = self.lr_factor(step)
+        for opt, lr in ((self.opt_r, t.lr), (self.opt_d, t.lr_disc or t.lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr * f
+
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         """DiffAugment of what D sees (train.diff_augment; identity when off)."""
         if not self.cfg.train.diff_augment:
@@ -302,6 +321,7 @@ class Trainer:
         if phase == "disc-pretrain":
             d_loss, acc_real, acc_ref = self.discriminator_step()
             return torch.stack([d_loss, acc_real, acc_ref, nan, nan, nan]), t.batch_size // 2
+        self.set_learning_rates(self.step)
         r_real = r_reg = mad = 0.0
         for _ in range(self.kg):
             a, b, c = self.refiner_step(adversarial=True)
