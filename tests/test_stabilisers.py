@@ -4,6 +4,7 @@ the balance line and the plain verdict."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,3 +225,46 @@ def test_lr_decay_schedule_by_hand(tiny_sets, tiny_config, tmp_path):
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(SimganError, match="lr_decay"):
             resolve_config("generic", overrides={"train": {"lr_decay": bad}})
+
+
+def test_snapshot_steps_by_hand():
+    """K snapshots evenly spaced over the last span of the adversarial steps, newest first; the
+    final step is the run's refiner.safetensors, not a snapshot."""
+    from simgan.config import TrainConfig
+    from simgan.training.snapshots import snapshot_steps
+    t = TrainConfig(disc_pretrain=50, steps=150, snapshots=4, snapshot_span=0.5)
+    assert snapshot_steps(t) == [175, 150, 125]  # rounds 125, 100, 75 of 150, after 50 D steps
+    assert snapshot_steps(TrainConfig(steps=150, snapshots=1)) == [] == snapshot_steps(TrainConfig(steps=150))
+    assert snapshot_steps(TrainConfig(refiner_pretrain=3, disc_pretrain=2, steps=6, snapshots=3, snapshot_span=1.0)) == [8]  # round 0 is no snapshot
+    for bad in ({"snapshots": -1}, {"snapshot_span": 0.0}, {"snapshot_span": 1.5}):
+        with pytest.raises(SimganError, match="snapshot"):
+            resolve_config("generic", overrides={"train": bad})
+
+
+def test_refine_variants_cycle_through_snapshots(cli, tiny_sets, tiny_config, tmp_path):
+    """Variant v is refined by snapshot v mod K: variant 0 by the final refiner (as --variants 1),
+    variant 1 by the snapshot before it, so it differs from the final refiner's output for the
+    same noise (checked against the same run with its snapshots removed)."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    syn, real = tiny_sets
+    code, _, err = cli("train", "--synthetic", syn, "--real", real, "--out", tmp_path / "run", "--preset", "generic",
+                       "--config", tiny_config, "--quiet")
+    assert code == 0, err
+    snaps = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snaps == ["refiner_step_0000008.safetensors", "refiner_step_0000009.safetensors",
+                     "refiner_step_0000010.safetensors"]  # generic: 4 snapshots over the last half of 6 rounds
+    shutil.copytree(tmp_path / "run", tmp_path / "bare")
+    shutil.rmtree(tmp_path / "bare" / "snapshots")
+    for name in ("run", "bare"):
+        code, _, err = cli("refine", "--run", tmp_path / name, "--input", syn, "--out", tmp_path / f"ref_{name}",
+                           "--variants", "2", "--quiet")
+        assert code == 0, err
+    first = sorted((tmp_path / "ref_run").rglob("*_v0.png"))[0]
+    rel = first.relative_to(tmp_path / "ref_run")
+    load = lambda root, r: np.asarray(Image.open(root / r))
+    assert np.array_equal(load(tmp_path / "ref_run", rel), load(tmp_path / "ref_bare", rel))
+    rel1 = Path(str(rel).replace("_v0.png", "_v1.png"))
+    assert not np.array_equal(load(tmp_path / "ref_run", rel1), load(tmp_path / "ref_bare", rel1))

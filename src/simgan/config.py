@@ -164,6 +164,12 @@ class TrainConfig:
     # linearly to zero). A GAN's refiner oscillates from round to round; decaying both learning
     # rates ends the run at a settled point rather than at a random phase. 0 disables.
     lr_decay: float = 0.0
+    # Snapshot ensemble (Huang et al., ICLR 2017; see simgan.training.snapshots): keep R at
+    # ``snapshots`` points evenly spaced over the last ``snapshot_span`` of the adversarial steps
+    # (the last one is the final R); ``simgan refine --variants V`` refines variant v with
+    # snapshot v mod ``snapshots``. 0 or 1: only the final R.
+    snapshots: int = 0
+    snapshot_span: float = 0.5
     # Differentiable augmentation of every image D sees, real and refined alike, in R's step too
     # (Zhao et al., "Differentiable Augmentation for Data-Efficient GAN Training", NeurIPS 2020):
     # a comma-separated policy of "color", "translation", "cutout"; "" disables. For users with
@@ -221,6 +227,8 @@ class SimGANConfig:
             (t.lr > 0 and (t.lr_disc is None or t.lr_disc > 0), "learning rates must be > 0"),
             (0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
             (0.0 <= t.lr_decay <= 1.0, "lr_decay must be in [0, 1] (the fraction of adversarial steps that decay)"),
+            (0 <= t.snapshots <= 64, "snapshots must be in 0 .. 64"),
+            (0.0 < t.snapshot_span <= 1.0, "snapshot_span must be in (0, 1] (the fraction of adversarial steps the snapshots spread over)"),
             (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
             (r.kernel_size % 2 == 1 and r.kernel_size >= 1, "refiner kernel size must be odd"),
             (r.width >= 1 and r.num_blocks >= 0, "refiner width must be >= 1 and blocks >= 0"),
@@ -246,8 +254,8 @@ class SimGANConfig:
             (t.momentum >= 0 and math.isfinite(t.momentum), f"momentum must be a finite number >= 0, got {t.momentum}"),
             (all(0.0 <= b < 1.0 for b in t.betas), f"betas must both be in [0, 1), got {list(t.betas)}"),
             (0 <= t.seed < 2 ** 32, f"seed must be in 0 .. 2**32 - 1, got {t.seed}"),
-            (all(math.isfinite(v) for v in (l.lambda_reg, t.lr, t.lr_disc or 1.0, t.ema_decay, t.lr_decay)),
-             "lambda_reg, lr, lr_disc, ema_decay and lr_decay must be finite numbers"),
+            (all(math.isfinite(v) for v in (l.lambda_reg, t.lr, t.lr_disc or 1.0, t.ema_decay, t.lr_decay, t.snapshot_span)),
+             "lambda_reg, lr, lr_disc, ema_decay, lr_decay and snapshot_span must be finite numbers"),
             (all(v is None or v >= 1 for v in (self.image.height, self.image.width, self.image.channels)),
              "image height, width and channels must be >= 1"),
             (self.image.channels in (None, 1, 3), "image channels must be 1 (gray) or 3 (RGB)"),
@@ -347,7 +355,7 @@ PRESETS: dict[str, SimGANConfig] = {
         discriminator=DiscriminatorConfig(layers=[]),
         loss=LossConfig(lambda_reg=0.3, feature="identity", reduction="mean", diversity=1.0),
         train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=64,
-                          buffer_size=6400),
+                          buffer_size=6400, snapshots=4),
     ),
 }
 

@@ -32,6 +32,9 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--global-disc", is_flag=True, default=False, help="Ablation: image-level D instead of the local one.")
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
               help="Running average of R's weights (0 disables); refining uses it.")
+@click.option("--snapshots", type=click.IntRange(min=0, max=64), default=None,
+              help="Keep R at this many points of the last half of training (snapshot ensemble; generic: 4); "
+                   "`simgan refine --variants K` refines variant v with snapshot v mod this.")
 @click.option("--lr-decay", type=click.FloatRange(min=0, max=1), default=None,
               help="Decay both learning rates linearly to 0 over this last fraction of the adversarial steps "
                    "(CycleGAN's schedule; 0 disables).")
@@ -69,7 +72,7 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
           batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay,
-          lr_decay, loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
+          snapshots, lr_decay, loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
           noise_channels, noise_kind, diversity, device, precision, compile_, seed, sample_every, checkpoint_every,
           trust_pickle, resume, tensorboard, quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
@@ -87,7 +90,7 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         ("train", "adaptive_kg"): adaptive_kg, ("train", "batch_size"): batch_size,
         ("train", "buffer_size"): buffer_size, ("loss", "lambda_reg"): lambda_reg, ("train", "lr"): lr,
         ("train", "optimizer"): optimizer, ("loss", "feature"): feature, ("train", "ema_decay"): ema_decay,
-        ("train", "lr_decay"): lr_decay,
+        ("train", "lr_decay"): lr_decay, ("train", "snapshots"): snapshots,
         ("train", "device"): device, ("train", "precision"): precision, ("train", "compile"): compile_,
         ("train", "seed"): seed, ("train", "sample_every"): sample_every,
         ("train", "checkpoint_every"): checkpoint_every,

@@ -33,6 +33,7 @@ from ..errors import SimganError
 from ..paths import check_no_overlap, partial_of
 from ..runtime import DistInfo, autocast, inference_precision, init_distributed, peak_rss_mib, set_threads
 from ..training.rundir import load_refiner
+from ..training.snapshots import load_snapshots
 
 MANIFEST = ".simgan-refine.json"
 
@@ -136,7 +137,7 @@ class _Job:
     (batch ``b`` of ``n_batches`` goes to the process of rank ``b % world_size``)."""
 
     index: FolderIndex
-    model: torch.nn.Module
+    models: list[torch.nn.Module]  # the final refiner, then its snapshots (training.snapshots)
     channels_last: bool
     spec: ImageSpec
     precision: str
@@ -193,6 +194,7 @@ def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, in
     first = index.records(0, 1)[0]
     spec = spec_of(index.read(first))
     model, cfg, step, precision = inference_refiner(run, dev, precision, trust_pickle=trust_pickle)
+    models = load_snapshots(run, cfg, model, dev)[:variants]  # variant v: snapshot v mod K (0: the final R)
     want = ImageSpec(cfg.image.height, cfg.image.width, cfg.image.channels, cfg.image.bit_depth)
     if spec != want:
         raise SimganError(f"the run {run} refines {want.describe()} images (preset {cfg.preset}) but {input} holds "
@@ -203,7 +205,9 @@ def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, in
     }
     if variants > 1:
         manifest["variants"] = variants
-    return _Job(index, model, cfg.train.channels_last, spec, precision, batch_size, variants, dev, info, manifest)
+    if len(models) > 1:
+        manifest["snapshots"] = len(models)
+    return _Job(index, models, cfg.train.channels_last, spec, precision, batch_size, variants, dev, info, manifest)
 
 
 def _open_output(out: Path, manifest: dict, info: DistInfo, echo) -> DatasetWriter:
@@ -289,11 +293,12 @@ def _refine_batch(job: _Job, pixels: np.ndarray, b: int) -> list[np.ndarray]:
     outs = []
     for v in range(job.variants):
         noise = None
-        if getattr(job.model, "noise_channels", 0):
+        model = job.models[v % len(job.models)]
+        if getattr(model, "noise_channels", 0):
             g = torch.Generator().manual_seed(b * 1000 + v)
-            noise = job.model.sample_noise(x.shape[0], *x.shape[2:], generator=g, device=job.dev)
+            noise = model.sample_noise(x.shape[0], *x.shape[2:], generator=g, device=job.dev)
         with torch.no_grad(), autocast(job.dev, job.precision):
-            y = job.model(x, noise) if noise is not None else job.model(x)
+            y = model(x, noise) if noise is not None else model(x)
         outs.append(from_model(y.float(), job.spec.max_value))
     return outs
 

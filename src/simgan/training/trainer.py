@@ -42,6 +42,7 @@ from ..paths import check_no_overlap
 from ..plots import save_grid, save_loss_curves
 from ..runtime import (autocast, deterministic_kernels, init_distributed, resolve_precision, rng_state, set_rng_state,
                        set_threads)
+from .snapshots import save_snapshot, snapshot_steps
 from .health import METRICS, HealthMonitor, KgPolicy, TrainingDiverged, balance_line, verdict
 from .history import ImageHistoryBuffer
 from .optim import make_optimizer
@@ -347,6 +348,7 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
             bar = tqdm(total=total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        self.snapshot_steps = set(snapshot_steps(t))
         pending: list[tuple[int, torch.Tensor]] = []
         images, t0 = 0, time.perf_counter()
         last: dict = {}
@@ -369,6 +371,8 @@ class Trainer:
                 self.write_samples()
                 if not done and self.phase_of(self.step - 1)[0] == "adversarial":
                     self.say(f"step {self.step}: {verdict(self.rows, self.cfg, self.kg)['verdict']}")
+            if self.dist.is_main and self.step in self.snapshot_steps:
+                save_snapshot(self.run.path, self.inference_refiner().state_dict(), self.cfg, self.step)
             if self.step % t.checkpoint_every == 0 or done:
                 self.save_checkpoint()
         if bar is not None:
