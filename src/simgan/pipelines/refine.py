@@ -194,7 +194,7 @@ def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, in
     first = index.records(0, 1)[0]
     spec = spec_of(index.read(first))
     model, cfg, step, precision = inference_refiner(run, dev, precision, trust_pickle=trust_pickle)
-    models = load_snapshots(run, cfg, model, dev)[:variants]  # variant v: snapshot v mod K (0: the final R)
+    models = load_snapshots(run, cfg, model, dev, limit=variants)  # variant v: snapshot v mod K (0: the final R)
     want = ImageSpec(cfg.image.height, cfg.image.width, cfg.image.channels, cfg.image.bit_depth)
     if spec != want:
         raise SimganError(f"the run {run} refines {want.describe()} images (preset {cfg.preset}) but {input} holds "

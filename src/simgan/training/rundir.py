@@ -177,17 +177,23 @@ class RunDir:
         """``refiner.safetensors`` (the weights, with the config in its metadata) and
         ``refiner.json`` (the same config and step as plain JSON): nothing that loading could
         execute."""
-        from safetensors.torch import save as st_save
-
-        info = {"version": CHECKPOINT_VERSION, "step": step, "config": cfg.to_dict()}
-        tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-        data = st_save(tensors, metadata=refiner_metadata(info))
-        atomic_write_bytes(self.refiner, data)
+        info = write_refiner_file(self.refiner, state_dict, cfg, step)
         atomic_write_bytes(self.refiner_info, (json.dumps(info, indent=1) + "\n").encode())
 
 
 def refiner_metadata(info: dict) -> dict:
     return {"format": "simgan-refiner", "simgan": json.dumps(info)}
+
+
+def write_refiner_file(path: Path, state_dict: dict, cfg: SimGANConfig, step: int) -> dict:
+    """A self-contained refiner file, written atomically: the weights as safetensors with the
+    config and step in its metadata (what :func:`read_refiner_file` reads back). Returns that info."""
+    from safetensors.torch import save as st_save
+
+    info = {"version": CHECKPOINT_VERSION, "step": step, "config": cfg.to_dict()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    atomic_write_bytes(path, st_save(tensors, metadata=refiner_metadata(info)))
+    return info
 
 
 def check_resumable(path: Path, saved: SimGANConfig, cfg: SimGANConfig) -> None:
@@ -295,8 +301,6 @@ def read_refiner_file(path: Path, info_path: Path | None = None) -> tuple[dict, 
 def export_refiner(run: str | os.PathLike, out: str | os.PathLike, *, trust_pickle: bool = False) -> Path:
     """Write a run's refiner as one self-contained ``.safetensors`` file (its config and step in
     the metadata) for sharing; ``simgan refine --run FILE.safetensors`` reads it back."""
-    from safetensors.torch import save as st_save
-
     out = Path(out)
     if out.suffix != ".safetensors":
         raise SimganError(f"--out {out}: the file name must end in .safetensors")
@@ -305,9 +309,7 @@ def export_refiner(run: str | os.PathLike, out: str | os.PathLike, *, trust_pick
     if not out.parent.is_dir():
         raise SimganError(f"--out {out}: folder {out.parent} does not exist")
     model, cfg, step = load_refiner(run, torch.device("cpu"), trust_pickle=trust_pickle)
-    info = {"version": CHECKPOINT_VERSION, "step": step, "config": cfg.to_dict()}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(out, st_save(tensors, metadata=refiner_metadata(info)))
+    write_refiner_file(out, model.state_dict(), cfg, step)
     return out
 
 

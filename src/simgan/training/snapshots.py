@@ -42,23 +42,18 @@ def snapshot_path(run: Path, step: int) -> Path:
 
 
 def save_snapshot(run: Path, state_dict: dict, cfg, step: int) -> None:
-    """One snapshot file: the weights with the config and step in the metadata."""
-    from safetensors.torch import save as st_save
-
-    from ..datasets import atomic_write_bytes
-    from .rundir import CHECKPOINT_VERSION, refiner_metadata
+    """One snapshot: a self-contained refiner file (weights, config and step)."""
+    from .rundir import write_refiner_file
 
     path = snapshot_path(run, step)
     path.parent.mkdir(exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    info = {"version": CHECKPOINT_VERSION, "step": step, "config": cfg.to_dict()}
-    atomic_write_bytes(path, st_save(tensors, metadata=refiner_metadata(info)))
+    write_refiner_file(path, state_dict, cfg, step)
 
 
-def load_snapshots(run, cfg, final: torch.nn.Module, device: torch.device) -> list[torch.nn.Module]:
-    """The refiners a refine cycles through: ``final`` first, then each snapshot of ``cfg``'s
-    schedule that the run holds (a run stopped early has fewer), newest first. An exported
-    refiner file has no snapshots."""
+def load_snapshots(run, cfg, final: torch.nn.Module, device: torch.device, *, limit: int) -> list[torch.nn.Module]:
+    """The refiners a refine cycles through, at most ``limit``: ``final`` first, then each
+    snapshot of ``cfg``'s schedule that the run holds (a run stopped early has fewer), newest
+    first. An exported refiner file has no snapshots."""
     import copy
 
     from .rundir import read_refiner_file
@@ -67,7 +62,7 @@ def load_snapshots(run, cfg, final: torch.nn.Module, device: torch.device) -> li
     run = Path(run)
     if not run.is_dir():
         return models
-    for step in snapshot_steps(cfg.train):
+    for step in snapshot_steps(cfg.train)[:max(0, limit - 1)]:
         path = snapshot_path(run, step)
         if path.is_file():
             state, _ = read_refiner_file(path)
