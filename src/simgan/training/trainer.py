@@ -322,7 +322,8 @@ class Trainer:
         if phase == "disc-pretrain":
             d_loss, acc_real, acc_ref = self.discriminator_step()
             return torch.stack([d_loss, acc_real, acc_ref, nan, nan, nan]), t.batch_size // 2
-        self.set_learning_rates(self.step)
+        if t.lr_decay > 0:  # the schedule only; otherwise the optimisers keep their learning rates
+            self.set_learning_rates(self.step)
         r_real = r_reg = mad = 0.0
         for _ in range(self.kg):
             a, b, c = self.refiner_step(adversarial=True)
