@@ -14,7 +14,7 @@ from simgan.training.augment import diff_augment
 from simgan.config import (DiscriminatorConfig, RefinerConfig, generic_discriminator_for_shape, resolve_config)
 from simgan.models.discriminator import build_discriminator, output_size
 from simgan.errors import SimganError
-from simgan.models.refiner import Refiner
+from simgan.models.refiner import Refiner, count_parameters
 from simgan.training import balance_line, effective_lambda, train, verdict
 
 
@@ -160,11 +160,32 @@ def test_verdict_on_a_run_that_changes_nothing():
     assert v["fooled"] is False and "fooled D in 1 of 20 logged rounds" in v["verdict"] and "D still wins" in v["verdict"]
 
 
+def test_global_context_sees_the_whole_image():
+    """GlobalContext starts as the identity; once trained, a pixel far outside R's 3x3 receptive
+    field changes the output everywhere, and each image's output depends on that image alone."""
+    local = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3), 1)
+    ctx = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, global_context=True), 1)
+    assert count_parameters(ctx) - count_parameters(local) == (8 * 4 + 4) + (4 * 8 + 8)
+    x = torch.rand(2, 1, 12, 12) * 0.2 - 0.1
+    assert torch.equal(ctx(x), x)  # zero head, zero MLP output: the identity
+    torch.manual_seed(0)
+    for r in (local, ctx):
+        for p in r.parameters():
+            torch.nn.init.normal_(p, std=0.1)  # small: no output reaches the clamp at +-1
+    far = x.clone()
+    far[:, :, 11, 11] += 0.5  # 11 px from pixel (0, 0); R's local field is 7 px wide
+    assert torch.equal(local(x)[:, :, 0, 0], local(far)[:, :, 0, 0])
+    assert not torch.allclose(ctx(x)[:, :, 0, 0], ctx(far)[:, :, 0, 0])
+    # per image: refining image 0 alone or next to image 1 gives the same output
+    assert torch.allclose(ctx(x)[:1], ctx(x[:1]), atol=1e-6)
+    assert Refiner(RefinerConfig(global_context=True), 3)(torch.zeros(1, 3, 9, 7)).shape == (1, 3, 9, 7)
+
+
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
     cfg = resolve_config("generic", config_file=tiny_config, overrides={
         "discriminator": {"spectral_norm": True, "antialias": True},
-        "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image"},
+        "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image", "global_context": True},
         "loss": {"adversarial": "hinge", "r1_gamma": 1.0, "diversity": 1.0},
         "train": {"diff_augment": "color,translation,cutout"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)

@@ -75,6 +75,12 @@ class RefinerConfig:
     # R's receptive field, so it cannot choose one colour for a whole background; a per-image
     # code can.
     noise_kind: str = "pixel"
+    # Per-image context (see simgan.models.refiner.GlobalContext): after every ResNet block, a
+    # channel-wise scale and shift computed from the whole image's feature statistics, so R can
+    # make the per-image tone and contrast changes that a fully convolutional R cannot (a target
+    # domain normalised per image, e.g. histogram-equalised eye crops). Squeeze-and-excitation
+    # (Hu et al., CVPR 2018) as FiLM (Perez et al., AAAI 2018). Off: the paper's local R.
+    global_context: bool = False
 
 
 @dataclass

@@ -46,12 +46,43 @@ class ResnetBlock(nn.Module):
         return self.act(y.add_(x))
 
 
+class GlobalContext(nn.Module):
+    """A per-image, channel-wise affine change of R's feature maps computed from the whole image:
+    the maps' spatial mean and standard deviation per channel, a two-layer MLP, then
+    ``h * (1 + gamma) + beta``. The squeeze of Hu et al. ("Squeeze-and-Excitation Networks",
+    CVPR 2018) feeding a FiLM-style modulation (Perez et al., AAAI 2018), as the global path of
+    Gharbi et al.'s image-enhancement network (SIGGRAPH 2017) feeds its local one.
+
+    Why R needs it: the paper's R is fully convolutional, so each output pixel sees only its
+    receptive field. A target domain whose images are normalised per image (MPIIGaze's eye crops
+    are histogram-equalised, the eye demo's webcam domain too) maps the same local patch to
+    different grey levels in different images; only R's view of the whole image can learn that.
+    The MLP's last layer starts at zero, so the block starts as the identity, like R itself. It
+    changes no geometry: labels stay as they are."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.fc1 = nn.Linear(2 * width, width)
+        self.fc2 = nn.Linear(width, 2 * width)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        f = h.float()
+        stats = torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3), correction=0)], dim=1).to(self.fc1.weight.dtype)
+        gamma, beta = self.fc2(torch.relu(self.fc1(stats))).to(h.dtype).chunk(2, dim=1)
+        return h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
 class Refiner(nn.Module):
     """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape.
 
     With ``cfg.noise_channels = k > 0``, R also takes ``k`` maps of N(0, 1) noise (drawn anew per
     call unless ``noise`` is given), concatenated to ``x`` at the stem; the output is still
-    ``x`` plus a correction, tied to ``x`` by the self-regularisation term."""
+    ``x`` plus a correction, tied to ``x`` by the self-regularisation term.
+
+    With ``cfg.global_context``, a :class:`GlobalContext` follows every ResNet block, so R can
+    make per-image changes (tone, contrast) that depend on the whole image."""
 
     def __init__(self, cfg: RefinerConfig, channels: int):
         super().__init__()
@@ -63,6 +94,9 @@ class Refiner(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(channels + cfg.noise_channels, cfg.width, k, padding=k // 2,
                                             padding_mode=cfg.padding), nn.ReLU(inplace=True))
         self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, k, cfg.norm, cfg.padding) for _ in range(cfg.num_blocks)])
+        # (only built when asked for: refiners without it keep their parameters and state dicts)
+        self.context = (nn.ModuleList([GlobalContext(cfg.width) for _ in range(cfg.num_blocks)])
+                        if cfg.global_context else None)
         self.head = nn.Conv2d(cfg.width, channels, 1)
         self.residual = cfg.residual
         if self.residual:
@@ -79,7 +113,12 @@ class Refiner(nn.Module):
         h = self.stem(inp.to(weights))
         if weights == torch.float32:
             h = h.float()  # under autocast: the residual stream stays in fp32 (see ResnetBlock)
-        r = self.head(self.blocks(h))
+        if self.context is None:
+            h = self.blocks(h)
+        else:
+            for block, context in zip(self.blocks, self.context):
+                h = context(block(h))
+        r = self.head(h)
         if self.residual:
             return (x + r.float()).clamp(-1.0, 1.0)
         return torch.tanh(r.float())
@@ -108,7 +147,8 @@ class Refiner(nn.Module):
 
 def refiner_receptive_field(cfg: RefinerConfig) -> int:
     """Side in pixels of the input region one output pixel depends on: every ``k×k`` convolution
-    at stride 1 widens it by ``k - 1`` (the stem, two per block; the head is ``1×1``)."""
+    at stride 1 widens it by ``k - 1`` (the stem, two per block; the head is ``1×1``). With
+    ``global_context`` the per-image statistics add the whole image; this is the local part."""
     return 1 + (cfg.kernel_size - 1) * (1 + 2 * cfg.num_blocks)
 
 
@@ -120,4 +160,6 @@ def refiner_flops(cfg: RefinerConfig, channels: int, height: int, width: int) ->
     """Multiply-adds x 2 of one forward pass on one ``height x width`` image (convolutions only)."""
     k2, w, px = cfg.kernel_size ** 2, cfg.width, height * width
     macs = px * (k2 * channels * w + cfg.num_blocks * 2 * k2 * w * w + w * channels)
+    if cfg.global_context:
+        macs += cfg.num_blocks * (4 * w * w + 2 * px * w)  # the MLP, and the statistics and the affine map
     return 2.0 * macs
