@@ -56,6 +56,19 @@ def test_gradients_ignore_brightness_but_not_edges():
     assert losses.self_regularization_loss(edged, syn, psi).item() == pytest.approx(1.0, rel=1e-5)
 
 
+def test_standardized_ignores_brightness_and_contrast_but_not_edges():
+    syn = torch.tensor([[[[-0.5, 0.5], [0.5, -0.5]]]])  # mean 0, std 0.5: psi = -1, 1, 1, -1
+    psi = losses.Standardized()
+    assert torch.allclose(psi(syn), syn * 2)
+    # a per-image gain and offset (tone) costs nothing, in each channel separately
+    assert losses.self_regularization_loss(0.4 * syn + 0.3, syn, psi).item() == pytest.approx(0.0, abs=1e-6)
+    moved = torch.tensor([[[[0.5, -0.5], [0.5, -0.5]]]])  # same histogram, edges moved: 2 of 4 pixels flip
+    assert losses.self_regularization_loss(moved, syn, psi).item() == pytest.approx(4.0, rel=1e-5)
+    flat = torch.zeros(1, 1, 2, 2)  # std floored at 0.05: a flat image's tiny change is x20, not infinite
+    speck = torch.tensor([0.01, 0.0, 0.0, -0.01]).reshape(1, 1, 2, 2)
+    assert losses.self_regularization_loss(flat + speck, flat, psi).item() == pytest.approx(0.4, rel=1e-4)
+
+
 def test_discriminator_accuracy():
     logits = logits_with_prob(torch.tensor([[[0.9, 0.2, 0.6, 0.4]]]))
     assert losses.discriminator_accuracy(logits, losses.REFINED).item() == pytest.approx(0.5)

@@ -140,6 +140,19 @@ class Gradients(nn.Module):
         return torch.cat([dx.flatten(1), dy.flatten(1)], dim=1)
 
 
+class Standardized(nn.Module):
+    """psi(x) = x with each image's mean removed and divided by its standard deviation, per
+    channel (instance normalisation, Ulyanov et al. 2016, used as the paper's psi): R may change
+    an image's brightness and contrast, the per-image tone of a target domain (exposure, gain,
+    histogram equalisation), but not where its edges are. The deviation is floored at 0.05 so
+    that a flat image's noise is not magnified."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True, correction=0).clamp_min(0.05)
+        return (x - mean) / std
+
+
 def feature_transform(name: str, channels: int) -> nn.Module:
     """The psi named ``name``; ``features`` is a frozen CNN layer that needs no download."""
     if name == "identity":
@@ -148,6 +161,8 @@ def feature_transform(name: str, channels: int) -> nn.Module:
         return ChannelMean()
     if name == "gradients":
         return Gradients()
+    if name == "standardized":
+        return Standardized()
     if name == "features":
         from .features import PSI_LEVEL, frozen_feature_net
         return frozen_feature_net(channels, level=PSI_LEVEL)
