@@ -179,6 +179,9 @@ def test_global_context_sees_the_whole_image():
     # per image: refining image 0 alone or next to image 1 gives the same output
     assert torch.allclose(ctx(x)[:1], ctx(x[:1]), atol=1e-6)
     assert Refiner(RefinerConfig(global_context=True), 3)(torch.zeros(1, 3, 9, 7)).shape == (1, 3, 9, 7)
+    # a flat image makes every map constant (zero variance): the gradient stays finite
+    ctx(torch.zeros(1, 1, 12, 12)).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in ctx.parameters())
 
 
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):

@@ -68,10 +68,11 @@ class GlobalContext(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        f = h.float()
-        stats = torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3), correction=0)], dim=1).to(self.fc1.weight.dtype)
+        var, mean = torch.var_mean(h.float(), dim=(2, 3), correction=0)
+        # (the epsilon keeps the gradient finite where a channel is constant, e.g. all ReLU zeros)
+        stats = torch.cat([mean, (var + 1e-5).sqrt()], dim=1).to(self.fc1.weight.dtype)
         gamma, beta = self.fc2(torch.relu(self.fc1(stats))).to(h.dtype).chunk(2, dim=1)
-        return h * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return torch.addcmul(beta[:, :, None, None], h, 1 + gamma[:, :, None, None])
 
 
 class Refiner(nn.Module):
