@@ -62,9 +62,11 @@ def load_snapshots(run, cfg, final: torch.nn.Module, device: torch.device, *, li
     run = Path(run)
     if not run.is_dir():
         return models
-    for step in snapshot_steps(cfg.train)[:max(0, limit - 1)]:
+    for step in snapshot_steps(cfg.train):
+        if len(models) >= limit:
+            break
         path = snapshot_path(run, step)
-        if path.is_file():
+        if path.is_file():  # (a run stopped early lacks the newest: the older ones fill in)
             state, _ = read_refiner_file(path)
             model = copy.deepcopy(final)
             model.load_state_dict(state)  # copied into final's dtype and memory layout
