@@ -69,6 +69,27 @@ def test_spectral_norm_and_antialias_keep_shapes():
     assert any("parametrizations" in n for n, _ in sn.named_parameters())
 
 
+def test_discriminator_global_context_sees_the_whole_image():
+    """D's GlobalContext starts as the identity (same logits as the plain local D), keeps the
+    patch map's shape, and, once trained, lets a pixel outside a patch change that patch's logit."""
+    layers = generic_discriminator_for_shape(24, 24)
+    plain = build_discriminator(DiscriminatorConfig(layers=layers, norm="none"), 1, 24, 24)
+    ctx = build_discriminator(DiscriminatorConfig(layers=layers, norm="none", global_context=True), 1, 24, 24)
+    missing = ctx.load_state_dict(plain.state_dict(), strict=False).missing_keys  # the same trunk and head
+    assert missing and all(k.startswith("context.") for k in missing)
+    ch = layers[-1].channels
+    assert count_parameters(ctx) - count_parameters(plain) == (2 * ch * ch + ch) + (ch * 2 * ch + 2 * ch)
+    x = torch.rand(2, 1, 24, 24) * 2 - 1
+    assert torch.equal(ctx(x), plain(x)) and ctx(x).shape == (2, 2, *output_size(ctx.cfg, 24, 24))
+    for p in ctx.context.fc2.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    far = x.clone()
+    far[:, :, 16:, 16:] = 1.0  # bottom-right corner: outside the top-left patch's receptive field
+    assert torch.equal(plain(x)[:, :, 0, 0], plain(far)[:, :, 0, 0])
+    assert not torch.allclose(ctx(x)[:, :, 0, 0], ctx(far)[:, :, 0, 0])
+    assert torch.allclose(ctx(x)[:1], ctx(x[:1]), atol=1e-6)  # per image: batch-independent
+
+
 def test_generic_discriminator_from_shape():
     assert [l.stride for l in generic_discriminator_for_shape(24, 24)] == [2, 2, 1, 1]
     assert output_size(DiscriminatorConfig(layers=generic_discriminator_for_shape(24, 24)), 24, 24) == (3, 3)
@@ -163,6 +184,7 @@ def test_verdict_on_a_run_that_changes_nothing():
 def test_global_context_sees_the_whole_image():
     """GlobalContext starts as the identity; once trained, a pixel far outside R's 3x3 receptive
     field changes the output everywhere, and each image's output depends on that image alone."""
+    torch.manual_seed(0)
     local = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3), 1)
     ctx = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, global_context=True), 1)
     assert count_parameters(ctx) - count_parameters(local) == (8 * 4 + 4) + (4 * 8 + 8)
@@ -173,7 +195,7 @@ def test_global_context_sees_the_whole_image():
         for p in r.parameters():
             torch.nn.init.normal_(p, std=0.1)  # small: no output reaches the clamp at +-1
     far = x.clone()
-    far[:, :, 11, 11] += 0.5  # 11 px from pixel (0, 0); R's local field is 7 px wide
+    far[:, :, 8:, 8:] += 0.5  # 8+ px from pixel (0, 0); R's local field is 7 px wide
     assert torch.equal(local(x)[:, :, 0, 0], local(far)[:, :, 0, 0])
     assert not torch.allclose(ctx(x)[:, :, 0, 0], ctx(far)[:, :, 0, 0])
     # per image: refining image 0 alone or next to image 1 gives the same output
@@ -187,7 +209,7 @@ def test_global_context_sees_the_whole_image():
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
     cfg = resolve_config("generic", config_file=tiny_config, overrides={
-        "discriminator": {"spectral_norm": True, "antialias": True},
+        "discriminator": {"spectral_norm": True, "antialias": True, "global_context": True},
         "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image", "global_context": True},
         "loss": {"adversarial": "hinge", "r1_gamma": 1.0, "diversity": 1.0},
         "train": {"diff_augment": "color,translation,cutout"}})

@@ -306,6 +306,7 @@ CASES = [
     Case("train-batch-odd", TRAIN + ["--batch-size", "3"], match="even"),
     Case("train-steps-negative", TRAIN + ["--steps", "-1"], match="--steps"),
     Case("train-lambda-negative", TRAIN + ["--lambda-reg", "-1"], match="--lambda-reg"),
+    Case("train-global-disc-with-context", TRAIN + ["--global-disc", "--disc-global-context"], match="global_context"),
     Case("train-checkpoint-every-0", TRAIN + ["--checkpoint-every", "0"], match="--checkpoint-every"),
     Case("train-kg-0", TRAIN + ["--kg", "0"]),
     Case("train-lr-0", TRAIN + ["--lr", "0"]),

@@ -117,6 +117,10 @@ class DiscriminatorConfig:
     # Shift-Invariant Again", ICML 2019), so D's decisions (and R's gradients) carry no
     # stride-periodic grid.
     antialias: bool = False
+    # Local D only: a GlobalContext (the refiner's, models/refiner.py) between the trunk and the
+    # 1x1 classifier, so every patch's decision also sees the whole image's feature statistics
+    # (per-image tone and contrast, which a 23x23 patch of a histogram-equalised image barely shows).
+    global_context: bool = False
 
 
 @dataclass
@@ -240,6 +244,8 @@ class SimGANConfig:
             (r.width >= 1 and r.num_blocks >= 0, "refiner width must be >= 1 and blocks >= 0"),
             (r.norm in ("none", "batch"), "refiner norm must be none or batch"),
             (d.kind in ("local", "global"), "discriminator kind must be local or global"),
+            (not (d.global_context and d.kind == "global"),
+             "discriminator global_context is for the local discriminator (the global one already sees the whole image)"),
             (d.norm in ("none", "batch"), "discriminator norm must be none or batch"),
             (d.padding in ("valid", "same"), "discriminator padding must be valid or same"),
             (len(d.layers) >= 1 or self.preset == "generic", "discriminator needs at least one layer"),

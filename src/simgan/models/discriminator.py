@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import DiscriminatorConfig, LayerSpec
 from ..errors import SimganError
+from .refiner import GlobalContext
 
 
 def _padding(layer: LayerSpec, mode: str) -> int:
@@ -75,16 +76,27 @@ def build_trunk(cfg: DiscriminatorConfig, in_channels: int) -> tuple[nn.Sequenti
 
 
 class LocalDiscriminator(nn.Module):
-    """Fully convolutional D: trunk, then a ``1×1`` convolution to 2 maps (§2.2, Figure 3)."""
+    """Fully convolutional D: trunk, then a ``1×1`` convolution to 2 maps (§2.2, Figure 3).
+
+    With ``cfg.global_context``, the trunk's maps pass through a
+    :class:`~simgan.models.refiner.GlobalContext` first: a per-image, per-channel scale and shift
+    from the maps' mean and standard deviation over the whole image. Each patch still gets its
+    own decision (R is still judged patch by patch, §2.2), but the decision can depend on the
+    image's overall statistics, which a local D cannot see and a per-image normalised target
+    domain differs in. It starts as the identity (zero-initialised last layer)."""
 
     def __init__(self, cfg: DiscriminatorConfig, in_channels: int):
         super().__init__()
         self.cfg = cfg
         self.trunk, ch = build_trunk(cfg, in_channels)
+        self.context = GlobalContext(ch) if cfg.global_context else None
         self.classify = _maybe_sn(nn.Conv2d(ch, 2, 1), cfg.spectral_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.trunk(x))
+        h = self.trunk(x)
+        if self.context is not None:
+            h = self.context(h)
+        return self.classify(h)
 
 
 class GlobalDiscriminator(nn.Module):
