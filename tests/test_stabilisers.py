@@ -206,11 +206,62 @@ def test_global_context_sees_the_whole_image():
     assert all(torch.isfinite(p.grad).all() for p in ctx.parameters())
 
 
+def test_tone_curve_by_hand():
+    """The tone curve starts as the identity; its knots follow the MLP's output as documented
+    (start - 1, then softplus rises scaled so that 0 gives 2 / segments); it is monotone, per
+    image, driven by each image's histogram, and can equalise."""
+    from simgan.models.refiner import ToneCurve
+    torch.manual_seed(0)
+    r = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, tone_curve=2), 1)
+    plain = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3), 1)
+    assert count_parameters(r) - count_parameters(plain) == (2 + 8) * 4 + 4 + 4 * 3 + 3
+    x = torch.rand(3, 1, 6, 5) * 2 - 1
+    assert torch.equal(r(x), x)  # zero head, zero MLP output: the identity
+    # by hand: two segments, start 0.5 - 1, rises softplus(0) and softplus(1), scaled by 1 / ln 2
+    with torch.no_grad():
+        r.tone.fc2.bias.copy_(torch.tensor([0.5, 0.0, 1.0]))
+    sp = lambda v: math.log1p(math.exp(v)) / math.log(2.0)  # noqa: E731
+    v0, v1 = -0.5, -0.5 + sp(0.0)
+    v2 = v1 + sp(1.0)
+    y = torch.tensor([-1.0, -0.5, 0.0, 0.4, 1.0]).reshape(1, 1, 1, 5)
+    want = [v0, v0 + 0.5 * (v1 - v0), v1, v1 + 0.4 * (v2 - v1), v2]
+    assert torch.allclose(r(y).flatten(), torch.tensor(want).clamp(-1, 1), atol=1e-6)
+    assert r(y).flatten()[2].item() == pytest.approx(0.5, abs=1e-6)  # -0.5 + softplus(0) / ln 2 = -0.5 + 1
+    # the histogram: the share of pixels in each of the segments' bins
+    tc = ToneCurve(1, 4, 2)
+    img = torch.tensor([-1.0, -0.9, 0.1, 1.0]).reshape(1, 1, 2, 2)
+    assert torch.equal(tc.histogram(img), torch.tensor([[[0.5, 0.0, 0.25, 0.25]]]))
+    # random curves: monotone in the pixel value, per image (batch-independent), histogram-driven
+    for p in r.tone.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    ramp = torch.linspace(-1, 1, 30).reshape(1, 1, 5, 6).repeat(2, 1, 1, 1)
+    ramp[1] = ramp[1].clamp(max=-0.5)  # a dark image: another histogram
+    out = r(ramp).flatten(1)
+    assert (out[0, 1:] >= out[0, :-1]).all()
+    assert torch.allclose(r(ramp[:1]), r(ramp)[:1], atol=1e-6)
+    assert not torch.allclose(out[0, :5], out[1, :5])  # same first pixels, other histogram, other curve
+    # it can represent histogram equalisation: the curve of a 16-segment R fitted to the
+    # equalised version of dark images (gamma 2.5) makes their grey levels close to uniform
+    torch.manual_seed(0)
+    eq = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, tone_curve=16), 1)
+    opt = torch.optim.Adam(eq.tone.parameters(), lr=0.05)
+    dark = (torch.rand(8, 1, 16, 16) ** 2.5) * 2 - 1
+    target = (dark.flatten(1).argsort(1).argsort(1).float() / 255 * 2 - 1).reshape(dark.shape)
+    before = (eq(dark) - target).abs().mean().item()
+    for _ in range(200):
+        opt.zero_grad()
+        loss = (eq(dark) - target).abs().mean()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.25 * before
+
+
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
     cfg = resolve_config("generic", config_file=tiny_config, overrides={
         "discriminator": {"spectral_norm": True, "antialias": True, "global_context": True},
-        "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image", "global_context": True},
+        "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image", "global_context": True,
+                    "tone_curve": 4},
         "loss": {"adversarial": "hinge", "r1_gamma": 1.0, "diversity": 1.0},
         "train": {"diff_augment": "color,translation,cutout"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)

@@ -81,6 +81,12 @@ class RefinerConfig:
     # domain normalised per image, e.g. histogram-equalised eye crops). Squeeze-and-excitation
     # (Hu et al., CVPR 2018) as FiLM (Perez et al., AAAI 2018). Off: the paper's local R.
     global_context: bool = False
+    # Segments of a per-image monotone tone curve applied to R's output (see
+    # simgan.models.refiner.ToneCurve), predicted from the input's histogram and R's features:
+    # the camera response, gain or per-image equalisation between a renderer and a camera, which
+    # a fully convolutional R cannot express. Learned curves as in Hu et al. (SIGGRAPH 2018) and
+    # Moran et al. ("CURL", ICPR 2020). 0: off, the paper's R.
+    tone_curve: int = 0
 
 
 @dataclass
@@ -257,6 +263,7 @@ class SimGANConfig:
             (l.diversity == 0 or r.noise_channels > 0, "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
             (r.padding in PADDINGS, f"refiner padding must be one of {', '.join(PADDINGS)}, got {r.padding!r}"),
             (r.noise_channels >= 0, "refiner noise_channels must be >= 0"),
+            (0 <= r.tone_curve <= 256, f"refiner tone_curve must be 0 (off) to 256 segments, got {r.tone_curve}"),
             (r.noise_kind in NOISE_KINDS, f"refiner noise_kind must be one of {', '.join(NOISE_KINDS)}, got {r.noise_kind!r}"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
              f"diff_augment must be a comma-separated list of {', '.join(AUGMENTS)}, got {t.diff_augment!r}"),

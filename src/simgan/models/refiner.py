@@ -17,6 +17,8 @@ eyes (§3.1): k=3, 64 maps, 4 blocks.  hands (§3.2): k=7, 64 maps, 10 blocks.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -75,6 +77,54 @@ class GlobalContext(nn.Module):
         return torch.addcmul(beta[:, :, None, None], h, 1 + gamma[:, :, None, None])
 
 
+class ToneCurve(nn.Module):
+    """A per-image, per-channel monotone tone curve applied to R's output: the camera response
+    curve that a fully convolutional R cannot express, because it depends on the whole image.
+
+    The curve is piecewise linear with ``knots`` segments of equal width over [-1, 1]. Its start
+    and the (positive) rise of each segment come from a two-layer MLP that reads the input image's
+    histogram (``knots`` bins per channel) and the spatial mean and standard deviation of R's last
+    feature maps. Histogram equalisation is such a curve (the image's cumulative histogram), as are
+    gain, gamma and auto-contrast: the per-image tone changes between a renderer and a camera
+    (learned curves as in Hu et al., "Exposure: A White-Box Photo Post-Processing Framework",
+    SIGGRAPH 2018, and Moran et al., "CURL: Neural Curve Layers for Global Image Enhancement",
+    ICPR 2020). The MLP's last layer starts at zero, where the curve is the identity, like R
+    itself. A monotone curve moves no edge: labels stay as they are. The curve is evaluated in
+    float32 (a bf16 knot would be off by up to a grey level)."""
+
+    def __init__(self, channels: int, knots: int, width: int):
+        super().__init__()
+        self.channels, self.knots = channels, knots
+        self.fc1 = nn.Linear(channels * knots + 2 * width, width)
+        self.fc2 = nn.Linear(width, channels * (knots + 1))
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def histogram(self, x: torch.Tensor) -> torch.Tensor:
+        """Share of each image's pixels in each of ``knots`` equal bins of [-1, 1]: ``N×C×knots``."""
+        n, c = x.shape[:2]
+        idx = ((x.detach().float() + 1.0) * (self.knots / 2)).long().clamp_(0, self.knots - 1).reshape(n * c, -1)
+        hist = torch.zeros(n * c, self.knots, device=x.device).scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float32))
+        return (hist / idx.shape[1]).reshape(n, c, self.knots)
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        n, c, k = y.shape[0], self.channels, self.knots
+        var, mean = torch.var_mean(h.float(), dim=(2, 3), correction=0)
+        desc = torch.cat([self.histogram(x).reshape(n, c * k), mean, (var + 1e-5).sqrt()], dim=1)
+        a = self.fc2(torch.relu(self.fc1(desc.to(self.fc1.weight.dtype)))).float().reshape(n, c, k + 1)
+        # rises: softplus scaled so that a = 0 gives 2 / knots per segment (the identity)
+        rise = nn.functional.softplus(a[:, :, 1:]) * ((2.0 / k) / math.log(2.0))
+        values = torch.cat([a[:, :, :1] - 1.0, rise], dim=2).cumsum(dim=2)  # N×C×(k+1) at -1, ..., 1
+        u = (y.float() + 1.0) * (k / 2)
+        i = u.detach().floor().clamp_(0, k - 1)
+        frac = u - i
+        flat = values.reshape(n * c, k + 1)
+        i = i.long().reshape(n * c, -1)
+        lo, hi = flat.gather(1, i), flat.gather(1, i + 1)
+        out = lo + frac.reshape(n * c, -1) * (hi - lo)
+        return out.reshape(y.shape).clamp(-1.0, 1.0)
+
+
 class Refiner(nn.Module):
     """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape.
 
@@ -83,7 +133,8 @@ class Refiner(nn.Module):
     ``x`` plus a correction, tied to ``x`` by the self-regularisation term.
 
     With ``cfg.global_context``, a :class:`GlobalContext` follows every ResNet block, so R can
-    make per-image changes (tone, contrast) that depend on the whole image."""
+    make per-image changes (tone, contrast) that depend on the whole image. With
+    ``cfg.tone_curve = k > 0``, a :class:`ToneCurve` of ``k`` segments maps R's output last."""
 
     def __init__(self, cfg: RefinerConfig, channels: int):
         super().__init__()
@@ -99,6 +150,7 @@ class Refiner(nn.Module):
         self.context = (nn.ModuleList([GlobalContext(cfg.width) for _ in range(cfg.num_blocks)])
                         if cfg.global_context else None)
         self.head = nn.Conv2d(cfg.width, channels, 1)
+        self.tone = ToneCurve(channels, cfg.tone_curve, cfg.width) if cfg.tone_curve else None
         self.residual = cfg.residual
         if self.residual:
             nn.init.zeros_(self.head.weight)
@@ -120,9 +172,8 @@ class Refiner(nn.Module):
             for block, context in zip(self.blocks, self.context):
                 h = context(block(h))
         r = self.head(h)
-        if self.residual:
-            return (x + r.float()).clamp(-1.0, 1.0)
-        return torch.tanh(r.float())
+        y = (x + r.float()).clamp(-1.0, 1.0) if self.residual else torch.tanh(r.float())
+        return y if self.tone is None else self.tone(y, x, h)
 
     def sample_noise(self, n: int, height: int, width: int, *, generator: torch.Generator | None = None,
                      device=None, dtype=torch.float32) -> torch.Tensor:
@@ -163,4 +214,6 @@ def refiner_flops(cfg: RefinerConfig, channels: int, height: int, width: int) ->
     macs = px * (k2 * channels * w + cfg.num_blocks * 2 * k2 * w * w + w * channels)
     if cfg.global_context:
         macs += cfg.num_blocks * (4 * w * w + 2 * px * w)  # the MLP, and the statistics and the affine map
+    if cfg.tone_curve:
+        macs += px * w + (channels * cfg.tone_curve + 2 * w) * w + w * channels * (cfg.tone_curve + 1) + 2 * px * channels
     return 2.0 * macs
