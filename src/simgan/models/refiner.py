@@ -104,7 +104,8 @@ class ToneCurve(nn.Module):
         """Share of each image's pixels in each of ``knots`` equal bins of [-1, 1]: ``N×C×knots``."""
         n, c = x.shape[:2]
         idx = ((x.detach().float() + 1.0) * (self.knots / 2)).long().clamp_(0, self.knots - 1).reshape(n * c, -1)
-        hist = torch.zeros(n * c, self.knots, device=x.device).scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.float32))
+        ones = torch.ones_like(idx, dtype=torch.float32)
+        hist = torch.zeros(n * c, self.knots, device=x.device).scatter_add_(1, idx, ones)
         return (hist / idx.shape[1]).reshape(n, c, self.knots)
 
     def forward(self, y: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
