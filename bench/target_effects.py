@@ -48,9 +48,10 @@ def post_hoc(name: str, images: np.ndarray, rng: np.random.Generator) -> np.ndar
             out = equalize_histograms(out[..., 0])[..., None]
             continue
         if step.startswith("blur"):
-            f = gaussian_filter(f, (0, float(step[4:].replace("p", ".")), float(step[4:].replace("p", ".")), 0))
+            sigma = float(step[4:].replace("p", "."))
+            f = gaussian_filter(f, (0, sigma, sigma, 0))
         elif step.startswith("noise"):
-            f = f + rng.normal(0.0, float(step[5:]), f.shape)
+            f = f + rng.normal(0.0, float(step[5:].replace("p", ".")), f.shape)
         elif step != "raw":
             raise SystemExit(f"target_effects: unknown post-hoc step {step!r}")
         out = np.clip(np.round(f), 0, 255).astype(np.uint8)

@@ -48,6 +48,13 @@ class ResnetBlock(nn.Module):
         return self.act(y.add_(x))
 
 
+def channel_stats(h: torch.Tensor) -> torch.Tensor:
+    """Per-image spatial mean and standard deviation of each of ``h``'s maps: ``N×2C`` in fp32
+    (the epsilon keeps the gradient finite where a map is constant, e.g. all ReLU zeros)."""
+    var, mean = torch.var_mean(h.float(), dim=(2, 3), correction=0)
+    return torch.cat([mean, (var + 1e-5).sqrt()], dim=1)
+
+
 class GlobalContext(nn.Module):
     """A per-image, channel-wise affine change of R's feature maps computed from the whole image:
     the maps' spatial mean and standard deviation per channel, a two-layer MLP, then
@@ -70,9 +77,7 @@ class GlobalContext(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(h.float(), dim=(2, 3), correction=0)
-        # (the epsilon keeps the gradient finite where a channel is constant, e.g. all ReLU zeros)
-        stats = torch.cat([mean, (var + 1e-5).sqrt()], dim=1).to(self.fc1.weight.dtype)
+        stats = channel_stats(h).to(self.fc1.weight.dtype)
         gamma, beta = self.fc2(torch.relu(self.fc1(stats))).to(h.dtype).chunk(2, dim=1)
         return torch.addcmul(beta[:, :, None, None], h, 1 + gamma[:, :, None, None])
 
@@ -110,8 +115,7 @@ class ToneCurve(nn.Module):
 
     def forward(self, y: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         n, c, k = y.shape[0], self.channels, self.knots
-        var, mean = torch.var_mean(h.float(), dim=(2, 3), correction=0)
-        desc = torch.cat([self.histogram(x).reshape(n, c * k), mean, (var + 1e-5).sqrt()], dim=1)
+        desc = torch.cat([self.histogram(x).reshape(n, c * k), channel_stats(h)], dim=1)
         a = self.fc2(torch.relu(self.fc1(desc.to(self.fc1.weight.dtype)))).float().reshape(n, c, k + 1)
         # rises: softplus scaled so that a = 0 gives 2 / knots per segment (the identity)
         rise = nn.functional.softplus(a[:, :, 1:]) * ((2.0 / k) / math.log(2.0))
