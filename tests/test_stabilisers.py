@@ -256,12 +256,55 @@ def test_tone_curve_by_hand():
     assert loss.item() < 0.25 * before
 
 
+def test_grain_by_hand():
+    """Grain starts at softplus(-6) per pixel; its noise is s(x) * z with z ~ N(0, 1) from the given
+    generator (reproducible, different per draw); it comes before the tone curve; with_clean
+    returns the output without it; it can learn the strength of a target's noise."""
+    torch.manual_seed(0)
+    cfg = RefinerConfig(width=4, num_blocks=1, kernel_size=3, grain=True)
+    r = Refiner(cfg, 1)
+    plain = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3), 1)
+    assert count_parameters(r) - count_parameters(plain) == 4 + 1
+    x = torch.rand(2, 1, 40, 50) * 1.6 - 0.8  # away from the clamp at +-1
+    out, clean = r(x, generator=torch.Generator().manual_seed(3), with_clean=True)
+    assert torch.equal(clean, x)  # zero head: the noise-free output is the input
+    s0 = math.log1p(math.exp(-6.0))
+    z = torch.randn((2, 1, 40, 50), generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(out, x + s0 * z, atol=1e-6)  # by hand
+    assert torch.equal(out, r(x, generator=torch.Generator().manual_seed(3)))  # reproducible
+    assert not torch.equal(out, r(x, generator=torch.Generator().manual_seed(4)))
+    # a strength by hand: bias b gives std softplus(b) at every pixel
+    with torch.no_grad():
+        r.grain.std_head.bias.fill_(-2.0)
+    noise = r(x, generator=torch.Generator().manual_seed(5)) - x
+    assert noise.std().item() == pytest.approx(math.log1p(math.exp(-2.0)), rel=0.05)
+    assert abs(noise.mean().item()) < 0.01
+    # before the tone curve: a curve that maps everything to one level hides the grain
+    rt = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, grain=True, tone_curve=2), 1)
+    with torch.no_grad():
+        rt.grain.std_head.bias.fill_(-1.0)
+        rt.tone.fc2.bias.copy_(torch.tensor([0.7, -30.0, -30.0]))  # start -0.3, rises ~0: flat
+    flat = rt(x)
+    assert (flat - flat.mean()).abs().max() < 1e-4
+    # learnable: the grain head fitted to a noise std of 0.1 (its root mean square)
+    r2 = Refiner(cfg, 1)
+    opt = torch.optim.Adam(r2.grain.parameters(), lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        out, clean = r2(x, with_clean=True)
+        loss = (((out - clean) ** 2).mean().sqrt() - 0.1) ** 2
+        loss.backward()
+        opt.step()
+    out, clean = r2(x, with_clean=True)
+    assert (out - clean).std().item() == pytest.approx(0.1, rel=0.15)
+
+
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
     cfg = resolve_config("generic", config_file=tiny_config, overrides={
         "discriminator": {"spectral_norm": True, "antialias": True, "global_context": True},
         "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image", "global_context": True,
-                    "tone_curve": 4},
+                    "tone_curve": 4, "grain": True},
         "loss": {"adversarial": "hinge", "r1_gamma": 1.0, "diversity": 1.0},
         "train": {"diff_augment": "color,translation,cutout"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)

@@ -368,6 +368,8 @@ CASES = [
     Case("cfg-tone-curve-negative", TRAIN_CFG,
          _config(TINY_CONFIG.replace("num_blocks: 1}", "num_blocks: 1, tone_curve: -2}")), "tone_curve"),
     Case("train-tone-curve-too-many", TRAIN + ["--tone-curve", "1000"], match="tone-curve"),
+    Case("cfg-grain-word", TRAIN_CFG,
+         _config(TINY_CONFIG.replace("num_blocks: 1}", "num_blocks: 1, grain: lots}")), "grain"),
     Case("cfg-feature-misspelt", TRAIN_CFG,
          _config(TINY_CONFIG.replace("lambda_reg: 0.01}", "lambda_reg: 0.01, feature: standardised}")), "feature"),
     Case("cfg-health-patience", TRAIN_CFG, _tiny_plus("  health_patience: -1\n"), "health_patience"),

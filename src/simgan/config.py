@@ -87,6 +87,12 @@ class RefinerConfig:
     # a fully convolutional R cannot express. Learned curves as in Hu et al. (SIGGRAPH 2018) and
     # Moran et al. ("CURL", ICPR 2020). 0: off, the paper's R.
     tone_curve: int = 0
+    # Sensor grain (see simgan.models.refiner.Grain): R's head also predicts a per-pixel noise
+    # standard deviation s(x), and the output is R(x) + s(x) z with z ~ N(0, 1) per pixel, before
+    # the tone curve (a camera's noise comes before its processing). The paper's future work,
+    # "model the noise distribution" (§5), as an explicit noise model; self-regularisation applies
+    # to the noise-free output (the grain has mean zero and moves no label). Off: the paper's R.
+    grain: bool = False
 
 
 @dataclass

@@ -130,6 +130,37 @@ class ToneCurve(nn.Module):
         return out.reshape(y.shape).clamp(-1.0, 1.0)
 
 
+class Grain(nn.Module):
+    """Sensor grain: a per-pixel noise standard deviation ``s(x) = softplus(conv1x1(h))``
+    predicted from R's last feature maps, and the noise ``s(x) * z`` with ``z ~ N(0, 1)`` per
+    pixel and channel. The paper's future work, "model the noise distribution" (§5), as an
+    explicit noise model: a convolutional R fed noise channels can only average them over its
+    receptive field (blotches), while a camera's shot and read noise is white and its strength
+    depends on the signal (shot noise grows with brightness), which ``s(x)`` can express. The
+    ``1×1`` map starts with zero weights and a bias of -6, so R starts with grain of std
+    ``softplus(-6) = 0.0025`` (0.3 grey levels of 8 bits): nearly the identity, with a gradient."""
+
+    INIT_BIAS = -6.0
+
+    def __init__(self, width: int, channels: int):
+        super().__init__()
+        self.std_head = nn.Conv2d(width, channels, 1)
+        nn.init.zeros_(self.std_head.weight)
+        nn.init.constant_(self.std_head.bias, self.INIT_BIAS)
+
+    def std(self, h: torch.Tensor) -> torch.Tensor:
+        """``s(x)``, N×C×H×W in fp32 (in the models' [-1, 1] units)."""
+        return nn.functional.softplus(self.std_head(h).float())
+
+    def forward(self, h: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        s = self.std(h)
+        if generator is None:
+            z = torch.randn_like(s)
+        else:
+            z = torch.randn(s.shape, generator=generator).to(s.device)
+        return s * z
+
+
 class Refiner(nn.Module):
     """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape.
 
@@ -139,7 +170,13 @@ class Refiner(nn.Module):
 
     With ``cfg.global_context``, a :class:`GlobalContext` follows every ResNet block, so R can
     make per-image changes (tone, contrast) that depend on the whole image. With
-    ``cfg.tone_curve = k > 0``, a :class:`ToneCurve` of ``k`` segments maps R's output last."""
+    ``cfg.tone_curve = k > 0``, a :class:`ToneCurve` of ``k`` segments maps R's output last. With
+    ``cfg.grain``, a :class:`Grain` adds per-pixel noise of a predicted strength before the tone
+    curve; ``forward(..., with_clean=True)`` also returns the output without it (what
+    self-regularisation compares with ``x``).
+
+    ``generator``: where the noise (input noise not given as ``noise``, and grain) is drawn from,
+    for a reproducible refine."""
 
     def __init__(self, cfg: RefinerConfig, channels: int):
         super().__init__()
@@ -156,16 +193,18 @@ class Refiner(nn.Module):
                         if cfg.global_context else None)
         self.head = nn.Conv2d(cfg.width, channels, 1)
         self.tone = ToneCurve(channels, cfg.tone_curve, cfg.width) if cfg.tone_curve else None
+        self.grain = Grain(cfg.width, channels) if cfg.grain else None
         self.residual = cfg.residual
         if self.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, *,
+                generator: torch.Generator | None = None, with_clean: bool = False):
         inp = x
         if self.noise_channels:
             if noise is None:
-                noise = self.sample_noise(x.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
+                noise = self.sample_noise(x.shape[0], *x.shape[2:], generator=generator, device=x.device, dtype=x.dtype)
             inp = torch.cat([x, noise.to(x.dtype).expand(-1, -1, *x.shape[2:])], dim=1)
         weights = self.head.weight.dtype
         h = self.stem(inp.to(weights))
@@ -178,7 +217,12 @@ class Refiner(nn.Module):
                 h = context(block(h))
         r = self.head(h)
         y = (x + r.float()).clamp(-1.0, 1.0) if self.residual else torch.tanh(r.float())
-        return y if self.tone is None else self.tone(y, x, h)
+        tone = (lambda v: v) if self.tone is None else (lambda v: self.tone(v, x, h))
+        if self.grain is None:
+            out = tone(y)
+            return (out, out) if with_clean else out
+        out = tone((y + self.grain(h, generator=generator)).clamp(-1.0, 1.0))
+        return (out, tone(y)) if with_clean else out
 
     def sample_noise(self, n: int, height: int, width: int, *, generator: torch.Generator | None = None,
                      device=None, dtype=torch.float32) -> torch.Tensor:
@@ -219,6 +263,8 @@ def refiner_flops(cfg: RefinerConfig, channels: int, height: int, width: int) ->
     macs = px * (k2 * channels * w + cfg.num_blocks * 2 * k2 * w * w + w * channels)
     if cfg.global_context:
         macs += cfg.num_blocks * (4 * w * w + 2 * px * w)  # the MLP, and the statistics and the affine map
+    if cfg.grain:
+        macs += px * w * channels
     if cfg.tone_curve:
         macs += px * w + (channels * cfg.tone_curve + 2 * w) * w + w * channels * (cfg.tone_curve + 1) + 2 * px * channels
     return 2.0 * macs

@@ -116,7 +116,7 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
 
     ``variants = K > 1`` writes K refinements of each image, ``NAME_v0.png`` ... ``NAME_v{K-1}.png``,
     each with the input's labels (the paper's "several refined images per synthetic image"); they
-    differ only when the refiner takes noise (``refiner.noise_channels``). A refiner's noise is
+    differ only when the refiner takes noise (``refiner.noise_channels``, ``refiner.grain``). A refiner's noise is
     drawn from a generator seeded by the batch and variant, so a refine is reproducible.
     """
     set_threads()
@@ -292,13 +292,10 @@ def _refine_batch(job: _Job, pixels: np.ndarray, b: int) -> list[np.ndarray]:
         x = x.contiguous(memory_format=torch.channels_last)
     outs = []
     for v in range(job.variants):
-        noise = None
         model = job.models[v % len(job.models)]
-        if getattr(model, "noise_channels", 0):
-            g = torch.Generator().manual_seed(b * 1000 + v)
-            noise = model.sample_noise(x.shape[0], *x.shape[2:], generator=g, device=job.dev)
+        g = torch.Generator().manual_seed(b * 1000 + v)  # R's noise and grain, if it has them
         with torch.no_grad(), autocast(job.dev, job.precision):
-            y = model(x, noise) if noise is not None else model(x)
+            y = model(x, generator=g)
         outs.append(from_model(y.float(), job.spec.max_value))
     return outs
 
@@ -340,8 +337,9 @@ def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str 
         x = to_model(images[s:s + batch_size], max_value, device=dev)
         if cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        g = torch.Generator().manual_seed(s)  # R's noise and grain, if any: reproducible
         with torch.no_grad(), autocast(dev, precision):
-            out[s:s + batch_size] = from_model(model(x).float(), max_value)
+            out[s:s + batch_size] = from_model(model(x, generator=g).float(), max_value)
     return out
 
 

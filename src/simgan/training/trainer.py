@@ -244,21 +244,23 @@ class Trainer:
         with autocast(self.device, self.precision):
             if diverse:
                 z = self.R.sample_noise(x.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
-                refined = self.R_train(x, z)
+                refined, clean = self.R_train(x, z, with_clean=True)
             else:
-                refined = self.R_train(x)
+                refined, clean = self.R_train(x, with_clean=True)
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
         if adversarial:  # Eq. 4
-            loss, real_loss, reg = losses.refiner_loss(logits, refined, x, self.psi, lam, adversarial=lc.adversarial,
+            # (self-regularisation sees R's output without its grain, refiner.grain: the noise has
+            # mean zero and moves no label; with grain off, clean is refined)
+            loss, real_loss, reg = losses.refiner_loss(logits, clean, x, self.psi, lam, adversarial=lc.adversarial,
                                                        reduction=lc.reduction)
             if diverse:  # minus the diversity-sensitive term (loss.diversity)
                 h = x.shape[0] // 2
                 loss = loss - lc.diversity * losses.diversity_term(refined[:h], refined[h:], z[:h], z[h:],
                                                                    cap=lc.diversity_cap)
         else:  # pretraining R: the self-regularisation term alone
-            reg = losses.self_regularization_loss(refined, x, self.psi, reduction=lc.reduction)
+            reg = losses.self_regularization_loss(clean, x, self.psi, reduction=lc.reduction)
             real_loss = torch.full((), float("nan"), device=self.device)
             loss = reg
         self.opt_r.zero_grad(set_to_none=True)
@@ -470,12 +472,11 @@ class Trainer:
         R = self.inference_refiner()
         was_training = R.training
         R.eval()
-        noise = None
-        if self.R.noise_channels:  # fixed noise from its own generator: the training's random stream is untouched
-            noise = self.R.sample_noise(x.shape[0], *x.shape[2:], generator=torch.Generator().manual_seed(self.cfg.train.seed),
-                                        device=x.device, dtype=x.dtype)
+        # R's noise (refiner.noise_channels, refiner.grain), if any, from its own fixed generator:
+        # the training's random stream is untouched
+        g = torch.Generator().manual_seed(self.cfg.train.seed)
         with torch.no_grad(), autocast(self.device, self.precision):
-            refined = (R(x, noise) if noise is not None else R(x)).float()
+            refined = R(x, generator=g).float()
         R.train(was_training)
         mv = self.spec.max_value
         rows = [from_model(x, mv), from_model(refined, mv), from_model(y, mv)]
