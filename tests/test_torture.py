@@ -368,6 +368,7 @@ CASES = [
     Case("cfg-tone-curve-negative", TRAIN_CFG,
          _config(TINY_CONFIG.replace("num_blocks: 1}", "num_blocks: 1, tone_curve: -2}")), "tone_curve"),
     Case("train-tone-curve-too-many", TRAIN + ["--tone-curve", "1000"], match="tone-curve"),
+    Case("train-disc-histogram-one-bin", TRAIN + ["--disc-histogram", "1"], match="histogram_bins"),
     Case("cfg-grain-word", TRAIN_CFG,
          _config(TINY_CONFIG.replace("num_blocks: 1}", "num_blocks: 1, grain: lots}")), "grain"),
     Case("cfg-feature-misspelt", TRAIN_CFG,

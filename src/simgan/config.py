@@ -133,6 +133,11 @@ class DiscriminatorConfig:
     # 1x1 classifier, so every patch's decision also sees the whole image's feature statistics
     # (per-image tone and contrast, which a 23x23 patch of a histogram-equalised image barely shows).
     global_context: bool = False
+    # Local D only: bins of a soft histogram of the whole image (per channel) whose two-layer MLP
+    # adds a real/refined logit to every patch's decision (simgan.models.discriminator.
+    # HistogramHead), so D judges each image's grey-level distribution directly, the statistic
+    # that per-image normalisation (histogram equalisation) fixes. 0: off, the paper's D.
+    histogram_bins: int = 0
 
 
 @dataclass
@@ -258,6 +263,10 @@ class SimGANConfig:
             (d.kind in ("local", "global"), "discriminator kind must be local or global"),
             (not (d.global_context and d.kind == "global"),
              "discriminator global_context is for the local discriminator (the global one already sees the whole image)"),
+            (not (d.histogram_bins and d.kind == "global"),
+             "discriminator histogram_bins is for the local discriminator (the global one already sees the whole image)"),
+            (0 <= d.histogram_bins <= 256, f"discriminator histogram_bins must be 0 (off) or 2 to 256, got {d.histogram_bins}"),
+            (d.histogram_bins != 1, "discriminator histogram_bins must be 0 (off) or 2 to 256, got 1"),
             (d.norm in ("none", "batch"), "discriminator norm must be none or batch"),
             (d.padding in ("valid", "same"), "discriminator padding must be valid or same"),
             (len(d.layers) >= 1 or self.preset == "generic", "discriminator needs at least one layer"),

@@ -66,6 +66,8 @@ from .common import device_option, is_main_process, precision_option, set_nested
                    "(the paper's 'model the noise distribution').")
 @click.option("--disc-global-context/--no-disc-global-context", default=None,
               help="Each of D's patch decisions also sees the whole image's feature statistics (FiLM after D's trunk).")
+@click.option("--disc-histogram", type=click.IntRange(0, 256), default=None, metavar="BINS",
+              help="D also judges each image's soft histogram of BINS bins (adds a per-image logit to every patch); 0 disables.")
 @click.option("--diversity", type=click.FloatRange(min=0), default=None,
               help="Weight of the diversity-sensitive term (Yang et al. 2019): R must use its noise; 0 disables.")
 @device_option
@@ -83,7 +85,7 @@ from .common import device_option, is_main_process, precision_option, set_nested
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
           batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay,
           snapshots, lr_decay, loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
-          noise_channels, noise_kind, global_context, tone_curve, grain, disc_global_context, diversity, device, precision, compile_, seed, sample_every, checkpoint_every,
+          noise_channels, noise_kind, global_context, tone_curve, grain, disc_global_context, disc_histogram, diversity, device, precision, compile_, seed, sample_every, checkpoint_every,
           trust_pickle, resume, tensorboard, quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
@@ -111,6 +113,7 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         ("train", "diff_augment"): diff_augment, ("refiner", "padding"): refiner_padding,
         ("refiner", "noise_channels"): noise_channels, ("refiner", "noise_kind"): noise_kind,
         ("refiner", "global_context"): global_context, ("discriminator", "global_context"): disc_global_context,
+        ("discriminator", "histogram_bins"): disc_histogram,
         ("refiner", "tone_curve"): tone_curve, ("refiner", "grain"): grain, ("loss", "diversity"): diversity,
     }.items():
         if value is not None:
