@@ -123,6 +123,36 @@ def test_projector_shadow_on_background():
     assert np.mean(out[~background] == 0) < np.mean(out[background] == 0) * 5
 
 
+def test_hand_effects_bench_rows():
+    """bench/hand_effects.py's rows are valid sensors, and its "shadow_far" row (what a refiner
+    can draw onto a synthetic hand) is a clean hand whose only missing readings are the
+    projector's shadow: to the right of nearer readings in the same row, on a wall beyond the
+    hand cube."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "hand_effects.py"
+    spec = importlib.util.spec_from_file_location("hand_effects", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.sensor_for("synthetic") is None
+    for row in bench.ROWS:
+        assert row == "synthetic" or isinstance(bench.sensor_for(row), SensorModel)
+    m = bench.sensor_for("shadow_far")
+    assert (m.shadow, m.background_prob, m.clutter_max, m.holes_max, m.noise) == (True, 1.0, 0, 0, False)
+    images, labels = render_hands(16, seed=5, size=64, domain="target", sensor=m)
+    depth = images[..., 0].astype(float)
+    centre = np.array([lab["pose"]["center"][2] for lab in labels])[:, None, None]
+    missing = depth == 0
+    assert 0.01 < missing.mean() < 0.3
+    # every reading is the hand (within the 400 mm cube) or the wall beyond it
+    assert np.all(missing | (np.abs(depth - centre) < 200) | (depth - centre > 200))
+    hand = ~missing & (depth - centre <= 200)
+    hand_to_left = np.zeros_like(hand)
+    hand_to_left[:, :, 1:] = np.maximum.accumulate(hand, axis=2)[:, :, :-1]
+    assert np.all(hand_to_left[missing])
+
+
 def test_simulate_hands_cli(cli, tmp_path):
     code, out, err = cli("simulate", "hands", "--n", "3", "--out", tmp_path / "h", "--size", "48", "--views", "3",
                          "--domain", "target", "--seed", "2", "--quiet")
