@@ -33,6 +33,10 @@ EFFECTS = {
     "gradient": {"gradient": 0.0}, "glints": {"glint_prob": 0.0, "second_glint_prob": 0.0},
     "lashes": {"lash_prob": 0.0}, "blur": {"blur_sigma": (0.4, 0.4), "downsample": (1.0, 1.0)},
     "exposure": {"exposure": (1.0, 1.0)}, "gamma": {"gamma": (1.0, 1.0)}, "equalize": {"equalize_prob": 0.0},
+    # every scene layer at once (skin texture, lashes, glints, spectacle rims): what is left is the
+    # camera alone: image-level effects that a refiner can apply to a synthetic image
+    "scene_layers": {"skin_texture": 0.0, "lash_prob": 0.0, "glint_prob": 0.0, "second_glint_prob": 0.0,
+                     "glasses_prob": 0.0},
 }
 
 
