@@ -26,33 +26,32 @@ from pathlib import Path
 
 import torch
 
-# Rows: a SensorModel (None: the clean synthetic renderer). "far": the background plane always
-# stands beyond the 400 mm hand cube, so it is encoded as far, like the synthetic images'
-# empty background: what is left is an effect a refiner can draw onto a synthetic image.
+# Rows: (start from, changes) of a SensorModel; None: the clean synthetic renderer. "default"
+# starts from the full sensor, "clean" from every effect off. "far": the background plane always
+# stands beyond the 400 mm hand cube, so it is encoded as far, like the synthetic images' empty
+# background: what is left is an effect a refiner can draw onto a synthetic image.
 ROWS = {
     "synthetic": None,
-    "full": {},
-    "no_shadow": {"shadow": False},
-    "no_plane": {"background_prob": 0.0},
-    "no_clutter": {"clutter_max": 0},
-    "no_edges": {"jitter_px": 0.0, "p_edge_drop": 0.0, "p_flying": 0.0, "grazing_deg": (90.0, 91.0)},
-    "no_holes_noise": {"holes_max": 0, "noise": False, "quantise": False},
-    "surroundings_only": "clean+{'background_prob': 0.8, 'clutter_max': 2}",
-    "shadow_far": "clean+{'background_prob': 1.0, 'background_mm': (250.0, 650.0), 'shadow': True}",
-    "shadow_edges_far": {"background_prob": 1.0, "background_mm": (250.0, 650.0), "clutter_max": 0, "holes_max": 0},
+    "full": ("default", {}),
+    "no_shadow": ("default", {"shadow": False}),
+    "no_plane": ("default", {"background_prob": 0.0}),
+    "no_clutter": ("default", {"clutter_max": 0}),
+    "no_edges": ("default", {"jitter_px": 0.0, "p_edge_drop": 0.0, "p_flying": 0.0, "grazing_deg": (90.0, 91.0)}),
+    "no_holes_noise": ("default", {"holes_max": 0, "noise": False, "quantise": False}),
+    "surroundings_only": ("clean", {"background_prob": 0.8, "clutter_max": 2}),
+    "shadow_far": ("clean", {"background_prob": 1.0, "background_mm": (250.0, 650.0), "shadow": True}),
+    "shadow_edges_far": ("default", {"background_prob": 1.0, "background_mm": (250.0, 650.0), "clutter_max": 0,
+                                     "holes_max": 0}),
 }
 
 
 def sensor_for(row: str):
     from simgan.simulators.kinect import SensorModel
 
-    spec = ROWS[row]
-    if spec is None:
+    if ROWS[row] is None:
         return None
-    if isinstance(spec, str):  # "clean+{...}": every effect off, then these on
-        import ast
-        return replace(SensorModel.clean(), **ast.literal_eval(spec.split("+", 1)[1]))
-    return SensorModel(**spec)
+    start, changes = ROWS[row]
+    return replace(SensorModel.clean() if start == "clean" else SensorModel(), **changes)
 
 
 def main() -> None:
