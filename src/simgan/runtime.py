@@ -97,10 +97,40 @@ def autocast(device: torch.device, precision: str):
 
 
 def set_threads() -> None:
-    """Use every core for intra-op work unless the user set OMP_NUM_THREADS."""
+    """Use every core for intra-op work unless the user set OMP_NUM_THREADS, and keep freed
+    activation memory in the process (:func:`keep_freed_memory`)."""
     if "OMP_NUM_THREADS" not in os.environ:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, n))
+    keep_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+@functools.lru_cache(maxsize=None)
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed blocks of up to 64 MiB for reuse instead of returning
+    them to the kernel. Each forward pass on a CPU allocates and frees activation tensors of a few
+    MiB; by default glibc hands such blocks back (unmapping them, or trimming the heap's top), so
+    the next pass takes a page fault for every 4 KiB page it writes, and the kernel zeroes each
+    page first. Measured on a 2-core AMX Xeon (eyes refiner, bf16, batch 16, fused): 850–900 µs
+    per image by default, 545–570 µs with this (setting only the trim threshold: 1,320–1,370 µs,
+    because that also turns off glibc's adaptive mmap threshold). The process keeps its peak
+    working set instead of shrinking between passes. Only where the C library is glibc; returns
+    whether the setting took."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+    except (OSError, AttributeError):
+        return False
 
 
 def deterministic_kernels(device: torch.device) -> None:
