@@ -89,3 +89,47 @@ def test_discriminator_too_deep_for_image_is_an_error():
     from simgan.errors import SimganError
     with pytest.raises(SimganError, match="shrink"):
         build_discriminator(preset("hands").discriminator, 1, 35, 55)
+
+
+@pytest.mark.parametrize("changes", [
+    {},  # the eyes refiner
+    {"norm": "batch", "padding": "reflect"},
+    {"noise_channels": 2, "global_context": True, "kernel_size": 5, "num_blocks": 2},
+])
+def test_fused_refiner_computes_the_same(changes):
+    """For CPU inference R's stem and blocks run as fused oneDNN convolutions
+    (simgan.models.fused): the same outputs as the layers they replace, in fp32 to float
+    rounding and in bf16 to bf16's, with batch norm folded into the convolution and non-zero
+    padding modes padded first."""
+    import copy
+    from dataclasses import replace
+    from simgan.models import fused
+
+    if fused._op() is None:
+        pytest.skip("this PyTorch build has no oneDNN fused convolution")
+    torch.manual_seed(0)
+    R = Refiner(replace(preset("eyes").refiner, **changes), 1)
+    with torch.no_grad():
+        R.head.weight.normal_(0, 0.07)
+        for m in R.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # running statistics that are not the identity
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 2.0), m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    R.eval()
+    x = torch.rand(3, 1, 35, 55) * 2 - 1
+    noise = torch.randn(3, R.noise_channels, 35, 55) if R.noise_channels else None
+    with torch.no_grad():
+        want = R(x, noise)
+        Rf = copy.deepcopy(R).for_inference("fp32")
+        assert isinstance(Rf.blocks[0], fused.FusedResnetBlock) and isinstance(Rf.stem, fused.FusedStem)
+        assert (Rf(x, noise) - want).abs().max() < 1e-5
+        Rb = copy.deepcopy(R).for_inference("bf16").to(memory_format=torch.channels_last)
+        got = Rb(x.contiguous(memory_format=torch.channels_last), noise)
+        assert got.dtype == torch.float32 and (got - want).abs().max() < 0.02
+
+
+def test_fusion_falls_back_where_unavailable(monkeypatch):
+    from simgan.models import fused
+    monkeypatch.setattr(fused, "_op", lambda: None)
+    R = Refiner(preset("eyes").refiner, 1).for_inference("fp32")
+    assert isinstance(R.stem, torch.nn.Sequential) and not isinstance(R.blocks[0], fused.FusedResnetBlock)

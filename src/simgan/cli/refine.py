@@ -18,7 +18,7 @@ from .common import device_option, is_main_process, precision_option
 @precision_option
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes that decode and encode the image files (default: 0 on a CPU, where the model "
-                   "needs the cores; all cores but one on a GPU). 0: two threads of this process.")
+                   "needs the cores; all cores but one on a GPU). 0: in this process, in turn with the model.")
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
               help="K refinements per image (NAME_v0.png ...), each with the image's labels; they differ when the "
                    "refiner takes noise (refiner.noise_channels, refiner.grain) and, for a run with snapshots (train.snapshots), "
