@@ -248,6 +248,18 @@ def refine_breakdown(run: Path, data: Path, tmp: Path, device: torch.device, pre
     return {k: v / len(files) * 1e6 for k, v in stages.items()}
 
 
+def refine_bounds(stages: dict, roofline_images_per_s: float) -> dict:
+    """What the breakdown (microseconds per image) says about refine's ceiling: the model stage's own
+    rate as a share of the roofline, and the end-to-end rate if the model ran at the roofline while
+    the other stages (PNG decode and encode, conversions) took what they took, in turn with it."""
+    other = sum(v for k, v in stages.items() if k != "model")
+    ceiling = 1e6 / (1e6 / roofline_images_per_s + other)
+    return {"model_images_per_s": 1e6 / stages["model"],
+            "model_share_of_roofline": 1e6 / stages["model"] / roofline_images_per_s,
+            "other_us_per_image": other, "ceiling_images_per_s": ceiling,
+            "ceiling_share_of_roofline": ceiling / roofline_images_per_s}
+
+
 def straightforward_refine_speed(data: Path, tmp: Path, device: torch.device, *, n: int, batch: int = 64) -> float:
     """Refining written the way public SimGAN code does it, end to end like ``simgan refine``: each
     PNG opened with Pillow, a fp32 NCHW batch, the same refiner (fp32, NCHW), each result saved
@@ -439,6 +451,11 @@ def bench_refine(report: dict, run: Path, syn: Path, tmp: Path, dev: torch.devic
     echo(f"   where the time goes ({fastest_prec}, stages run one after another in one process, "
          f"microseconds per image):")
     echo("   " + "   ".join(f"{k} {v:.0f} ({v / total:.0%})" for k, v in stages.items()))
+    report["refine_bounds"] = bounds = refine_bounds(stages, roof[best_key] / gflop)
+    echo(f"   the model stage alone: {bounds['model_images_per_s']:.0f} images/s = "
+         f"{bounds['model_share_of_roofline']:.0%} of the best roofline; the rest (files, conversions) takes "
+         f"{bounds['other_us_per_image']:.0f} us per image, so with the model at the roofline refine could reach "
+         f"{bounds['ceiling_images_per_s']:.0f} images/s = {bounds['ceiling_share_of_roofline']:.0%} of it")
     base = straightforward_refine_speed(syn, tmp, dev, n=min(refine_n, 2000))
     report["straightforward_refine_images_per_s"] = base
     echo(f"   the straightforward refine (Pillow per file, fp32 NCHW, batch 64, end to end): {base:.1f} images/s "
