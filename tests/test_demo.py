@@ -19,6 +19,9 @@ def test_demo_quick_end_to_end(cli, tmp_path):
     m = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert set(m["gaze"]["results"]) == {"synthetic", "refined", "target (upper bound)"}
     assert m["settings"]["seed"] == 1
+    # the demo's one departure from the paper's R and psi (demo_eyes._simgan says why)
+    assert m["simgan_config"]["refiner"]["global_context"] is True
+    assert m["simgan_config"]["loss"]["feature"] == "standardized" and m["simgan_config"]["loss"]["lambda_reg"] == 0.1
     # the printed table, as the issue asks
     assert "Gaze error on held-out target images" in out and "refined" in out.split("Gaze error")[-1]
     # S+U learning: SimGAN's real set has no labels at all
