@@ -157,3 +157,12 @@ def test_worker_processes_write_the_same_files(trained, tmp_path):
     encode_png(victim, np.zeros((5, 7, 1), np.uint8))
     with pytest.raises(SimganError, match=victim.name):
         refine_dataset(run, bad, tmp_path / "bad_out", batch_size=10, workers=2, progress=False)
+
+
+def test_keep_freed_memory_takes_where_glibc():
+    """The allocator setting refine and training rely on for speed (runtime.keep_freed_memory)
+    takes on Linux with glibc, and is a no-op that says so elsewhere."""
+    import platform
+    from simgan.runtime import keep_freed_memory
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc
