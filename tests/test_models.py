@@ -7,6 +7,7 @@ import torch
 from simgan.config import preset, resolve_config
 from simgan.models.discriminator import build_discriminator, patch_geometry
 from simgan.models.refiner import Refiner, refiner_flops, refiner_receptive_field
+from simgan.runtime import autocast
 
 
 def measured_field(model, shape, out_index):
@@ -125,6 +126,10 @@ def test_fused_refiner_computes_the_same(changes):
         assert (Rf(x, noise) - want).abs().max() < 1e-5
         Rb = copy.deepcopy(R).for_inference("bf16").to(memory_format=torch.channels_last)
         got = Rb(x.contiguous(memory_format=torch.channels_last), noise)
+        assert got.dtype == torch.float32 and (got - want).abs().max() < 0.02
+        # as `simgan refine` calls it: under CPU autocast, which pads (reflect/replicate) in fp32
+        with autocast(torch.device("cpu"), "bf16"):
+            got = Rb(x.contiguous(memory_format=torch.channels_last), noise)
         assert got.dtype == torch.float32 and (got - want).abs().max() < 0.02
 
 

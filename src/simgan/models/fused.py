@@ -54,7 +54,8 @@ class FusedConv(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.pad_mode != "zeros":
-            x = F.pad(x, self.pad4, mode=self.pad_mode)
+            # under CPU autocast reflect/replicate padding runs in fp32; oneDNN wants the weights' dtype
+            x = F.pad(x, self.pad4, mode=self.pad_mode).to(self.weight.dtype)
         op = torch.ops.mkldnn._convolution_pointwise
         if residual is None:
             return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
