@@ -17,6 +17,8 @@ convolution. Where oneDNN or its fused operator is missing, R is left as it is.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -88,21 +90,26 @@ class FusedResnetBlock(nn.Module):
         return self.conv2(self.conv1(x), residual=x)
 
 
-def fuse_for_cpu(refiner: nn.Module) -> nn.Module:
-    """``refiner`` (in eval mode, on the CPU, in its inference dtype) with its stem and ResNet
-    blocks fused, in place; returned as it is where fusion is not available. A tiny forward pass
-    of both forms must agree (to bf16's rounding), else the original is kept."""
+def fuse_for_cpu(refiner: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """``refiner`` (in eval mode, on the CPU) with its stem and ResNet blocks fused, in place;
+    returned as it is where fusion is not available. ``dtype``: the dtype R will run in (default:
+    its weights'). A tiny forward pass of both forms, the fused one in ``dtype``, must agree (to
+    bf16's rounding), else the original is kept: oneDNN's fused bf16 convolution needs AVX512-BW
+    or AVX-NE-CONVERT, so on an AVX2-only CPU a bf16 refine keeps the plain layers (which run
+    there) instead of failing."""
     if _op() is None or next(refiner.parameters()).device.type != "cpu":
         return refiner
     stem = FusedStem(refiner.stem)
     blocks = nn.Sequential(*[FusedResnetBlock(b) for b in refiner.blocks])
-    dtype = refiner.head.weight.dtype
-    x = torch.linspace(-1, 1, 2 * stem.conv.weight.shape[1] * 9 * 11, dtype=dtype).reshape(
+    own = refiner.head.weight.dtype
+    dtype = dtype or own
+    x = torch.linspace(-1, 1, 2 * stem.conv.weight.shape[1] * 9 * 11, dtype=own).reshape(
         2, stem.conv.weight.shape[1], 9, 11)
     try:
         with torch.no_grad():
             want = refiner.blocks(refiner.stem(x.clone())).float()
-            got = blocks(stem(x.clone())).float()
+            probe = nn.Sequential(stem, blocks) if dtype == own else copy.deepcopy(nn.Sequential(stem, blocks)).to(dtype)
+            got = probe(x.to(dtype)).float()
     except RuntimeError:
         return refiner
     if got.shape != want.shape or not torch.allclose(got, want, rtol=0.05, atol=0.05):
