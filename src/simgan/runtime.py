@@ -43,9 +43,24 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     raise SimganError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
 
 
+# oneDNN ISA levels (``ONEDNN_MAX_CPU_ISA``) below which it computes bfloat16 without AVX512-BF16 or AMX.
+_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction set oneDNN (PyTorch's CPU convolutions) is limited to by the environment
+    (``ONEDNN_MAX_CPU_ISA``, or its older name ``DNNL_MAX_CPU_ISA``), upper-cased; ``None`` when
+    it may use everything the CPU has. Capping it makes one machine behave like an older CPU:
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` computes as an AVX2-only CPU does."""
+    for var in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(var, "").strip().upper()
+        if value and value not in ("ALL", "DEFAULT"):
+            return value
+    return None
+
+
 @functools.lru_cache(maxsize=None)
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+def _cpuinfo_has_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -55,6 +70,13 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX) and oneDNN is not capped
+    below those instructions (:func:`onednn_isa_cap`): where it is, bf16 is emulated and ``auto``
+    picks fp32."""
+    return _cpuinfo_has_bf16() and onednn_isa_cap() not in _ISAS_WITHOUT_BF16
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..config import preset
-from ..runtime import autocast, native_bf16, resolve_device, set_threads, synchronize
+from ..runtime import autocast, native_bf16, onednn_isa_cap, resolve_device, set_threads, synchronize
 from ..models.refiner import Refiner, refiner_flops
 
 
@@ -360,13 +360,18 @@ def machine_report(dev: torch.device, precisions: list[str], echo) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev),
                     "cuda": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
-                    "native_bf16": native_bf16(dev), "cpu_flags": cpu_flags()},
+                    "native_bf16": native_bf16(dev), "cpu_flags": cpu_flags(),
+                    "onednn_isa_cap": onednn_isa_cap(), "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "refiner_gflop_per_image": gflop,
     }
     echo(f"simgan bench on {report['machine']['cuda'] or report['machine']['processor']} ({dev}, "
          f"{report['machine']['threads']} threads, torch {torch.__version__}); precisions: {', '.join(precisions)}")
     echo(f"  CPU: {report['machine']['processor']}, {len(os.sched_getaffinity(0))} cores, flags "
          f"{' '.join(report['machine']['cpu_flags']) or '(none of avx2/avx512/amx)'}")
+    if dev.type == "cpu" and onednn_isa_cap():
+        echo(f"  oneDNN limited to {onednn_isa_cap()} (ONEDNN_MAX_CPU_ISA), ATen vector code "
+             f"{report['machine']['aten_cpu_capability']}: these figures are those of a CPU with that instruction "
+             f"set, not of this one's")
     if dev.type == "cpu" and not native_bf16(dev) and "bf16" not in precisions:
         echo("  (bf16 is emulated on this CPU (no AVX512-BF16/AMX): its roofline is measured, training and "
              "refining in bf16 are skipped; --precisions fp32,bf16 measures them anyway)")
