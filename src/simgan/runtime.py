@@ -60,16 +60,20 @@ def onednn_isa_cap() -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _cpuinfo_has_bf16() -> bool:
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of this CPU (``/proc/cpuinfo``; empty where there is none)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def _cpuinfo_has_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def cpu_has_native_bf16() -> bool:

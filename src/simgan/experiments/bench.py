@@ -34,6 +34,7 @@ import torch
 
 from ..config import preset
 from ..runtime import autocast, native_bf16, onednn_isa_cap, resolve_device, set_threads, synchronize
+from ..runtime import cpu_flags as runtime_cpu_flags
 from ..models.refiner import Refiner, refiner_flops
 
 
@@ -198,15 +199,8 @@ def cpu_flags() -> list[str]:
     """The CPU features that decide which precision is fast: figures from machines with different
     flags are not comparable."""
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [f for f in wanted if f in have]
-    except OSError:
-        pass
-    return []
+    have = runtime_cpu_flags()
+    return [f for f in wanted if f in have]
 
 
 def refine_breakdown(run: Path, data: Path, tmp: Path, device: torch.device, precision: str, *, n: int,
@@ -368,8 +362,8 @@ def machine_report(dev: torch.device, precisions: list[str], echo) -> dict:
          f"{report['machine']['threads']} threads, torch {torch.__version__}); precisions: {', '.join(precisions)}")
     echo(f"  CPU: {report['machine']['processor']}, {len(os.sched_getaffinity(0))} cores, flags "
          f"{' '.join(report['machine']['cpu_flags']) or '(none of avx2/avx512/amx)'}")
-    if dev.type == "cpu" and onednn_isa_cap():
-        echo(f"  oneDNN limited to {onednn_isa_cap()} (ONEDNN_MAX_CPU_ISA), ATen vector code "
+    if dev.type == "cpu" and report["machine"]["onednn_isa_cap"]:
+        echo(f"  oneDNN limited to {report['machine']['onednn_isa_cap']} (ONEDNN_MAX_CPU_ISA), ATen vector code "
              f"{report['machine']['aten_cpu_capability']}: these figures are those of a CPU with that instruction "
              f"set, not of this one's")
     if dev.type == "cpu" and not native_bf16(dev) and "bf16" not in precisions:
