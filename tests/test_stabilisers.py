@@ -14,7 +14,7 @@ from simgan.training.augment import diff_augment
 from simgan.config import (DiscriminatorConfig, RefinerConfig, generic_discriminator_for_shape, resolve_config)
 from simgan.models.discriminator import build_discriminator, output_size
 from simgan.errors import SimganError
-from simgan.models.refiner import Refiner, count_parameters
+from simgan.models.refiner import Grain, Refiner, count_parameters
 from simgan.training import balance_line, effective_lambda, train, verdict
 
 
@@ -305,9 +305,10 @@ def test_tone_curve_by_hand():
 
 
 def test_grain_by_hand():
-    """Grain starts at softplus(-6) per pixel; its noise is s(x) * z with z ~ N(0, 1) from the given
-    generator (reproducible, different per draw); it comes before the tone curve; with_clean
-    returns the output without it; it can learn the strength of a target's noise."""
+    """Grain starts at about softplus(-6) per pixel; its noise is s(x) * z with z ~ N(0, 1) from the
+    given generator (reproducible, different per draw); its strength is bounded by Grain.MAX_STD;
+    it comes before the tone curve; with_clean returns the output without it; it can learn the
+    strength of a target's noise."""
     torch.manual_seed(0)
     cfg = RefinerConfig(width=4, num_blocks=1, kernel_size=3, grain=True)
     r = Refiner(cfg, 1)
@@ -316,17 +317,27 @@ def test_grain_by_hand():
     x = torch.rand(2, 1, 40, 50) * 1.6 - 0.8  # away from the clamp at +-1
     out, clean = r(x, generator=torch.Generator().manual_seed(3), with_clean=True)
     assert torch.equal(clean, x)  # zero head: the noise-free output is the input
-    s0 = math.log1p(math.exp(-6.0))
+    def bounded(b):  # s = MAX_STD * tanh(softplus(b) / MAX_STD)
+        return 0.1 * math.tanh(math.log1p(math.exp(b)) / 0.1)
+
+    assert Grain.MAX_STD == 0.1
+    s0 = bounded(-6.0)
+    assert s0 == pytest.approx(math.log1p(math.exp(-6.0)), rel=1e-3)  # about softplus far below the bound
     z = torch.randn((2, 1, 40, 50), generator=torch.Generator().manual_seed(3))
     assert torch.allclose(out, x + s0 * z, atol=1e-6)  # by hand
     assert torch.equal(out, r(x, generator=torch.Generator().manual_seed(3)))  # reproducible
     assert not torch.equal(out, r(x, generator=torch.Generator().manual_seed(4)))
-    # a strength by hand: bias b gives std softplus(b) at every pixel
+    # a strength by hand: bias b gives std MAX_STD * tanh(softplus(b) / MAX_STD) at every pixel
     with torch.no_grad():
         r.grain.std_head.bias.fill_(-2.0)
     noise = r(x, generator=torch.Generator().manual_seed(5)) - x
-    assert noise.std().item() == pytest.approx(math.log1p(math.exp(-2.0)), rel=0.05)
+    assert noise.std().item() == pytest.approx(bounded(-2.0), rel=0.05)
     assert abs(noise.mean().item()) < 0.01
+    # bounded: a head driven far up (a run-away grain) stays at MAX_STD, the image still there
+    with torch.no_grad():
+        r.grain.std_head.bias.fill_(50.0)
+    noise = r(x, generator=torch.Generator().manual_seed(5)) - x
+    assert noise.std().item() == pytest.approx(0.1, rel=0.05)
     # before the tone curve: a curve that maps everything to one level hides the grain
     rt = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, grain=True, tone_curve=2), 1)
     with torch.no_grad():
@@ -334,17 +345,17 @@ def test_grain_by_hand():
         rt.tone.fc2.bias.copy_(torch.tensor([0.7, -30.0, -30.0]))  # start -0.3, rises ~0: flat
     flat = rt(x)
     assert (flat - flat.mean()).abs().max() < 1e-4
-    # learnable: the grain head fitted to a noise std of 0.1 (its root mean square)
+    # learnable: the grain head fitted to a noise std of 0.05 (its root mean square)
     r2 = Refiner(cfg, 1)
     opt = torch.optim.Adam(r2.grain.parameters(), lr=0.05)
     for _ in range(150):
         opt.zero_grad()
         out, clean = r2(x, with_clean=True)
-        loss = (((out - clean) ** 2).mean().sqrt() - 0.1) ** 2
+        loss = (((out - clean) ** 2).mean().sqrt() - 0.05) ** 2
         loss.backward()
         opt.step()
     out, clean = r2(x, with_clean=True)
-    assert (out - clean).std().item() == pytest.approx(0.1, rel=0.15)
+    assert (out - clean).std().item() == pytest.approx(0.05, rel=0.15)
 
 
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
