@@ -358,12 +358,55 @@ def test_grain_by_hand():
     assert (out - clean).std().item() == pytest.approx(0.05, rel=0.15)
 
 
+def test_soft_equalize_matches_opencv_and_keeps_gradients():
+    """soft_equalize on 8-bit images lands within a grey level of the exact (OpenCV) equalisation,
+    flat, dark and few-level images included; it ignores a monotone tone change of its input, and
+    its gradient reaches every pixel."""
+    from simgan.models.refiner import soft_equalize
+    from simgan.simulators.webcam import equalize_histograms
+
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.randint(0, 256, (35, 55), generator=g),                       # uniform noise
+            (torch.randn(35, 55, generator=g) * 20 + 60).clamp(0, 255).round(),   # dark, narrow
+            torch.randint(0, 4, (35, 55), generator=g) * 40 + 100,                 # four levels
+            torch.full((35, 55), 77)]                                              # flat
+    u8 = torch.stack(imgs).to(torch.uint8).numpy()
+    exact = torch.tensor(equalize_histograms(u8), dtype=torch.float32)
+    x = torch.tensor(u8, dtype=torch.float32)[:, None] / 127.5 - 1.0
+    soft = ((soft_equalize(x)[:, 0] + 1.0) * 127.5).round()
+    assert (soft[:3] - exact[:3]).abs().max().item() <= 1.0
+    assert torch.isfinite(soft[3]).all()  # a flat image does not divide by zero
+    # invariant to a monotone tone curve of the input (up to the bins' width: 4 grey levels)
+    assert (soft_equalize(torch.tanh(2 * x[:1])) - soft_equalize(x[:1])).abs().max().item() < 0.03
+    # differentiable: every pixel of an image with distinct values gets a gradient
+    v = (torch.rand(1, 1, 20, 30, generator=g) * 2 - 1).requires_grad_()
+    (soft_equalize(v) * torch.randn(1, 1, 20, 30, generator=g)).sum().backward()
+    assert (v.grad != 0).float().mean().item() > 0.95
+
+
+def test_refiner_equalize_comes_last_and_self_regularisation_sees_before_it():
+    torch.manual_seed(0)
+    from simgan.models.refiner import soft_equalize
+
+    r = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, equalize=True), 1)
+    assert count_parameters(r) == count_parameters(Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3), 1))
+    x = torch.rand(2, 1, 12, 16) * 1.2 - 0.9
+    out, clean = r(x, with_clean=True)
+    assert torch.equal(clean, x)  # zero head: R is the identity before the equaliser
+    assert torch.allclose(out, soft_equalize(x))
+    assert out.amin(dim=(1, 2, 3)).tolist() == [-1.0, -1.0] and torch.allclose(out.amax(dim=(1, 2, 3)), torch.ones(2))
+    # with grain, self-regularisation still sees the output before the grain and the equaliser
+    rg = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, equalize=True, grain=True), 1)
+    out, clean = rg(x, generator=torch.Generator().manual_seed(1), with_clean=True)
+    assert torch.equal(clean, x) and not torch.equal(out, soft_equalize(x))
+
+
 def test_training_with_every_option_writes_summary(tiny_sets, tiny_config, tmp_path):
     syn, real = tiny_sets
     cfg = resolve_config("generic", config_file=tiny_config, overrides={
         "discriminator": {"spectral_norm": True, "antialias": True, "global_context": True, "histogram_bins": 8},
         "refiner": {"padding": "reflect", "noise_channels": 2, "noise_kind": "image", "global_context": True,
-                    "tone_curve": 4, "grain": True},
+                    "tone_curve": 4, "grain": True, "equalize": True},
         "loss": {"adversarial": "hinge", "r1_gamma": 1.0, "diversity": 1.0},
         "train": {"diff_augment": "color,translation,cutout"}})
     res = train(cfg, syn, real, tmp_path / "run", progress=False, echo=lambda m: None)

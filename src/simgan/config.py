@@ -93,6 +93,12 @@ class RefinerConfig:
     # "model the noise distribution" (§5), as an explicit noise model; self-regularisation applies
     # to the noise-free output (the grain has mean zero and moves no label). Off: the paper's R.
     grain: bool = False
+    # Histogram equalisation of R's output, per image (see simgan.models.refiner.soft_equalize),
+    # for a real domain that is equalised per image, as MPIIGaze's eye crops are (Zhang et al.,
+    # CVPR 2015): equalisation is a fixed monotone per-image map, so R need not learn it and D
+    # judges texture, not tone. It comes last (after grain and tone curve); self-regularisation
+    # compares the output before it with the input. Off: the paper's R.
+    equalize: bool = False
 
 
 @dataclass

@@ -64,6 +64,9 @@ from .common import device_option, is_main_process, precision_option, set_nested
 @click.option("--grain/--no-grain", default=None,
               help="R adds sensor grain: per-pixel noise of a strength it predicts, before the tone curve "
                    "(the paper's 'model the noise distribution').")
+@click.option("--equalize/--no-equalize", default=None,
+              help="R's output is histogram-equalised per image, last: for real images that are equalised "
+                   "per image, as MPIIGaze's eye crops are.")
 @click.option("--disc-global-context/--no-disc-global-context", default=None,
               help="Each of D's patch decisions also sees the whole image's feature statistics (FiLM after D's trunk).")
 @click.option("--disc-histogram", type=click.IntRange(0, 256), default=None, metavar="BINS",
@@ -85,7 +88,7 @@ from .common import device_option, is_main_process, precision_option, set_nested
 def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, disc_pretrain, kg, kd, adaptive_kg,
           batch_size, buffer_size, lambda_reg, lr, optimizer, feature, no_history, global_disc, ema_decay,
           snapshots, lr_decay, loss_reduction, adversarial, r1_gamma, spectral_norm, antialias, diff_augment, refiner_padding,
-          noise_channels, noise_kind, global_context, tone_curve, grain, disc_global_context, disc_histogram, diversity, device, precision, compile_, seed, sample_every, checkpoint_every,
+          noise_channels, noise_kind, global_context, tone_curve, grain, equalize, disc_global_context, disc_histogram, diversity, device, precision, compile_, seed, sample_every, checkpoint_every,
           trust_pickle, resume, tensorboard, quiet):
     """Train a refiner R against a local discriminator D (Algorithm 1).
 
@@ -115,6 +118,7 @@ def train(synthetic, real, out, preset, config_file, steps, refiner_pretrain, di
         ("refiner", "global_context"): global_context, ("discriminator", "global_context"): disc_global_context,
         ("discriminator", "histogram_bins"): disc_histogram,
         ("refiner", "tone_curve"): tone_curve, ("refiner", "grain"): grain, ("loss", "diversity"): diversity,
+        ("refiner", "equalize"): equalize,
     }.items():
         if value is not None:
             set_nested(overrides, section, key, value)
