@@ -69,6 +69,22 @@ def test_standardized_ignores_brightness_and_contrast_but_not_edges():
     assert losses.self_regularization_loss(flat + speck, flat, psi).item() == pytest.approx(0.4, rel=1e-4)
 
 
+def test_equalized_psi_ignores_monotone_tone_but_counts_amplified_patterns():
+    psi = losses.feature_transform("equalized", 1)
+    assert isinstance(psi, losses.Equalized)
+    g = torch.Generator().manual_seed(0)
+    syn = torch.rand(2, 1, 12, 16, generator=g) * 1.6 - 0.8
+    # a monotone per-image tone change (gamma-like, then a gain) costs (almost) nothing
+    toned = (torch.sign(syn) * syn.abs() ** 0.7) * 0.6 - 0.1
+    assert losses.self_regularization_loss(toned, syn, psi, reduction="mean").item() < 0.02
+    # a faint checkerboard on a nearly flat image: tiny before equalisation, large after it
+    flat = torch.full((1, 1, 12, 16), 0.2) + torch.rand(1, 1, 12, 16, generator=g) * 0.002
+    checker = ((torch.arange(12)[:, None] + torch.arange(16)[None]) % 2).float() * 0.01
+    before = losses.self_regularization_loss(flat + checker, flat, losses.Identity(), reduction="mean").item()
+    after = losses.self_regularization_loss(flat + checker, flat, psi, reduction="mean").item()
+    assert before == pytest.approx(0.005, rel=1e-3) and after > 50 * before
+
+
 def test_discriminator_accuracy():
     logits = logits_with_prob(torch.tensor([[[0.9, 0.2, 0.6, 0.4]]]))
     assert losses.discriminator_accuracy(logits, losses.REFINED).item() == pytest.approx(0.5)

@@ -19,7 +19,7 @@ import yaml
 
 from .errors import SimganError
 
-FEATURES = ("identity", "channel-mean", "gradients", "standardized", "features")
+FEATURES = ("identity", "channel-mean", "gradients", "standardized", "equalized", "features")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 REDUCTIONS = ("sum", "mean")
@@ -159,7 +159,7 @@ class LossConfig:
     """
 
     lambda_reg: float = 0.1
-    feature: str = "identity"  # psi: identity | channel-mean | gradients | standardized | features
+    feature: str = "identity"  # psi: identity | channel-mean | gradients | standardized | equalized | features
     reduction: str = "sum"
     adversarial: str = "cross-entropy"
     r1_gamma: float = 0.0

@@ -153,6 +153,20 @@ class Standardized(nn.Module):
         return (x - mean) / std
 
 
+class Equalized(nn.Module):
+    """psi(x) = x histogram-equalised per image and channel
+    (:func:`simgan.models.refiner.soft_equalize`): for a refiner whose output is equalised
+    (``refiner.equalize``), self-regularisation then compares what R outputs with the
+    equalised synthetic image, so a faint pattern that equalisation would amplify in a flat
+    region costs what it costs after the amplification. The comparison stays one of
+    structure: every monotone per-image tone change of ``x`` has the same psi."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .refiner import soft_equalize
+
+        return soft_equalize(x)
+
+
 def feature_transform(name: str, channels: int) -> nn.Module:
     """The psi named ``name``; ``features`` is a frozen CNN layer that needs no download."""
     if name == "identity":
@@ -163,6 +177,8 @@ def feature_transform(name: str, channels: int) -> nn.Module:
         return Gradients()
     if name == "standardized":
         return Standardized()
+    if name == "equalized":
+        return Equalized()
     if name == "features":
         from .features import PSI_LEVEL, frozen_feature_net
         return frozen_feature_net(channels, level=PSI_LEVEL)
