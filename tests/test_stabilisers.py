@@ -393,8 +393,18 @@ def test_refiner_equalize_comes_last_and_self_regularisation_sees_before_it():
     x = torch.rand(2, 1, 12, 16) * 1.2 - 0.9
     out, clean = r(x, with_clean=True)
     assert torch.equal(clean, x)  # zero head: R is the identity before the equaliser
-    assert torch.allclose(out, soft_equalize(x))
+    assert torch.allclose(out, soft_equalize(x, unit_range=False))
+    assert (out - soft_equalize(x)).abs().max().item() < 0.02  # the stretch to the bins changes no rank
     assert out.amin(dim=(1, 2, 3)).tolist() == [-1.0, -1.0] and torch.allclose(out.amax(dim=(1, 2, 3)), torch.ones(2))
+    # R's output before the equaliser is not clamped: pushed far past -1 (a saturated image), the
+    # equalised output still shows the image and self-regularisation still has a gradient
+    with torch.no_grad():
+        r.head.bias.fill_(-5.0)
+    r.zero_grad()
+    out, clean = r(x, with_clean=True)
+    assert clean.min().item() < -5.0 and torch.allclose(out, soft_equalize(x, unit_range=False), atol=1e-4)
+    (clean - x).abs().mean().backward()
+    assert r.head.bias.grad.abs().item() > 0
     # with grain, self-regularisation still sees the output before the grain and the equaliser
     rg = Refiner(RefinerConfig(width=4, num_blocks=1, kernel_size=3, equalize=True, grain=True), 1)
     out, clean = rg(x, generator=torch.Generator().manual_seed(1), with_clean=True)

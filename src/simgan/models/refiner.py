@@ -130,8 +130,11 @@ class ToneCurve(nn.Module):
         return out.reshape(y.shape).clamp(-1.0, 1.0)
 
 
-def soft_equalize(y: torch.Tensor, bins: int = 256) -> torch.Tensor:
+def soft_equalize(y: torch.Tensor, bins: int = 256, *, unit_range: bool = True) -> torch.Tensor:
     """Per-image, per-channel histogram equalisation of ``y`` (N×C×H×W in [-1, 1]), differentiable.
+
+    ``unit_range=False``: ``y`` may have any range; each image is first stretched from its own
+    minimum to its maximum (which changes no rank), so no pixel is clamped.
 
     Each image's histogram is taken with linear interpolation between ``bins`` equal bins of
     [-1, 1] (so it moves smoothly with every pixel), its cumulative share is read back at each
@@ -142,7 +145,13 @@ def soft_equalize(y: torch.Tensor, bins: int = 256) -> torch.Tensor:
     that), and its gradient reaches every pixel through both the histogram and the read-back."""
     n, c = y.shape[:2]
     flat = y.float().reshape(n * c, -1)
-    u = (flat.clamp(-1.0, 1.0) + 1.0) * ((bins - 1) / 2)
+    if not 8 <= bins <= 65536:
+        raise ValueError(f"soft_equalize: bins must be 8 .. 65536, got {bins}")
+    if unit_range:
+        u = (flat.clamp(-1.0, 1.0) + 1.0) * ((bins - 1) / 2)
+    else:  # any range: stretched to the bins first (equalisation does not see an affine map)
+        lo_v, hi_v = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
+        u = (flat - lo_v) / (hi_v - lo_v).clamp_min(1e-6) * (bins - 1)
     i0 = u.detach().floor().clamp_(0, bins - 2)
     f = u - i0
     i0 = i0.long()
@@ -250,14 +259,26 @@ class Refiner(nn.Module):
             for block, context in zip(self.blocks, self.context):
                 h = context(block(h))
         r = self.head(h)
-        y = (x + r.float()).clamp(-1.0, 1.0) if self.residual else torch.tanh(r.float())
+        if self.cfg.equalize and self.residual:
+            # not clamped: the equaliser maps any range to [-1, 1], and a clamp would let R reach
+            # a saturated image, which equalises to one grey level and passes no gradient back
+            # (seen: R collapsed to all-black eyes, seed 0 of the eye demo with reflect padding)
+            y = x + r.float()
+        else:
+            y = (x + r.float()).clamp(-1.0, 1.0) if self.residual else torch.tanh(r.float())
         tone = (lambda v: v) if self.tone is None else (lambda v: self.tone(v, x, h))
-        last = soft_equalize if self.cfg.equalize else (lambda v: v)
+        if self.cfg.equalize:
+            def last(v):
+                return soft_equalize(v, unit_range=False)
+        else:
+            def last(v):
+                return v
         if self.grain is None:
             clean = tone(y)
             out = last(clean)
         else:
-            out = last(tone((y + self.grain(h, generator=generator)).clamp(-1.0, 1.0)))
+            noisy = y + self.grain(h, generator=generator)
+            out = last(tone(noisy if self.cfg.equalize else noisy.clamp(-1.0, 1.0)))
             clean = tone(y) if with_clean else None
         return (out, clean) if with_clean else out
 
