@@ -19,8 +19,10 @@ def test_demo_quick_end_to_end(cli, tmp_path):
     m = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert set(m["gaze"]["results"]) == {"synthetic", "refined", "target (upper bound)"}
     assert m["settings"]["seed"] == 1
-    # the demo's one departure from the paper's R and psi (demo_eyes._simgan says why)
-    assert m["simgan_config"]["refiner"]["global_context"] is True
+    # the demo's departures from the paper's R, D and psi (demo_eyes._simgan says why)
+    r = m["simgan_config"]["refiner"]
+    assert r["global_context"] is True and r["equalize"] is True and r["padding"] == "reflect"
+    assert [layer["stride"] for layer in m["simgan_config"]["discriminator"]["layers"]] == [1, 2, 1, 1, 1]
     assert m["simgan_config"]["loss"]["feature"] == "standardized" and m["simgan_config"]["loss"]["lambda_reg"] == 0.1
     # the printed table, as the issue asks
     assert "Gaze error on held-out target images" in out and "refined" in out.split("Gaze error")[-1]
