@@ -18,6 +18,7 @@ eyes (§3.1): k=3, 64 maps, 4 blocks.  hands (§3.2): k=7, 64 maps, 10 blocks.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -267,12 +268,7 @@ class Refiner(nn.Module):
         else:
             y = (x + r.float()).clamp(-1.0, 1.0) if self.residual else torch.tanh(r.float())
         tone = (lambda v: v) if self.tone is None else (lambda v: self.tone(v, x, h))
-        if self.cfg.equalize:
-            def last(v):
-                return soft_equalize(v, unit_range=False)
-        else:
-            def last(v):
-                return v
+        last = partial(soft_equalize, unit_range=False) if self.cfg.equalize else (lambda v: v)
         if self.grain is None:
             clean = tone(y)
             out = last(clean)
