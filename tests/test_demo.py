@@ -24,6 +24,7 @@ def test_demo_quick_end_to_end(cli, tmp_path):
     assert r["global_context"] is True and r["equalize"] is True and r["padding"] == "reflect"
     assert [layer["stride"] for layer in m["simgan_config"]["discriminator"]["layers"]] == [1, 2, 1, 1, 1]
     assert m["simgan_config"]["loss"]["feature"] == "standardized" and m["simgan_config"]["loss"]["lambda_reg"] == 0.1
+    assert m["simgan_config"]["train"]["ema_decay"] == 0.9  # the last eighth of the quick demo's 80 R updates
     # the printed table, as the issue asks
     assert "Gaze error on held-out target images" in out and "refined" in out.split("Gaze error")[-1]
     # S+U learning: SimGAN's real set has no labels at all
