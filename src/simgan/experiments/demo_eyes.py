@@ -71,9 +71,10 @@ def _simgan(disc_pretrain: int, steps: int, buffer_size: int, every: int) -> dic
       itself: 57.5% / 72.7% against 83.75% / 87.9%, gaze 7.47 / 7.42 deg (bf16).
 
     The eyes preset itself stays the paper's."""
-    return {"train": {"refiner_pretrain": 0, "disc_pretrain": disc_pretrain, "steps": steps, "kg": 2, "kd": 1,
+    kg = 2
+    return {"train": {"refiner_pretrain": 0, "disc_pretrain": disc_pretrain, "steps": steps, "kg": kg, "kd": 1,
                       "batch_size": 32, "buffer_size": buffer_size, "lr": 2e-4, "sample_every": every,
-                      "checkpoint_every": every, "ema_decay": round(1.0 - 8.0 / (2 * steps), 6)},
+                      "checkpoint_every": every, "ema_decay": round(1.0 - 8.0 / (kg * steps), 6)},
             "refiner": {"global_context": True, "equalize": True, "padding": "reflect"},
             "discriminator": {"layers": [asdict(layer) for layer in EYE_DEMO_DISCRIMINATOR]},
             "loss": {"lambda_reg": 0.1, "feature": "standardized"}}
