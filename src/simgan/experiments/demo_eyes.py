@@ -20,17 +20,18 @@ import base64
 import html
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..datasets import LABELS_FILE, ImageFolder, atomic_write_bytes
 from .. import tables
-from ..config import conv, maxpool
+from ..config import PRESETS
 from ..errors import SimganError
 
 
 # The eyes preset's D trunk (§3.1) with its first convolution at stride 1 instead of 2.
-EYE_DEMO_DISCRIMINATOR = [conv(3, 1, 96), conv(3, 2, 64), maxpool(3, 1), conv(3, 1, 32), conv(1, 1, 32)]
+_EYES_D = PRESETS["eyes"].discriminator.layers
+EYE_DEMO_DISCRIMINATOR = [replace(_EYES_D[0], stride=1), *_EYES_D[1:]]
 
 
 @dataclass

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .refiner import soft_equalize
+
 REFINED, REAL = 1, 0
 
 
@@ -162,8 +164,6 @@ class Equalized(nn.Module):
     structure: every monotone per-image tone change of ``x`` has the same psi."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .refiner import soft_equalize
-
         return soft_equalize(x)
 
 
