@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import SimganError
+from .memory import keep_freed_memory
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
@@ -108,8 +109,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def inference_precision(precision: str, device: torch.device) -> str:
     """Like :func:`resolve_precision`, but ``auto`` on a GPU is fp16 for refining: inference only,
-    values bounded, and fp16's three more mantissa bits give fp32's 8-bit pixels on 99.95% of
-    pixels where bf16 gives 96.9% (H100, eyes refiner), at the same speed."""
+    values bounded, and fp16's three more mantissa bits give fp32's 8-bit pixels more often than
+    bf16 does, at the same speed."""
     if precision.lower() == "auto" and device.type == "cuda":
         return "fp16"
     return resolve_precision(precision, device)
@@ -131,40 +132,11 @@ def set_threads() -> None:
     keep_freed_memory()
 
 
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-@functools.lru_cache(maxsize=None)
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed blocks of up to 64 MiB for reuse instead of returning
-    them to the kernel. Each forward pass on a CPU allocates and frees activation tensors of a few
-    MiB; by default glibc hands such blocks back (unmapping them, or trimming the heap's top), so
-    the next pass takes a page fault for every 4 KiB page it writes, and the kernel zeroes each
-    page first. Measured on a 2-core AMX Xeon (eyes refiner, bf16, batch 16, fused): 850–900 µs
-    per image by default, 545–570 µs with this (setting only the trim threshold: 1,320–1,370 µs,
-    because that also turns off glibc's adaptive mmap threshold). The process keeps its peak
-    working set instead of shrinking between passes. Only where the C library is glibc; returns
-    whether the setting took."""
-    import ctypes
-    import ctypes.util
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
-    except (OSError, AttributeError):
-        return False
-
-
 def deterministic_kernels(device: torch.device) -> None:
     """Ask cuDNN for deterministic algorithms on a GPU, so that a run and the same run resumed
     from a checkpoint compute the same weights (``--resume`` continues exactly, as on a CPU).
-    cuDNN's default choice of backward-convolution algorithm accumulates in a varying order: on an
-    H100 three identical 11-step runs differed by 1.1e-4 in R's weights, and by 0 with this set;
-    eyes-preset training at batch 512 in bf16 ran at 19,114 vs 19,298 images/s (1% slower)."""
+    cuDNN's default choice of backward-convolution algorithm accumulates in a varying order, so
+    identical runs would differ in R's weights; the deterministic ones cost little speed."""
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
 
@@ -172,27 +144,6 @@ def deterministic_kernels(device: torch.device) -> None:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB.
-
-    On Linux this is ``VmHWM`` of ``/proc/self/status``: the high-water mark of the process's own
-    address space. ``getrusage``'s ``ru_maxrss`` is not used there because Linux carries the
-    parent's resident size across fork and exec into it, so a small child of a large parent
-    reports the parent's size.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
-    import resource
-    import sys
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB elsewhere
 
 
 # ----------------------------------------------------------------------------------------------

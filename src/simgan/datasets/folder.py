@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import SimganError
+from ..files import atomic_write_bytes, fsync_dir
 
 LABELS_FILE = "labels.jsonl"
 
@@ -381,33 +382,6 @@ def json_line(obj: dict) -> bytes:
     return json.dumps(obj, separators=(", ", ": ")).encode("utf-8")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so that a crash of the process leaves either the old or the new
-    file; ``durable`` also flushes it to the disk (so does a power loss)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    if durable:
-        _fsync_dir(path.parent)
-
-
 class PartialDir:
     """The lifecycle of an ``OUT.partial`` work folder: create (or take over), lock, publish
     by one rename to ``OUT``, or remove.
@@ -476,12 +450,12 @@ class PartialDir:
 
     def publish(self) -> Path:
         """Rename ``OUT.partial`` to ``OUT`` (its lock file removed first) and unlock."""
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         if self.out.exists() or self.out.is_symlink():
             raise SimganError(f"output {self.out} appeared while writing; the result is left in {self.path}")
         os.unlink(self.lock.path)
         os.rename(self.path, self.out)
-        _fsync_dir(self.out.parent)
+        fsync_dir(self.out.parent)
         self.lock.release(remove=False)
         return self.out
 

@@ -3,15 +3,16 @@ loops): the scheduling and process settings the eye and hand simulators share.""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
+from ..errors import SimganError
+
 DOMAINS = ("synthetic", "target")  # what every simulator renders: labelled synthetic, or target-like
-_malloc_tuned = False
 
 
 def thread_count(workers: int | None) -> int:
@@ -19,29 +20,19 @@ def thread_count(workers: int | None) -> int:
     return max(1, int(workers) if workers else min(os.cpu_count() or 1, 8))
 
 
-def tune_malloc() -> None:
-    """Keep glibc from handing freed memory back to the OS after every batch.
+def check_int(value, name: str, lo: int, hi: int | None = None) -> int:
+    """``value`` as an int when it is a whole number from ``lo`` to ``hi``; a one-line error naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
+        rng = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+        raise SimganError(f"{name} must be an integer {rng}, got {value!r}")
+    return int(value)
 
-    Rasterising a batch allocates and frees a few hundred numpy temporaries of 0.1-1 MB. With
-    glibc's defaults these are mmap-ed or trimmed off the heap's top when freed, so every batch
-    page-faults all of them back in: rasterising took ~1.7x more CPU time (measured). Raising the
-    mmap and trim thresholds (process-wide) keeps up to 256 MB of freed heap in the process
-    instead; results do not change. Other platforms and allocators are left alone.
-    """
-    global _malloc_tuned
-    if _malloc_tuned or not sys.platform.startswith("linux"):
-        return
-    _malloc_tuned = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    mallopt(M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(M_TRIM_THRESHOLD, 256 << 20)
-    mallopt(M_TOP_PAD, 16 << 20)
 
+def block_streams(seed: int, domain_code: int, block: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """A block's two random streams, scenes and (target domain) their appearance: a function of the
+    seed, the domain and the block alone, so any block renders the same wherever it is rendered."""
+    scene, look = np.random.SeedSequence([seed, domain_code, block]).spawn(2)
+    return np.random.default_rng(scene), np.random.default_rng(look)
 
 
 def in_order(render: Callable, spans: Sequence[tuple], workers: int) -> Iterator[tuple]:

@@ -116,6 +116,7 @@ def _bump(x):
     return np.square(np.maximum(1.0 - x * x * F32(0.25), F32(0.0)))
 
 
+# Numeric kernel (longer than 60 lines on purpose): every layer of the eye drawn in order in one vectorised pass.
 def rasterize(p: EyeSceneParams, g: EyeGeometry, detail: RenderDetail | None = None,
               *, pupil_mask: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render a batch of scenes to ``(n, H, W)`` float32 gray levels (about [0, 1], unclipped).
@@ -231,6 +232,7 @@ def rasterize(p: EyeSceneParams, g: EyeGeometry, detail: RenderDetail | None = N
 IRIS_HARMONICS = (6, 10, 16)  # angular frequencies of the iris fibres
 
 
+# Numeric kernel (longer than 60 lines on purpose): iris and pupil painted in one vectorised pass.
 def _iris(p: EyeSceneParams, g: EyeGeometry, sclera: np.ndarray, want_pupil: bool = False):
     """Paint the iris and pupil over ``sclera`` ``(n, H, W)``: returns the eyeball's albedo and
     (if ``want_pupil``, else ``None``) the pupil's coverage.

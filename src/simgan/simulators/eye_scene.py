@@ -255,6 +255,7 @@ def _bump(t: np.ndarray, peak: np.ndarray, power: np.ndarray) -> np.ndarray:
     return np.sin(math.pi * t ** k[:, None]) ** power[:, None]
 
 
+# Numeric kernel (longer than 60 lines on purpose): one chain of geometry from the eyeball to the camera.
 def project(p: EyeSceneParams, height: int, width: int) -> EyeGeometry:
     """Pose the eye and the head, and project the scene into a ``height x width`` image.
 

@@ -49,7 +49,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SimganError
-from .blocks import DOMAINS, in_order, thread_count, tune_malloc
+from ..memory import keep_freed_memory
+from .blocks import DOMAINS, block_streams, check_int, in_order, thread_count
 from .eye_render import rasterize
 from .eye_scene import EyeSceneParams, EyeSceneRanges, labels as scene_labels, project
 
@@ -74,35 +75,24 @@ class _Job:
 
 
 def _job(n, seed, domain, height, width, batch_size, ranges, appearance) -> _Job:
-    tune_malloc()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise SimganError(f"number of images must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SimganError(f"seed must be a non-negative integer, got {seed!r}")
+    keep_freed_memory()
+    check_int(n, "number of images", 1)
+    check_int(seed, "seed", 0)
     if domain not in DOMAINS:
         raise SimganError(f"unknown eye domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
     for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not MIN_SIZE <= v <= MAX_SIZE:
-            raise SimganError(f"image {name} must be an integer from {MIN_SIZE} to {MAX_SIZE} px, got {v!r}")
+        check_int(v, f"image {name} (px)", MIN_SIZE, MAX_SIZE)
     if batch_size is None:  # ~128k pixels at once: amortises numpy's per-call cost, stays in cache
         batch_size = max(1, (1 << 17) // (int(height) * int(width)))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise SimganError(f"batch size must be a positive integer, got {batch_size!r}")
+    check_int(batch_size, "batch size", 1)
     return _Job(int(seed), domain, int(height), int(width), int(batch_size),
                 ranges or EyeSceneRanges(), appearance or TargetAppearance())
-
-
-def _streams(job: _Job, block: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """The block's two generators: scenes, and (target domain) their appearance."""
-    ss = np.random.SeedSequence([job.seed, _DOMAIN_CODE[job.domain], block])
-    scene, look = ss.spawn(2)
-    return np.random.default_rng(scene), np.random.default_rng(look)
 
 
 def _render_block(job: _Job, block: int, lo: int, hi: int, want_masks: bool = False):
     """Images ``lo..hi-1`` of block ``block`` (indices within the block): uint8 ``(k, H, W)``,
     their labels, and (if asked) the visible pupil coverage ``(k, H, W)``."""
-    scene_rng, look_rng = _streams(job, block)
+    scene_rng, look_rng = block_streams(job.seed, _DOMAIN_CODE[job.domain], block)
     params = EyeSceneParams.sample(scene_rng, BLOCK, job.ranges)
     geom = project(params, job.height, job.width)
     detail = look = None

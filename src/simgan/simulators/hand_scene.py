@@ -164,6 +164,7 @@ def sample_params(rng: np.random.Generator, n: int, ranges: HandRanges = HandRan
 PALM_CENTER = np.array([0.0, 42.0, 0.0])
 
 
+# Numeric kernel (longer than 60 lines on purpose): the hand's kinematic chain, joint by joint, in one pass.
 def skeleton(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Capsules and joints of the hands in camera space (mm).
 

@@ -48,7 +48,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import SimganError
-from .blocks import DOMAINS, in_order, thread_count, tune_malloc
+from ..memory import keep_freed_memory
+from .blocks import DOMAINS, block_streams, check_int, in_order, thread_count
 from .hand_render import render_depth
 from .hand_scene import (JOINT_NAMES, PARAM_NAMES, POSE_NAMES, VIEW_ANGLES, HandRanges, intrinsics, project,
                          sample_params, skeleton, view_transform)
@@ -70,36 +71,23 @@ class _Job:
     sensor: SensorModel
 
 
-def _check_int(value, name: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
-        rng = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
-        raise SimganError(f"{name} must be an integer {rng}, got {value!r}")
-    return int(value)
-
-
 def _job(n, seed, domain, size, views, ranges, sensor) -> _Job:
-    tune_malloc()
-    _check_int(n, "number of images (--n)", 1)
-    _check_int(seed, "seed", 0)
+    keep_freed_memory()
+    check_int(n, "number of images (--n)", 1)
+    check_int(seed, "seed", 0)
     if domain not in DOMAINS:
         raise SimganError(f"unknown hand domain {domain!r}; choose one of: {', '.join(DOMAINS)}")
-    _check_int(size, "image size (--size)", MIN_SIZE, MAX_SIZE)
+    check_int(size, "image size (--size)", MIN_SIZE, MAX_SIZE)
     if views not in (1, 3) or isinstance(views, bool):
         raise SimganError(f"--views must be 1 or 3, got {views!r}")
     return _Job(int(seed), domain, int(size), int(views), ranges or HandRanges(), sensor or SensorModel())
-
-
-def _streams(job: _Job, block: int) -> tuple[np.random.Generator, np.random.Generator]:
-    ss = np.random.SeedSequence([job.seed, _DOMAIN_CODE[job.domain], block])
-    scene, look = ss.spawn(2)
-    return np.random.default_rng(scene), np.random.default_rng(look)
 
 
 def _render_block(job: _Job, block: int, count: int) -> tuple[np.ndarray, list[dict]]:
     """The first ``count`` poses of block ``block``: uint16 images ``(count * views, S, S)`` (pose
     major, view minor) and their labels. The whole block is always drawn, so pixels never depend
     on ``count``."""
-    scene_rng, look_rng = _streams(job, block)
+    scene_rng, look_rng = block_streams(job.seed, _DOMAIN_CODE[job.domain], block)
     params = sample_params(scene_rng, BLOCK, job.ranges)
     a, b, r, joints = skeleton(params)
     S = job.size
@@ -236,7 +224,7 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
     from ..datasets import DatasetWriter, json_line
 
     job = _job(n, seed, domain, render_size or size, views, ranges, sensor)
-    _check_int(size, "image size", MIN_SIZE, MAX_SIZE)
+    check_int(size, "image size", MIN_SIZE, MAX_SIZE)
     digits = max(6, len(str(n - 1)))
     nw = thread_count(workers)
 

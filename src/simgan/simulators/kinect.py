@@ -155,6 +155,7 @@ def _grazing_cos(depth: np.ndarray, size: int) -> np.ndarray:
     return np.where(np.isfinite(cos), cos, 1.0)
 
 
+# Numeric kernel (longer than 60 lines on purpose): the sensor's effects in their physical order, one pass.
 def apply_sensor(depth: np.ndarray, rng: np.random.Generator, size: int, model: SensorModel) -> np.ndarray:
     """Clean depth (n, H, W) float mm (``inf``: nothing) -> sensor output uint16 mm (0: no reading).
 

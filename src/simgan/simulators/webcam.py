@@ -133,6 +133,7 @@ def _optics_table(height: int, width: int, downsample: tuple, blur_sigma: tuple)
     return np.stack(ys).astype(F32), np.stack(xs).astype(F32)
 
 
+# Numeric kernel (longer than 60 lines on purpose): one fixed sequence of draws, whose order keeps sets reproducible.
 def sample_look(rng: np.random.Generator, p: EyeSceneParams, g: EyeGeometry,
                 appearance: TargetAppearance) -> tuple[RenderDetail, CameraLook]:
     """Draw the target appearance of ``len(p)`` scenes (a fixed sequence of draws from ``rng``).

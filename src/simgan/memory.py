@@ -1,0 +1,54 @@
+"""The process's memory: keeping freed blocks for reuse, and the peak resident size. No torch here,
+so the numpy-only simulators use it too."""
+
+from __future__ import annotations
+
+import functools
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+@functools.lru_cache(maxsize=None)
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed blocks of up to 64 MiB for reuse instead of returning
+    them to the kernel. Each forward pass on a CPU allocates and frees activation tensors of a few
+    MiB; by default glibc hands such blocks back (unmapping them, or trimming the heap's top), so
+    the next pass takes a page fault for every 4 KiB page it writes, and the kernel zeroes each
+    page first (docs/results/speed.md has what that cost). Both thresholds are set: the trim
+    threshold alone would also turn off glibc's adaptive mmap threshold. The process keeps its
+    peak working set instead of shrinking between passes. The simulators' numpy temporaries
+    (a few hundred of 0.1-1 MB per batch) gain the same way. Only where the C library is glibc;
+    returns whether the setting took."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: the high-water mark of the process's own
+    address space. ``getrusage``'s ``ru_maxrss`` is not used there because Linux carries the
+    parent's resident size across fork and exec into it, so a small child of a large parent
+    reports the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    import resource
+    import sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024.0  # bytes on macOS, KiB elsewhere
