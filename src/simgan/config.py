@@ -1,9 +1,15 @@
-"""Typed configuration of a SimGAN run, and the paper's settings as presets.
+"""Typed configuration of a SimGAN run.
 
-A run's configuration is a :class:`SimGANConfig`; it is built from a preset (``eyes``, ``hands``,
-``generic``), then a YAML file (``--config``), then command-line flags, each overriding the last,
-and is written to ``RUN/config.yaml`` in full. The presets below are plain data: the paper's
-§3.1 (eyes) and §3.2 (hands) settings, and a small generic network for any other image shape.
+A run's configuration is a :class:`SimGANConfig` of five sections (``image``, ``refiner``,
+``discriminator``, ``loss``, ``train``). It is built from a preset (a YAML recipe shipped in
+:mod:`simgan.presets`: the paper's §3.1 ``eyes`` and §3.2 ``hands``, ``generic`` for any other
+shape, and the demos' recipes), then a YAML file (``--config``), then command-line flags and
+``--set section.key=value``, each overriding the last; the result is written to
+``RUN/config.yaml`` in full.
+
+Every setting is declared once, below, with :func:`setting`: its default, a one-line help, its
+allowed values, and (for the settings most runs change) its ``simgan train`` flag. Checks, flags
+and ``--help`` all derive from that declaration.
 """
 
 from __future__ import annotations
@@ -11,217 +17,167 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import operator
 from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .errors import SimganError
+from .files import atomic_write_bytes
+from .presets import PRESET_NAMES, merge_settings, preset_settings
 
-FEATURES = ("identity", "channel-mean", "gradients", "standardized", "equalized", "features")
+FEATURES = ("identity", "channel-mean", "gradients", "standardized", "features")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 REDUCTIONS = ("sum", "mean")
 ADVERSARIAL = ("cross-entropy", "least-squares", "hinge")
 PADDINGS = ("zeros", "reflect", "replicate")
 AUGMENTS = ("color", "translation", "cutout")
-NOISE_KINDS = ("pixel", "image")
+SECTIONS = ("image", "refiner", "discriminator", "loss", "train")
+DEFAULT_PRESET = "eyes"
+
+
+def setting(default: Any = None, help: str = "", *, flag: str | None = None, choices: tuple | None = None,
+            ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+            flag_value: Any = None, metavar: str | None = None, factory=None):
+    """A config field with its help, its allowed values and, optionally, its ``simgan train`` flag.
+
+    ``choices``: the allowed values; ``ge``/``gt``/``le``/``lt``: bounds of a number (of each
+    element of a tuple). ``flag``: the flag's name; a bool gets ``--x/--no-x``, and with
+    ``flag_value`` the flag is a switch that sets that value."""
+    meta = {"help": help, "flag": flag, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt,
+            "flag_value": flag_value, "metavar": metavar}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class ImageConfig:
     """Shape of the images R and D are built for (``None``: taken from the data)."""
 
-    height: int | None = None
-    width: int | None = None
-    channels: int | None = None
-    bit_depth: int | None = None
+    height: int | None = setting(None, "image height in pixels", ge=1)
+    width: int | None = setting(None, "image width in pixels", ge=1)
+    channels: int | None = setting(None, "1 (gray) or 3 (RGB)", choices=(None, 1, 3))
+    bit_depth: int | None = setting(None, "8 or 16 bits per channel", choices=(None, 8, 16))
 
 
 @dataclass
 class RefinerConfig:
-    """Refiner R (§2.1, §3.1): a fully convolutional ResNet with no striding or pooling.
+    """Refiner R (§2.1, §3.1): a fully convolutional ResNet with no striding or pooling
+    (:mod:`simgan.models.refiner`)."""
 
-    ``conv k×k -> width maps``, ``num_blocks`` ResNet blocks of two ``k×k`` convolutions with
-    ``width`` maps each, then a ``1×1`` convolution back to the image's channels.
-
-    ``residual`` (default): the ``1×1`` map is added to the input, ``R(x) = clamp(x + r(x))``,
-    and starts at zero, so R starts as the identity that the paper's self-regularised
-    pretraining converges to, and the refined pixels carry the input's full precision (bf16
-    inference then matches fp32). ``residual: false`` is the paper's literal output layer, the
-    ``1×1`` map itself, through tanh.
-    """
-
-    kernel_size: int = 3
-    width: int = 64
-    num_blocks: int = 4
-    norm: str = "none"  # "none" or "batch" (batch norm inside the ResNet blocks)
-    residual: bool = True
-    # How R's convolutions pad the border: "zeros" (the default of the paper's framework) or
-    # "reflect" / "replicate", which give the border pixels real neighbours instead of a black
-    # frame, the remedy for border artifacts in image-to-image networks (Johnson et al., ECCV
-    # 2016, use reflection padding in their residual transformation networks).
-    padding: str = "zeros"
-    # Channels of N(0, 1) noise concatenated to R's input: the paper's future work ("model the
-    # noise distribution", §5); a refiner that sees only its input maps every flat region to the
-    # same output. Noise enters R only; self-regularisation still ties R(x, z) to x, and
-    # `simgan refine --variants K` draws K noise maps per image (cf. Bousmalis et al., "Unsupervised
-    # Pixel-Level Domain Adaptation with GANs", CVPR 2017, whose generator takes x and z).
-    noise_channels: int = 0
-    # Where the noise varies: "pixel" (one N(0, 1) draw per pixel) or "image" (one draw per image
-    # and channel, the same at every pixel: a global code, as the z vector of Bousmalis et al.,
-    # CVPR 2017, which their generator spreads over the image). A per-pixel map averages out over
-    # R's receptive field, so it cannot choose one colour for a whole background; a per-image
-    # code can.
-    noise_kind: str = "pixel"
-    # Per-image context (see simgan.models.refiner.GlobalContext): after every ResNet block, a
-    # channel-wise scale and shift computed from the whole image's feature statistics, so R can
-    # make the per-image tone and contrast changes that a fully convolutional R cannot (a target
-    # domain normalised per image, e.g. histogram-equalised eye crops). Squeeze-and-excitation
-    # (Hu et al., CVPR 2018) as FiLM (Perez et al., AAAI 2018). Off: the paper's local R.
-    global_context: bool = False
-    # Segments of a per-image monotone tone curve applied to R's output (see
-    # simgan.models.refiner.ToneCurve), predicted from the input's histogram and R's features:
-    # the camera response, gain or per-image equalisation between a renderer and a camera, which
-    # a fully convolutional R cannot express. Learned curves as in Hu et al. (SIGGRAPH 2018) and
-    # Moran et al. ("CURL", ICPR 2020). 0: off, the paper's R.
-    tone_curve: int = 0
-    # Sensor grain (see simgan.models.refiner.Grain): R's head also predicts a per-pixel noise
-    # standard deviation s(x), and the output is R(x) + s(x) z with z ~ N(0, 1) per pixel, before
-    # the tone curve (a camera's noise comes before its processing). The paper's future work,
-    # "model the noise distribution" (§5), as an explicit noise model; self-regularisation applies
-    # to the noise-free output (the grain has mean zero and moves no label). Off: the paper's R.
-    grain: bool = False
-    # Histogram equalisation of R's output, per image (see simgan.models.refiner.soft_equalize),
-    # for a real domain that is equalised per image, as MPIIGaze's eye crops are (Zhang et al.,
-    # CVPR 2015): equalisation is a fixed monotone per-image map, so R need not learn it and D
-    # judges texture, not tone. It comes last (after grain and tone curve); self-regularisation
-    # compares the output before it with the input. Off: the paper's R.
-    equalize: bool = False
+    kernel_size: int = setting(3, "k: size of R's k x k filters (odd)", ge=1, le=31)
+    width: int = setting(64, "feature maps of R's convolutions", ge=1, le=4096)
+    num_blocks: int = setting(4, "ResNet blocks of two k x k convolutions", ge=0, le=256)
+    norm: str = setting("none", "normalisation inside R's ResNet blocks", choices=("none", "batch"))
+    residual: bool = setting(True, "R(x) = x + r(x) from a zero-initialised head (false: the paper's tanh output)")
+    padding: str = setting("zeros", "padding of R's convolutions (reflect: no frame at the border)",
+                           flag="--refiner-padding", choices=PADDINGS)
+    noise_channels: int = setting(0, "channels of a per-image N(0, 1) code given to R with its input (§5's future "
+                                     "work); `simgan refine --variants` draws several", flag="--noise-channels", ge=0)
+    global_context: bool = setting(False, "R also sees per-image feature statistics (per-image tone and contrast)",
+                                   flag="--global-context")
+    equalize: bool = setting(False, "histogram-equalise R's output per image (for real images equalised per image, "
+                                    "as MPIIGaze's eye crops are)", flag="--equalize")
 
 
 @dataclass
 class LayerSpec:
     """One layer of the discriminator's convolutional trunk."""
 
-    kind: str  # "conv" or "maxpool"
-    kernel: int
-    stride: int = 1
-    channels: int = 0  # conv only
+    kind: str = setting(dataclasses.MISSING, "conv or maxpool", choices=("conv", "maxpool"))
+    kernel: int = setting(dataclasses.MISSING, "kernel size", ge=1)
+    stride: int = setting(1, "stride", ge=1)
+    channels: int = setting(0, "output maps (conv only)", ge=0)
 
 
 @dataclass
 class DiscriminatorConfig:
-    """Discriminator D (§2.2). ``local``: fully convolutional, a w×h map of real/refined
-    probabilities, one per receptive-field patch; ``global``: the same trunk with a fully
-    connected head, one decision per image (the ablation of §3.3).
+    """Discriminator D (§2.2, :mod:`simgan.models.discriminator`): ``local`` gives a map of
+    per-patch decisions, ``global`` one decision per image (the §3.3 ablation). ``layers`` is the
+    trunk (a ``1×1`` convolution to 2 maps is always added); ``layers: []`` derives it from the
+    image shape when training starts (:func:`generic_discriminator_for_shape`)."""
 
-    ``layers`` is the trunk; a final ``1×1`` convolution to 2 maps (softmax) is always added.
-
-    ``layers: []`` (the generic preset) derives the trunk from the image shape when training
-    starts (:func:`generic_discriminator_for_shape`).
-    """
-
-    kind: str = "local"
-    layers: list[LayerSpec] = field(default_factory=list)
-    norm: str = "batch"  # batch norm after each trunk convolution, as the authors' blog notes
-    padding: str = "valid"  # "valid" (no padding, as in the paper's layer list) or "same"
-    # Spectral normalisation of every trunk and output convolution (Miyato et al., "Spectral
-    # Normalization for Generative Adversarial Networks", ICLR 2018).
-    spectral_norm: bool = False
-    # Anti-aliased downsampling: every strided convolution runs at stride 1 and is followed by a
-    # 3x3 binomial blur subsampled by the stride (Zhang, "Making Convolutional Networks
-    # Shift-Invariant Again", ICML 2019), so D's decisions (and R's gradients) carry no
-    # stride-periodic grid.
-    antialias: bool = False
-    # Local D only: a GlobalContext (the refiner's, models/refiner.py) between the trunk and the
-    # 1x1 classifier, so every patch's decision also sees the whole image's feature statistics
-    # (per-image tone and contrast, which a 23x23 patch of a histogram-equalised image barely shows).
-    global_context: bool = False
-    # Local D only: bins of a soft histogram of the whole image (per channel) whose two-layer MLP
-    # adds a real/refined logit to every patch's decision (simgan.models.discriminator.
-    # HistogramHead), so D judges each image's grey-level distribution directly, the statistic
-    # that per-image normalisation (histogram equalisation) fixes. 0: off, the paper's D.
-    histogram_bins: int = 0
+    kind: str = setting("local", "local: a decision per patch (§2.2); global (--global-disc): one per image, "
+                                 "the ablation",
+                        flag="--global-disc", flag_value="global", choices=("local", "global"))
+    layers: list[LayerSpec] = setting(help="D's trunk; [] derives it from the image shape", factory=list)
+    norm: str = setting("batch", "normalisation after each trunk convolution (batch: the authors' blog)",
+                        choices=("none", "batch"))
+    padding: str = setting("valid", "padding of D's convolutions", choices=("valid", "same"))
+    spectral_norm: bool = setting(False, "spectral normalisation of D's layers (Miyato et al. 2018)",
+                                  flag="--spectral-norm")
+    antialias: bool = setting(False, "D downsamples with a blur (Zhang 2019): no stride-periodic grid",
+                              flag="--antialias")
 
 
 @dataclass
 class LossConfig:
-    """Eq. 4: ``L_R = sum_patches -log(1 - D(R(x))) + lambda_reg * ||psi(R(x)) - psi(x)||_1``.
+    """Eq. 4, ``L_R = l_real + lambda ||psi(R(x)) - psi(x)||_1``, and Eq. 2 for D
+    (:mod:`simgan.models.losses`)."""
 
-    ``reduction`` (see :mod:`simgan.models.losses`): ``sum`` over patches and feature elements (the
-    paper's literal Eq. 2/4; eyes and hands presets), or ``mean`` over both, so that lambda_reg
-    means the same at every image size and patch count (the generic preset).
-    ``adversarial``: ``cross-entropy`` (the paper), ``least-squares`` (Mao et al., ICCV 2017) or
-    ``hinge`` (Lim & Ye 2017). ``r1_gamma``: weight gamma of the R1 penalty
-    ``gamma/2 ||grad D(y)||²`` on real images (Mescheder et al., ICML 2018); 0 disables.
-    """
-
-    lambda_reg: float = 0.1
-    feature: str = "identity"  # psi: identity | channel-mean | gradients | standardized | equalized | features
-    reduction: str = "sum"
-    adversarial: str = "cross-entropy"
-    r1_gamma: float = 0.0
-    # Diversity-sensitive term for a refiner with noise (Yang et al., "Diversity-Sensitive
-    # Conditional Generative Adversarial Networks", ICLR 2019; Mao et al., "Mode Seeking GANs",
-    # CVPR 2019): R's loss gains ``- diversity * min(|R(x, z1) - R(x, z2)| / |z1 - z2|, diversity_cap)``
-    # on pairs of the same image with two noise draws, so R cannot ignore its noise (a conditional
-    # generator otherwise does). 0 disables; needs refiner.noise_channels > 0.
-    diversity: float = 0.0
-    diversity_cap: float = 1.0
+    lambda_reg: float = setting(0.1, "lambda of Eq. 4", flag="--lambda-reg", ge=0)
+    feature: str = setting("identity", "psi of the self-regularisation term", flag="--feature", choices=FEATURES)
+    reduction: str = setting("sum", "sums over patches and pixels (the paper) or means (lambda means the same at every "
+                                    "size)", flag="--loss-reduction", choices=REDUCTIONS)
+    adversarial: str = setting("cross-entropy", "the paper's cross-entropy, least squares (Mao et al. 2017) or hinge",
+                               flag="--adversarial", choices=ADVERSARIAL)
+    r1_gamma: float = setting(0.0, "R1 penalty weight on real images (Mescheder et al. 2018); 0 disables",
+                              flag="--r1-gamma", ge=0)
+    diversity: float = setting(0.0, "weight of the diversity-sensitive term (Yang et al. 2019): R must use its noise; "
+                                    "0 disables", flag="--diversity", ge=0)
+    diversity_cap: float = setting(1.0, "the cap (tau) of the diversity-sensitive term", gt=0)
 
 
 @dataclass
 class TrainConfig:
-    """Algorithm 1 and its optimisation settings."""
+    """Algorithm 1 and its optimisation settings (:mod:`simgan.training`)."""
 
-    steps: int = 10000  # T: rounds of K_g refiner updates then K_d discriminator updates
-    refiner_pretrain: int = 0  # R steps with self-regularisation only (see PRESETS)
-    disc_pretrain: int = 200  # D steps against the pretrained R
-    kg: int = 50
-    kd: int = 1
-    adaptive_kg: bool = False  # the authors' tip: raise K_g while D wins too easily
-    kg_max: int = 50
-    batch_size: int = 64  # b: synthetic images per R step; D sees b refined (b/2 from history) + b real
-    buffer_size: int = 12800  # B: history of refined images (§2.3)
-    history: bool = True
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    lr_disc: float | None = None  # None: same as lr
-    momentum: float = 0.9  # SGD
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam
-    ema_decay: float = 0.0  # running average of R's weights (Salimans et al.); 0 disables
-    # Linear learning-rate decay over the last ``lr_decay`` fraction of the adversarial steps, to 0
-    # at the end, for R and D alike (CycleGAN's schedule, Zhu et al., ICCV 2017, §4: constant, then
-    # linearly to zero). A GAN's refiner oscillates from round to round; decaying both learning
-    # rates ends the run at a settled point rather than at a random phase. 0 disables.
-    lr_decay: float = 0.0
-    # Snapshot ensemble (Huang et al., ICLR 2017; see simgan.training.snapshots): keep R at
-    # ``snapshots`` points evenly spaced over the last ``snapshot_span`` of the adversarial steps
-    # (the last one is the final R); ``simgan refine --variants V`` refines variant v with
-    # snapshot v mod ``snapshots``. 0 or 1: only the final R.
-    snapshots: int = 0
-    snapshot_span: float = 0.5
-    # Differentiable augmentation of every image D sees, real and refined alike, in R's step too
-    # (Zhao et al., "Differentiable Augmentation for Data-Efficient GAN Training", NeurIPS 2020):
-    # a comma-separated policy of "color", "translation", "cutout"; "" disables. For users with
-    # few real images (hundreds).
-    diff_augment: str = ""
-    health_patience: int | None = None  # rounds a bad sign must last before a warning (None: max(50, T/10))
-    log_every: int = 10  # metrics are read from the device every this many steps
-    sample_every: int = 200  # sample grid and loss-curve PNG every this many steps
-    checkpoint_every: int = 200
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = True
-    compile: bool = False
+    steps: int = setting(10000, "T: adversarial rounds of Algorithm 1", flag="--steps", ge=0)
+    refiner_pretrain: int = setting(0, "R steps with self-regularisation only", flag="--refiner-pretrain", ge=0)
+    disc_pretrain: int = setting(200, "D steps before the adversarial rounds", flag="--disc-pretrain", ge=0)
+    kg: int = setting(50, "K_g: refiner updates per round", flag="--kg", ge=1)
+    kd: int = setting(1, "K_d: discriminator updates per round", flag="--kd", ge=1)
+    adaptive_kg: bool = setting(False, "raise K_g while D wins too easily (the authors' tip)", flag="--adaptive-kg")
+    kg_max: int = setting(50, "the largest K_g adaptive_kg may reach", ge=1)
+    batch_size: int = setting(64, "b: mini-batch size (even)", flag="--batch-size", ge=2)
+    buffer_size: int = setting(12800, "B: history buffer size (§2.3)", flag="--buffer-size", ge=1)
+    history: bool = setting(True, "D sees a history of refined images (§2.3; --no-history: the ablation)",
+                            flag="--history")
+    optimizer: str = setting("adam", "optimiser of R and D", flag="--optimizer", choices=OPTIMIZERS)
+    lr: float = setting(1e-4, "learning rate", flag="--lr", gt=0)
+    lr_disc: float | None = setting(None, "D's learning rate (null: lr)", gt=0)
+    momentum: float = setting(0.9, "SGD momentum", ge=0)
+    betas: tuple[float, float] = setting((0.5, 0.999), "Adam's betas", ge=0, lt=1)
+    ema_decay: float = setting(0.0, "running average of R's weights (Salimans et al. 2016), used for refining; "
+                                    "0 disables", flag="--ema-decay", ge=0, lt=1)
+    snapshots: int = setting(0, "keep R at this many points of the end of training (snapshot ensemble); "
+                                "`simgan refine --variants K` cycles through them", flag="--snapshots", ge=0, le=64)
+    snapshot_span: float = setting(0.5, "the last fraction of the adversarial rounds the snapshots spread over",
+                                   gt=0, le=1)
+    diff_augment: str = setting("", "DiffAugment of D's inputs (Zhao et al. 2020), e.g. color,translation,cutout",
+                                flag="--diff-augment", metavar="POLICY")
+    health_patience: int | None = setting(None, "rounds a bad sign must last before a warning (null: max(50, T/10))",
+                                          ge=1)
+    log_every: int = setting(10, "steps between metric rows read from the device", ge=1)
+    sample_every: int = setting(200, "steps between sample grids", flag="--sample-every", ge=1)
+    checkpoint_every: int = setting(200, "steps between checkpoints", flag="--checkpoint-every", ge=1)
+    seed: int = setting(0, "random seed", flag="--seed", ge=0, le=2 ** 32 - 1)
+    device: str = setting("auto", "where to run (default: CUDA if present, else CPU)", flag="--device",
+                          metavar="cpu|cuda[:N]")
+    precision: str = setting("auto", "float format (auto: bf16 where the hardware has it natively, else fp32 on CPU, "
+                                     "fp16 on older GPUs)", flag="--precision", choices=PRECISIONS)
+    channels_last: bool = setting(True, "channels-last memory layout for R and D")
+    compile: bool = setting(False, "torch.compile R and D", flag="--compile")
 
 
 @dataclass
 class SimGANConfig:
-    preset: str = "generic"
+    preset: str = DEFAULT_PRESET
     image: ImageConfig = field(default_factory=ImageConfig)
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
@@ -239,83 +195,97 @@ class SimGANConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SimGANConfig":
-        return _build(cls, data, "config")
+        return _build(cls, drop_retired(data), "config")
 
     def override(self, data: dict) -> "SimGANConfig":
         """A copy with the (possibly partial, nested) values of ``data`` applied."""
-        merged = _merge(self.to_dict(), data, "config")
-        return SimGANConfig.from_dict(merged)
+        base = self.to_dict()
+        return SimGANConfig.from_dict(merge(base, drop_retired(data, base), "config"))
 
     def validate(self) -> "SimGANConfig":
-        t, l, r, d = self.train, self.loss, self.refiner, self.discriminator
+        """Every declared bound of every setting, then the checks that involve several."""
+        for section in SECTIONS:
+            _check_declared(getattr(self, section), section)
+        for i, layer in enumerate(self.discriminator.layers):
+            _check_declared(layer, f"discriminator.layers[{i}]")
+        t, r = self.train, self.refiner
         checks = [
-            (l.feature in FEATURES, f"feature must be one of {', '.join(FEATURES)}, got {l.feature!r}"),
-            (l.lambda_reg >= 0, "lambda_reg must be >= 0"),
-            (t.optimizer in OPTIMIZERS, f"optimizer must be sgd or adam, got {t.optimizer!r}"),
-            (t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}"),
-            (t.batch_size >= 2 and t.batch_size % 2 == 0, "batch size must be an even number >= 2 (half of D's refined batch comes from the history)"),
-            (t.buffer_size >= t.batch_size // 2 or not t.history, "buffer size must be at least half the batch size"),
-            (t.kg >= 1 and t.kd >= 1, "kg and kd must be >= 1"),
-            (t.steps >= 0 and t.refiner_pretrain >= 0 and t.disc_pretrain >= 0, "step counts must be >= 0"),
-            (t.lr > 0 and (t.lr_disc is None or t.lr_disc > 0), "learning rates must be > 0"),
-            (0.0 <= t.ema_decay < 1.0, "ema_decay must be in [0, 1)"),
-            (0.0 <= t.lr_decay <= 1.0, "lr_decay must be in [0, 1] (the fraction of adversarial steps that decay)"),
-            (0 <= t.snapshots <= 64, "snapshots must be in 0 .. 64"),
-            (0.0 < t.snapshot_span <= 1.0, "snapshot_span must be in (0, 1] (the fraction of adversarial steps the snapshots spread over)"),
-            (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
-            (r.kernel_size % 2 == 1 and r.kernel_size >= 1, "refiner kernel size must be odd"),
-            (r.width >= 1 and r.num_blocks >= 0, "refiner width must be >= 1 and blocks >= 0"),
-            (r.norm in ("none", "batch"), "refiner norm must be none or batch"),
-            (d.kind in ("local", "global"), "discriminator kind must be local or global"),
-            (not (d.global_context and d.kind == "global"),
-             "discriminator global_context is for the local discriminator (the global one already sees the whole image)"),
-            (not (d.histogram_bins and d.kind == "global"),
-             "discriminator histogram_bins is for the local discriminator (the global one already sees the whole image)"),
-            (d.histogram_bins == 0 or 2 <= d.histogram_bins <= 256,
-             f"discriminator histogram_bins must be 0 (off) or 2 to 256, got {d.histogram_bins}"),
-            (d.norm in ("none", "batch"), "discriminator norm must be none or batch"),
-            (d.padding in ("valid", "same"), "discriminator padding must be valid or same"),
-            (len(d.layers) >= 1 or self.preset == "generic", "discriminator needs at least one layer"),
-            (l.reduction in REDUCTIONS, f"loss reduction must be one of {', '.join(REDUCTIONS)}, got {l.reduction!r}"),
-            (l.adversarial in ADVERSARIAL, f"adversarial loss must be one of {', '.join(ADVERSARIAL)}, got {l.adversarial!r}"),
-            (l.r1_gamma >= 0, "r1_gamma must be >= 0"),
-            (l.diversity >= 0 and l.diversity_cap > 0 and math.isfinite(l.diversity) and math.isfinite(l.diversity_cap),
-             "diversity must be a finite number >= 0 and diversity_cap a finite number > 0"),
-            (l.diversity == 0 or r.noise_channels > 0, "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
-            (r.padding in PADDINGS, f"refiner padding must be one of {', '.join(PADDINGS)}, got {r.padding!r}"),
-            (r.noise_channels >= 0, "refiner noise_channels must be >= 0"),
-            (0 <= r.tone_curve <= 256, f"refiner tone_curve must be 0 (off) to 256 segments, got {r.tone_curve}"),
-            (r.noise_kind in NOISE_KINDS, f"refiner noise_kind must be one of {', '.join(NOISE_KINDS)}, got {r.noise_kind!r}"),
+            (t.batch_size % 2 == 0, "train.batch_size must be even (half of D's refined batch comes from the history)"),
+            (t.buffer_size >= t.batch_size // 2 or not t.history, "train.buffer_size must be at least half the batch"),
+            (r.kernel_size % 2 == 1, f"refiner.kernel_size must be odd, got {r.kernel_size}"),
+            (self.loss.diversity == 0 or r.noise_channels > 0,
+             "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
-             f"diff_augment must be a comma-separated list of {', '.join(AUGMENTS)}, got {t.diff_augment!r}"),
-            (t.kg_max >= 1, f"kg_max must be >= 1, got {t.kg_max}"),
-            (t.health_patience is None or t.health_patience >= 1,
-             f"health_patience must be >= 1 (or null for the default), got {t.health_patience}"),
-            (t.momentum >= 0 and math.isfinite(t.momentum), f"momentum must be a finite number >= 0, got {t.momentum}"),
-            (all(0.0 <= b < 1.0 for b in t.betas), f"betas must both be in [0, 1), got {list(t.betas)}"),
-            (0 <= t.seed < 2 ** 32, f"seed must be in 0 .. 2**32 - 1, got {t.seed}"),
-            (all(math.isfinite(v) for v in (l.lambda_reg, t.lr, t.lr_disc or 1.0, t.ema_decay, t.lr_decay, t.snapshot_span)),
-             "lambda_reg, lr, lr_disc, ema_decay, lr_decay and snapshot_span must be finite numbers"),
-            (all(v is None or v >= 1 for v in (self.image.height, self.image.width, self.image.channels)),
-             "image height, width and channels must be >= 1"),
-            (self.image.channels in (None, 1, 3), "image channels must be 1 (gray) or 3 (RGB)"),
-            (self.image.bit_depth in (None, 8, 16), "image bit_depth must be 8 or 16"),
-            (r.kernel_size <= 31 and r.width <= 4096 and r.num_blocks <= 256, "refiner is implausibly large "
-             "(kernel_size <= 31, width <= 4096, num_blocks <= 256)"),
+             f"train.diff_augment must be a comma-separated list of {', '.join(AUGMENTS)}, got {t.diff_augment!r}"),
+            (all(layer.kind != "conv" or layer.channels >= 1 for layer in self.discriminator.layers),
+             "every discriminator conv layer needs channels >= 1"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise SimganError(f"bad configuration: {msg}")
-        for layer in d.layers:
-            if layer.kind not in ("conv", "maxpool") or layer.kernel < 1 or layer.stride < 1:
-                raise SimganError(f"bad configuration: discriminator layer {layer} is not a conv/maxpool with kernel, stride >= 1")
-            if layer.kind == "conv" and layer.channels < 1:
-                raise SimganError(f"bad configuration: discriminator conv layer {layer} needs channels >= 1")
         return self
 
     def save(self, path: Path) -> None:
-        from .datasets import atomic_write_bytes
         atomic_write_bytes(Path(path), self.to_yaml().encode())
+
+
+BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<="), "lt": (operator.lt, "<")}
+
+
+# Settings an earlier simgan had, with the values that meant "off" (or that every recipe used):
+# a run or a settings file holding those still loads; any other value is refused with a pointer
+# to the measurements that removed it.
+RETIRED = {
+    ("refiner", "tone_curve"): (0,), ("refiner", "grain"): (False,), ("refiner", "noise_kind"): ("image", None),
+    ("discriminator", "global_context"): (False,), ("discriminator", "histogram_bins"): (0,),
+    ("train", "lr_decay"): (0, 0.0),
+}
+
+
+def drop_retired(data: Any, base: dict | None = None) -> Any:
+    """``data`` without the :data:`RETIRED` settings it holds at an "off" value (``base``: the
+    settings ``data`` will be merged over, if any)."""
+    if not isinstance(data, dict):
+        return data
+    data = copy.deepcopy(data)
+    for (section, key), off in RETIRED.items():
+        values = data.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        value = values.pop(key)
+        channels = values.get("noise_channels", ((base or {}).get(section) or {}).get("noise_channels"))
+        if key == "noise_kind" and value == "pixel" and not channels:
+            continue  # per-pixel noise of a refiner without noise: nothing to keep
+        if value not in off or isinstance(value, bool) != isinstance(off[0], bool):
+            raise SimganError(f"config: {section}.{key} was removed from simgan (it helped on no domain measured: "
+                              f"docs/results/negative.md); remove it from the settings")
+    return data
+
+
+def _check_declared(obj, where: str) -> None:
+    """The ``choices`` and bounds that :func:`setting` declared for each field of ``obj``."""
+    for f in fields(obj):
+        m, value = f.metadata, getattr(obj, f.name)
+        if not m:
+            continue
+        name = f"{where}.{f.name}"
+        if m["choices"] is not None and value not in m["choices"]:
+            shown = ", ".join(str(c) for c in m["choices"] if c is not None)
+            raise SimganError(f"bad configuration: {name} must be one of {shown}, got {value!r}")
+        numbers = [v for v in (value if isinstance(value, tuple) else (value,))
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        for key, (compare, word) in BOUNDS.items():
+            if m[key] is not None and not all(compare(v, m[key]) for v in numbers):
+                raise SimganError(f"bad configuration: {name} must be {word} {m[key]}, got {value!r}")
+
+
+def config_fields(section: str) -> list[dataclasses.Field]:
+    """The declared fields of one section (``"train"``, ...), in order."""
+    return list(fields(get_type_hints(SimGANConfig)[section]))
+
+
+# ----------------------------------------------------------------------------------------------
+# settings files
 
 
 def load_config_file(path: str | Path) -> dict:
@@ -330,28 +300,42 @@ def load_config_file(path: str | Path) -> dict:
         raise SimganError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise SimganError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return parse_settings(text, f"config file {p}")
+
+
+def parse_settings(text: str, where: str) -> dict:
+    """A YAML mapping of settings; a one-line error (with the line number) otherwise."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SimganError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise SimganError(f"{where} is not valid YAML{at}: {str(exc).splitlines()[0]}") from None
     except (ValueError, RecursionError) as exc:
-        raise SimganError(f"config file {p} cannot be read as YAML: {exc}") from None
+        raise SimganError(f"{where} cannot be read as YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SimganError(f"config file {p} must hold a mapping of settings")
+        raise SimganError(f"{where} must hold a mapping of settings")
     return data
 
 
+def parse_set(assignments: tuple[str, ...] | list[str]) -> dict:
+    """``--set section.key=value`` pairs as a nested dict; each value is read as YAML
+    (``--set train.lr=2e-4``, ``--set refiner.padding=reflect``, ``--set train.betas=[0.5,0.9]``)."""
+    out: dict = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise SimganError(f"--set {item!r}: expected section.key=value, e.g. train.lr=2e-4")
+        parsed = parse_settings(f"v: {value}" if value.strip() else "v: ''", f"--set {item!r}")["v"]
+        out.setdefault(parts[0], {})[parts[1]] = parsed
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
-# presets (data)
-#
-# The paper pretrains R with the self-regularisation loss alone (1,000 steps for eyes, 500 for
-# hands) so that it starts as a (blurry) identity. simgan's residual refiner starts as the exact
-# identity, so that phase would be a no-op and the presets set it to 0; with
-# ``refiner: {residual: false}`` (the paper's tanh output) set ``train.refiner_pretrain`` back.
-# The paper gives no lambda; 0.1 is what worked for the eyes demo under this project's loss
-# convention (sums over patches and pixels, mean over the batch).
+# the discriminator derived from the image shape
 
 
 def conv(kernel: int, stride: int, channels: int) -> LayerSpec:
@@ -362,59 +346,20 @@ def maxpool(kernel: int, stride: int) -> LayerSpec:
     return LayerSpec("maxpool", kernel, stride)
 
 
-PRESETS: dict[str, SimGANConfig] = {
-    # §3.1: UnityEyes -> MPIIGaze, 55x35 gray.
-    "eyes": SimGANConfig(
-        preset="eyes",
-        image=ImageConfig(height=35, width=55, channels=1, bit_depth=8),
-        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4),
-        discriminator=DiscriminatorConfig(layers=[
-            conv(3, 2, 96), conv(3, 2, 64), maxpool(3, 1), conv(3, 1, 32), conv(1, 1, 32)]),
-        loss=LossConfig(lambda_reg=0.1, feature="identity"),
-        train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=50, kd=1, batch_size=64,
-                          buffer_size=12800),
-    ),
-    # §3.2: NYU hand depth images, 224x224, 16-bit depth.
-    "hands": SimGANConfig(
-        preset="hands",
-        image=ImageConfig(height=224, width=224, channels=1, bit_depth=16),
-        refiner=RefinerConfig(kernel_size=7, width=64, num_blocks=10),
-        discriminator=DiscriminatorConfig(layers=[
-            conv(7, 4, 96), conv(5, 2, 64), maxpool(3, 2), conv(3, 2, 32), conv(1, 1, 32)]),
-        loss=LossConfig(lambda_reg=0.1, feature="identity"),
-        train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=32,
-                          buffer_size=2048),
-    ),
-    # Any other shape: a small R; D's trunk is derived from the image shape when training starts
-    # (generic_discriminator_for_shape) and both loss terms are means (per patch, per pixel), so
-    # lambda means the same at every size. The numbers were measured on the digits demo and the
-    # eyes (README, "Defaults on a new domain").
-    "generic": SimGANConfig(
-        preset="generic",
-        refiner=RefinerConfig(kernel_size=3, width=64, num_blocks=4, noise_channels=8, noise_kind="image"),
-        discriminator=DiscriminatorConfig(layers=[]),
-        loss=LossConfig(lambda_reg=0.3, feature="identity", reduction="mean", diversity=1.0),
-        train=TrainConfig(refiner_pretrain=0, disc_pretrain=200, kg=2, kd=1, batch_size=64,
-                          buffer_size=6400, snapshots=4),
-    ),
-}
-
-
 def generic_discriminator_for_shape(height: int, width: int) -> list[LayerSpec]:
-    """The generic preset's D for ``height × width`` images: as many stride-2 ``3×3``
-    convolutions as keep D's map at least about 3 patches on the short side
+    """D for ``height × width`` images when a preset leaves ``layers`` empty: as many stride-2
+    ``3×3`` convolutions as keep D's map at least about 3 patches on the short side
     (``floor(log2(min(h, w) / 6))``, 1 to 6), then the stride-1 and ``1×1`` layers of the paper's
-    eyes D. 24×24 -> 2 strided layers, 3×3 patches of 15×15 px; 55×35 -> 2, 11×6 patches;
-    224×224 -> 5."""
-    import math
+    eyes D."""
     depth = int(math.floor(math.log2(max(1, min(height, width)) / 6))) if min(height, width) >= 6 else 1
     return generic_discriminator_layers(depth=max(1, min(6, depth)), width=64, kernel=3)
 
 
 def generic_discriminator_layers(depth: int = 2, width: int = 64, kernel: int = 3) -> list[LayerSpec]:
-    """The generic preset's D from a few numbers: ``depth`` stride-2 ``kernel×kernel``
-    convolutions of ``width`` maps, one stride-1 convolution of ``width // 2`` maps, and a
-    ``1×1`` convolution (the pattern of the paper's two discriminators)."""
+    """D from a few numbers (``discriminator: {generic: {depth, width, kernel}}`` in a settings
+    file): ``depth`` stride-2 ``kernel×kernel`` convolutions of ``width`` maps, one stride-1
+    convolution of ``width // 2`` maps, and a ``1×1`` convolution (the pattern of the paper's two
+    discriminators)."""
     for name, v in (("depth", depth), ("width", width), ("kernel", kernel)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SimganError(f"config: discriminator.generic.{name} must be an integer >= 1, got {v!r}")
@@ -424,7 +369,7 @@ def generic_discriminator_layers(depth: int = 2, width: int = 64, kernel: int = 
 
 def for_image_shape(cfg: SimGANConfig, height: int, width: int) -> SimGANConfig:
     """``cfg`` with the settings that derive from the image shape filled in: an empty D trunk
-    (the generic preset) becomes :func:`generic_discriminator_for_shape`."""
+    becomes :func:`generic_discriminator_for_shape`."""
     if cfg.discriminator.layers:
         return cfg
     cfg = copy.deepcopy(cfg)
@@ -432,10 +377,43 @@ def for_image_shape(cfg: SimGANConfig, height: int, width: int) -> SimGANConfig:
     return cfg
 
 
+# ----------------------------------------------------------------------------------------------
+# presets, files and flags, in that order
+
+
 def preset(name: str) -> SimGANConfig:
-    if name not in PRESETS:
-        raise SimganError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
+    """The preset ``name`` (a recipe of :mod:`simgan.presets`) as a config."""
+    return settings_to_config(preset_settings(name), name)
+
+
+class _Presets(Mapping):
+    """``name -> SimGANConfig`` of every preset, read from its YAML file (a fresh copy each time)."""
+
+    def __getitem__(self, name: str) -> SimGANConfig:
+        if name not in PRESET_NAMES:
+            raise KeyError(name)
+        return preset(name)
+
+    def __iter__(self):
+        return iter(PRESET_NAMES)
+
+    def __len__(self) -> int:
+        return len(PRESET_NAMES)
+
+
+PRESETS = _Presets()
+
+
+def settings_to_config(data: dict, preset_name: str) -> SimGANConfig:
+    """A nested settings dict (a recipe, with ``discriminator.generic`` shorthand allowed) as a config."""
+    data = copy.deepcopy(data)
+    gen = data.get("discriminator", {}).pop("generic", None) if isinstance(data.get("discriminator"), dict) else None
+    cfg = SimGANConfig(preset=preset_name).override(data)
+    if gen is not None:
+        if not isinstance(gen, dict) or set(gen) - {"depth", "width", "kernel"}:
+            raise SimganError("config: discriminator.generic must be a mapping of depth, width and kernel")
+        cfg.discriminator.layers = generic_discriminator_layers(**gen)
+    return cfg
 
 
 def resolve_config(preset_name: str | None, *, config_file: str | Path | None = None,
@@ -447,25 +425,18 @@ def resolve_config(preset_name: str | None, *, config_file: str | Path | None = 
     data: dict = {}
     if config_file is not None:
         data = load_config_file(config_file)
-        file_preset = data.get("preset")
+        file_preset = data.pop("preset", None)
         if file_preset is not None:
-            if not isinstance(file_preset, str) or file_preset not in PRESETS:
+            if not isinstance(file_preset, str) or file_preset not in PRESET_NAMES:
                 raise SimganError(f"config file {config_file}: unknown preset {file_preset!r}; choose one of "
-                                  f"{', '.join(PRESETS)}")
+                                  f"{', '.join(PRESET_NAMES)}")
             if preset_name is not None and preset_name != file_preset:
                 raise SimganError(f"--preset {preset_name} contradicts 'preset: {file_preset}' in {config_file}; "
                                   f"give one of them")
             preset_name = file_preset
-    preset_name = preset_name or "eyes"
-    cfg = preset(preset_name)
-    data = copy.deepcopy(data)
-    data.pop("preset", None)
-    gen = data.get("discriminator", {}).pop("generic", None) if isinstance(data.get("discriminator"), dict) else None
-    if gen is not None:
-        if not isinstance(gen, dict) or set(gen) - {"depth", "width", "kernel"}:
-            raise SimganError("config: discriminator.generic must be a mapping of depth, width and kernel")
-        cfg.discriminator.layers = generic_discriminator_layers(**gen)
-    cfg = cfg.override(data)
+    preset_name = preset_name or DEFAULT_PRESET
+    base = preset_settings(preset_name)
+    cfg = settings_to_config(merge_settings(base, data), preset_name)
     if overrides:
         cfg = cfg.override(overrides)
     return cfg.validate()
@@ -475,13 +446,16 @@ def resolve_config(preset_name: str | None, *, config_file: str | Path | None = 
 # dict <-> dataclass with type checks
 
 
-def _merge(base: dict, new: dict, where: str) -> dict:
+def merge(base: dict, new: dict, where: str) -> dict:
+    """``new`` over ``base``, refusing keys ``base`` does not have (a misspelt setting)."""
+    if not isinstance(new, dict):
+        raise SimganError(f"{where}: expected a mapping, got {new!r}")
     out = copy.deepcopy(base)
     for key, value in new.items():
         if key not in out:
-            raise SimganError(f"{where}: unknown setting {key!r} (known: {', '.join(out)})")
+            raise SimganError(f"{where}: unknown setting {key!r} (known: {', '.join(map(str, out))})")
         if isinstance(out[key], dict) and isinstance(value, dict):
-            out[key] = _merge(out[key], value, f"{where}.{key}")
+            out[key] = merge(out[key], value, f"{where}.{key}")
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -506,12 +480,9 @@ def _build(cls, data: Any, where: str):
 
 
 def _coerce(tp, value, where: str):
-    origin = get_origin(tp)
-    args = get_args(tp)
+    origin, args = get_origin(tp), get_args(tp)
     if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        return _build(tp, value, where)
+        return value if isinstance(value, tp) else _build(tp, value, where)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise SimganError(f"{where}: expected a list")
@@ -521,26 +492,26 @@ def _coerce(tp, value, where: str):
             raise SimganError(f"{where}: expected a list of {len(args)} numbers")
         return tuple(_coerce(a, v, where) for a, v in zip(args, value))
     if args and type(None) in args:  # Optional[X]
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise SimganError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SimganError(f"{where}: expected an integer, got {value!r}")
-        return value
+        return None if value is None else _coerce([a for a in args if a is not type(None)][0], value, where)
+    return _coerce_scalar(tp, value, where)
+
+
+def _coerce_scalar(tp, value, where: str):
+    if tp is bool and not isinstance(value, bool):
+        raise SimganError(f"{where}: expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SimganError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise SimganError(f"{where}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SimganError(f"{where}: expected a number, got {value!r}")
         if not math.isfinite(float(value)):
             raise SimganError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise SimganError(f"{where}: expected a string, got {value!r}")
-        return value
+    if tp is str and not isinstance(value, str):
+        raise SimganError(f"{where}: expected a string, got {value!r}")
     return value

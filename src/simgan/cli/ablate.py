@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..config import PRESETS
+from ..config import PRESET_NAMES
 from .common import device_option, set_nested
 
 
@@ -13,7 +13,7 @@ from .common import device_option, set_nested
 @click.option("--real", required=True, type=click.Path(), help="Unlabelled real images.")
 @click.option("--test", "test_dir", required=True, type=click.Path(), help="Labelled real images to test gaze on.")
 @click.option("--out", required=True, type=click.Path(), help="Folder to create.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="eyes", show_default=True)
+@click.option("--preset", type=click.Choice(PRESET_NAMES), default="eyes", show_default=True)
 @click.option("--config", "config_file", type=click.Path(), default=None, help="YAML settings over the preset.")
 @click.option("--steps", type=click.IntRange(min=0), default=None, help="T for every variant.")
 @click.option("--variants", default=None, metavar="LIST",

@@ -1,4 +1,5 @@
-"""``simgan presets``: the paper's settings as data, with the networks' receptive fields."""
+"""``simgan presets``: the YAML recipes (:mod:`simgan.presets`), what departs from the paper in each, and
+the networks a preset builds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import click
 @click.option("--size", default=None, metavar="WxH", help="Image size to lay out D's patch map for (generic preset).")
 @click.option("--yaml", "as_yaml", is_flag=True, default=False, help="Print the full settings as YAML.")
 def presets(name, config_file, size, as_yaml):
-    """List the presets (eyes: §3.1, hands: §3.2, generic), or show one in detail."""
+    """List the presets and every setting that departs from the paper's, or show one in detail:
+    its networks, receptive fields, patch map and options (eyes: §3.1, hands: §3.2, generic: any
+    shape, eyes-demo / hands-demo / digits-demo: what the demos train)."""
     from ..errors import SimganError
     from ..models.summary import describe_settings
 

@@ -21,7 +21,7 @@ from .common import device_option, is_main_process, precision_option
                    "needs the cores; all cores but one on a GPU). 0: in this process, in turn with the model.")
 @click.option("--variants", type=click.IntRange(min=1), default=1, show_default=True,
               help="K refinements per image (NAME_v0.png ...), each with the image's labels; they differ when the "
-                   "refiner takes noise (refiner.noise_channels, refiner.grain) and, for a run with snapshots (train.snapshots), "
+                   "refiner takes a noise code (refiner.noise_channels) and, for a run with snapshots (train.snapshots), "
                    "variant v is refined by snapshot v mod their number (v = 0: the final refiner).")
 @click.option("--trust-pickle", is_flag=True, default=False,
               help="Load an older run's pickled refiner.pt (can run code: only files you trust).")
