@@ -22,7 +22,6 @@ from torch import nn
 
 from ..config import DiscriminatorConfig, LayerSpec
 from ..errors import SimganError
-from .refiner import GlobalContext
 
 
 def _padding(layer: LayerSpec, mode: str) -> int:
@@ -75,67 +74,17 @@ def build_trunk(cfg: DiscriminatorConfig, in_channels: int) -> tuple[nn.Sequenti
     return nn.Sequential(*mods), ch
 
 
-class HistogramHead(nn.Module):
-    """A real/refined judgement of each image's grey-level distribution: a soft histogram of
-    ``bins`` Gaussian bins over [-1, 1] per channel (each pixel spread over the bins by its
-    distance to their centres, sigma one bin width, so every pixel gets a gradient: the
-    differentiable histogram of Afifi et al., "HistoGAN", CVPR 2021, and the histogram losses of
-    Risser et al., 2017), then a two-layer MLP to two logits, added to every patch's logits by
-    :class:`LocalDiscriminator`. A local D judges 23×23 patches and cannot tell whether the whole
-    image's histogram is flat (histogram-equalised eye crops) or not; this head can, and it sees
-    nothing else (no shape, no position), so it cannot ask R for local artifacts. Its last layer
-    starts at zero: D starts as the paper's."""
-
-    def __init__(self, channels: int, bins: int, width: int = 64, spectral_norm: bool = False):
-        super().__init__()
-        self.register_buffer("centres", torch.linspace(-1.0, 1.0, bins), persistent=False)
-        self.sigma = 2.0 / (bins - 1)
-        self.fc1 = _maybe_sn(nn.Linear(channels * bins, width), spectral_norm)
-        self.fc2 = nn.Linear(width, 2)
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
-
-    def histogram(self, x: torch.Tensor) -> torch.Tensor:
-        """``N×C×bins``: each image's share of pixels per bin (rows sum to 1), in fp32."""
-        d = (x.float().flatten(2)[..., None] - self.centres) / self.sigma
-        w = torch.exp(-0.5 * d * d)
-        return (w / w.sum(-1, keepdim=True)).mean(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.histogram(x).flatten(1).to(self.fc2.weight.dtype)
-        return self.fc2(torch.relu(self.fc1(h)))
-
-
 class LocalDiscriminator(nn.Module):
-    """Fully convolutional D: trunk, then a ``1×1`` convolution to 2 maps (§2.2, Figure 3).
-
-    With ``cfg.global_context``, the trunk's maps pass through a
-    :class:`~simgan.models.refiner.GlobalContext` first: a per-image, per-channel scale and shift
-    from the maps' mean and standard deviation over the whole image. Each patch still gets its
-    own decision (R is still judged patch by patch, §2.2), but the decision can depend on the
-    image's overall statistics, which a local D cannot see and a per-image normalised target
-    domain differs in. It starts as the identity (zero-initialised last layer).
-
-    With ``cfg.histogram_bins``, a :class:`HistogramHead` adds its per-image logits to every
-    patch's: each decision is "this patch, and this image's histogram"."""
+    """Fully convolutional D: trunk, then a ``1×1`` convolution to 2 maps (§2.2, Figure 3)."""
 
     def __init__(self, cfg: DiscriminatorConfig, in_channels: int):
         super().__init__()
         self.cfg = cfg
         self.trunk, ch = build_trunk(cfg, in_channels)
-        self.context = GlobalContext(ch) if cfg.global_context else None
         self.classify = _maybe_sn(nn.Conv2d(ch, 2, 1), cfg.spectral_norm)
-        self.histogram = (HistogramHead(in_channels, cfg.histogram_bins, spectral_norm=cfg.spectral_norm)
-                          if cfg.histogram_bins else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(x)
-        if self.context is not None:
-            h = self.context(h)
-        out = self.classify(h)
-        if self.histogram is not None:
-            out = out + self.histogram(x).to(out.dtype)[:, :, None, None]
-        return out
+        return self.classify(self.trunk(x))
 
 
 class GlobalDiscriminator(nn.Module):

@@ -4,15 +4,14 @@ CPU (inference only; training uses :mod:`simgan.models.refiner` as it is).
 R (§3.1: a ``k×k`` stem, ResNet blocks of two ``k×k`` convolutions, a ``1×1`` head) is a chain of
 convolutions, each followed by a ReLU, and in every block a shortcut sum. On a CPU whose
 convolutions are fast (bf16 on AVX512-BF16 / AMX) those ReLUs and sums are what takes the time:
-each is one more pass over an activation-sized tensor that no longer fits in the cache. Measured
-on a 2-core AMX Xeon at batch 16 (eyes refiner, bf16, channels-last): the convolutions alone
-(8×64→64) ran at 450–476 µs per image, R at 1,170–1,516 µs, of which ReLU and add were 35% in
-the profiler; with the ReLU and the sum computed inside the convolution (oneDNN post-ops, the
-fusion PyTorch's own compiler uses for CPU inference) R ran at 515 µs.
+each is one more pass over an activation-sized tensor that no longer fits in the cache. oneDNN can
+compute the ReLU and the sum inside the convolution (post-ops, the fusion PyTorch's own compiler
+uses for CPU inference).
 
-:func:`fuse_for_cpu` swaps the stem and each :class:`~simgan.models.refiner.ResnetBlock` for
-their fused form; a batch-normalised block has its (eval-mode) batch norm folded into the
-convolution. Where oneDNN or its fused operator is missing, R is left as it is.
+:func:`fuse_for_cpu` swaps the stem's convolution and each
+:class:`~simgan.models.refiner.ResnetBlock`'s two convolutions for their fused form; a
+batch-normalised block has its (eval-mode) batch norm folded into the convolution. Where oneDNN or
+its fused operator is missing, R is left as it is.
 """
 
 from __future__ import annotations
@@ -66,28 +65,19 @@ class FusedConv(nn.Module):
                          self.groups, "add", None, "relu" if self.relu else None, [], "")
 
 
-class FusedStem(nn.Module):
-    """The stem ``relu(conv(x))`` as one call."""
-
-    def __init__(self, stem: nn.Sequential):
-        super().__init__()
-        self.conv = FusedConv(stem[0], relu=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
 class FusedResnetBlock(nn.Module):
-    """A ResNet block ``relu(conv2(relu(conv1(x))) + x)`` as two calls: the second convolution
-    adds the shortcut and applies the ReLU inside the kernel."""
+    """A ResNet block ``relu(conv2(relu(conv1(x))) + x)`` as two calls (the second convolution
+    adds the shortcut and applies the ReLU inside the kernel), then the block's context, if any."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
         self.conv1 = FusedConv(block.conv1, block.norm1, relu=True)
         self.conv2 = FusedConv(block.conv2, block.norm2, relu=True)
+        self.context = block.context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(self.conv1(x), residual=x)
+        y = self.conv2(self.conv1(x), residual=x)
+        return y if self.context is None else self.context(y)
 
 
 def fuse_for_cpu(refiner: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
@@ -99,20 +89,21 @@ def fuse_for_cpu(refiner: nn.Module, dtype: torch.dtype | None = None) -> nn.Mod
     there) instead of failing."""
     if _op() is None or next(refiner.parameters()).device.type != "cpu":
         return refiner
-    stem = FusedStem(refiner.stem)
+    stem_conv = FusedConv(refiner.stem.conv, relu=True)
     blocks = nn.Sequential(*[FusedResnetBlock(b) for b in refiner.blocks])
     own = refiner.head.weight.dtype
     dtype = dtype or own
-    x = torch.linspace(-1, 1, 2 * stem.conv.weight.shape[1] * 9 * 11, dtype=own).reshape(
-        2, stem.conv.weight.shape[1], 9, 11)
+    x = torch.linspace(-1, 1, 2 * stem_conv.weight.shape[1] * 9 * 11, dtype=own).reshape(
+        2, stem_conv.weight.shape[1], 9, 11)
     try:
         with torch.no_grad():
-            want = refiner.blocks(refiner.stem(x.clone())).float()
-            probe = nn.Sequential(stem, blocks) if dtype == own else copy.deepcopy(nn.Sequential(stem, blocks)).to(dtype)
+            want = refiner.blocks(refiner.stem.act(refiner.stem.conv(x.clone()))).float()
+            probe = nn.Sequential(stem_conv, blocks)
+            probe = probe if dtype == own else copy.deepcopy(probe).to(dtype)
             got = probe(x.to(dtype)).float()
     except RuntimeError:
         return refiner
     if got.shape != want.shape or not torch.allclose(got, want, rtol=0.05, atol=0.05):
         return refiner
-    refiner.stem, refiner.blocks = stem, blocks
+    refiner.stem.conv, refiner.stem.act, refiner.blocks = stem_conv, nn.Identity(), blocks
     return refiner

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .refiner import soft_equalize
+from .image_ops import standardize
 
 REFINED, REAL = 1, 0
 
@@ -143,28 +143,13 @@ class Gradients(nn.Module):
 
 
 class Standardized(nn.Module):
-    """psi(x) = x with each image's mean removed and divided by its standard deviation, per
-    channel (instance normalisation, Ulyanov et al. 2016, used as the paper's psi): R may change
-    an image's brightness and contrast, the per-image tone of a target domain (exposure, gain,
-    histogram equalisation), but not where its edges are. The deviation is floored at 0.05 so
-    that a flat image's noise is not magnified."""
+    """psi(x) = x standardised per image and channel (:func:`~simgan.models.image_ops.standardize`,
+    instance normalisation used as the paper's psi): R may change an image's brightness and
+    contrast, the per-image tone of a target domain (exposure, gain, histogram equalisation), but
+    not where its edges are."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        std = x.std(dim=(2, 3), keepdim=True, correction=0).clamp_min(0.05)
-        return (x - mean) / std
-
-
-class Equalized(nn.Module):
-    """psi(x) = x histogram-equalised per image and channel
-    (:func:`simgan.models.refiner.soft_equalize`): for a refiner whose output is equalised
-    (``refiner.equalize``), self-regularisation then compares what R outputs with the
-    equalised synthetic image, so a faint pattern that equalisation would amplify in a flat
-    region costs what it costs after the amplification. The comparison stays one of
-    structure: every monotone per-image tone change of ``x`` has the same psi."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return soft_equalize(x)
+        return standardize(x)
 
 
 def feature_transform(name: str, channels: int) -> nn.Module:
@@ -177,8 +162,6 @@ def feature_transform(name: str, channels: int) -> nn.Module:
         return Gradients()
     if name == "standardized":
         return Standardized()
-    if name == "equalized":
-        return Equalized()
     if name == "features":
         from .features import PSI_LEVEL, frozen_feature_net
         return frozen_feature_net(channels, level=PSI_LEVEL)

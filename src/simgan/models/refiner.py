@@ -12,41 +12,20 @@ aims at, and low-precision arithmetic only touches the small correction, so refi
 gives the same 8-bit pixels as fp32. ``RefinerConfig(residual=False)`` is the paper's literal
 output, ``tanh`` of the ``1×1`` map.
 
+Options, each off in the paper's presets: a per-image noise code at the input (the paper's
+future work, §5), per-image context after every block, and output stages that act on the whole
+image (histogram equalisation).
+
 eyes (§3.1): k=3, 64 maps, 4 blocks.  hands (§3.2): k=7, 64 maps, 10 blocks.
 """
 
 from __future__ import annotations
 
-import math
-from functools import partial
-
 import torch
 from torch import nn
 
 from ..config import RefinerConfig
-
-
-class ResnetBlock(nn.Module):
-    """Two ``k×k`` convolutions with an identity shortcut (He et al., the paper's ref. [12])."""
-
-    def __init__(self, width: int, kernel_size: int, norm: str = "none", padding: str = "zeros"):
-        super().__init__()
-        pad = kernel_size // 2
-        bias = norm == "none"
-        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias, padding_mode=padding)
-        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias, padding_mode=padding)
-        self.norm1 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
-        self.norm2 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.norm1(self.conv1(x)))
-        y = self.norm2(self.conv2(y)).to(x.dtype)
-        # The shortcut stays in x's precision (float32 under autocast): only the block's own
-        # contribution is rounded to bf16/fp16, so errors do not pile up along the stream. The
-        # sum is formed in place in the convolution's fresh output (no third activation-sized
-        # tensor per block: at batch 256 on a CPU that allocation cost ~9% of the forward pass).
-        return self.act(y.add_(x))
+from .image_ops import soft_equalize
 
 
 def channel_stats(h: torch.Tensor) -> torch.Tensor:
@@ -59,16 +38,13 @@ def channel_stats(h: torch.Tensor) -> torch.Tensor:
 class GlobalContext(nn.Module):
     """A per-image, channel-wise affine change of R's feature maps computed from the whole image:
     the maps' spatial mean and standard deviation per channel, a two-layer MLP, then
-    ``h * (1 + gamma) + beta``. The squeeze of Hu et al. ("Squeeze-and-Excitation Networks",
-    CVPR 2018) feeding a FiLM-style modulation (Perez et al., AAAI 2018), as the global path of
-    Gharbi et al.'s image-enhancement network (SIGGRAPH 2017) feeds its local one.
+    ``h * (1 + gamma) + beta``: the squeeze of Hu et al. ("Squeeze-and-Excitation Networks",
+    CVPR 2018) feeding a FiLM modulation (Perez et al., AAAI 2018).
 
-    Why R needs it: the paper's R is fully convolutional, so each output pixel sees only its
-    receptive field. A target domain whose images are normalised per image (MPIIGaze's eye crops
-    are histogram-equalised, the eye demo's webcam domain too) maps the same local patch to
-    different grey levels in different images; only R's view of the whole image can learn that.
-    The MLP's last layer starts at zero, so the block starts as the identity, like R itself. It
-    changes no geometry: labels stay as they are."""
+    The paper's R sees only its receptive field, so it cannot make a change that depends on the
+    whole image, as a target domain normalised per image asks (histogram-equalised eye crops map
+    the same local patch to different grey levels in different images). The MLP's last layer
+    starts at zero, so the block starts as the identity, like R itself; it changes no geometry."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -83,218 +59,120 @@ class GlobalContext(nn.Module):
         return torch.addcmul(beta[:, :, None, None], h, 1 + gamma[:, :, None, None])
 
 
-class ToneCurve(nn.Module):
-    """A per-image, per-channel monotone tone curve applied to R's output: the camera response
-    curve that a fully convolutional R cannot express, because it depends on the whole image.
+class Stem(nn.Module):
+    """R's first ``k×k`` convolution and ReLU, on the image and, when R takes one, its noise code
+    spread over every pixel."""
 
-    The curve is piecewise linear with ``knots`` segments of equal width over [-1, 1]. Its start
-    and the (positive) rise of each segment come from a two-layer MLP that reads the input image's
-    histogram (``knots`` bins per channel) and the spatial mean and standard deviation of R's last
-    feature maps. Histogram equalisation is such a curve (the image's cumulative histogram), as are
-    gain, gamma and auto-contrast: the per-image tone changes between a renderer and a camera
-    (learned curves as in Hu et al., "Exposure: A White-Box Photo Post-Processing Framework",
-    SIGGRAPH 2018, and Moran et al., "CURL: Neural Curve Layers for Global Image Enhancement",
-    ICPR 2020). The MLP's last layer starts at zero, where the curve is the identity, like R
-    itself. A monotone curve moves no edge: labels stay as they are. The curve is evaluated in
-    float32 (a bf16 knot would be off by up to a grey level)."""
-
-    def __init__(self, channels: int, knots: int, width: int):
+    def __init__(self, channels: int, noise_channels: int, width: int, kernel_size: int, padding: str):
         super().__init__()
-        self.channels, self.knots = channels, knots
-        self.fc1 = nn.Linear(channels * knots + 2 * width, width)
-        self.fc2 = nn.Linear(width, channels * (knots + 1))
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
+        self.conv = nn.Conv2d(channels + noise_channels, width, kernel_size, padding=kernel_size // 2,
+                              padding_mode=padding)
+        self.act = nn.ReLU(inplace=True)
 
-    def histogram(self, x: torch.Tensor) -> torch.Tensor:
-        """Share of each image's pixels in each of ``knots`` equal bins of [-1, 1]: ``N×C×knots``."""
-        n, c = x.shape[:2]
-        idx = ((x.detach().float() + 1.0) * (self.knots / 2)).long().clamp_(0, self.knots - 1).reshape(n * c, -1)
-        ones = torch.ones_like(idx, dtype=torch.float32)
-        hist = torch.zeros(n * c, self.knots, device=x.device).scatter_add_(1, idx, ones)
-        return (hist / idx.shape[1]).reshape(n, c, self.knots)
-
-    def forward(self, y: torch.Tensor, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        n, c, k = y.shape[0], self.channels, self.knots
-        desc = torch.cat([self.histogram(x).reshape(n, c * k), channel_stats(h)], dim=1)
-        a = self.fc2(torch.relu(self.fc1(desc.to(self.fc1.weight.dtype)))).float().reshape(n, c, k + 1)
-        # rises: softplus scaled so that a = 0 gives 2 / knots per segment (the identity)
-        rise = nn.functional.softplus(a[:, :, 1:]) * ((2.0 / k) / math.log(2.0))
-        values = torch.cat([a[:, :, :1] - 1.0, rise], dim=2).cumsum(dim=2)  # N×C×(k+1) at -1, ..., 1
-        u = (y.float() + 1.0) * (k / 2)
-        i = u.detach().floor().clamp_(0, k - 1)
-        frac = u - i
-        flat = values.reshape(n * c, k + 1)
-        i = i.long().reshape(n * c, -1)
-        lo, hi = flat.gather(1, i), flat.gather(1, i + 1)
-        out = lo + frac.reshape(n * c, -1) * (hi - lo)
-        return out.reshape(y.shape).clamp(-1.0, 1.0)
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        if z is not None:
+            x = torch.cat([x, z.to(x.dtype).expand(-1, -1, *x.shape[2:])], dim=1)
+        return self.act(self.conv(x.to(self.conv.weight.dtype)))
 
 
-def soft_equalize(y: torch.Tensor, bins: int = 256, *, unit_range: bool = True) -> torch.Tensor:
-    """Per-image, per-channel histogram equalisation of ``y`` (N×C×H×W in [-1, 1]), differentiable.
+class ResnetBlock(nn.Module):
+    """Two ``k×k`` convolutions with an identity shortcut (He et al., the paper's ref. [12]), then,
+    with ``context``, a :class:`GlobalContext`."""
 
-    ``unit_range=False``: ``y`` may have any range; each image is first stretched from its own
-    minimum to its maximum (which changes no rank), so no pixel is clamped.
-
-    Each image's histogram is taken with linear interpolation between ``bins`` equal bins of
-    [-1, 1] (so it moves smoothly with every pixel), its cumulative share is read back at each
-    pixel the same way, and the result is stretched as OpenCV's ``equalizeHist`` stretches it
-    (the darkest pixel to -1, the brightest to 1): ``(cdf(v) - cdf_min) / (cdf_max - cdf_min)``,
-    where ``cdf_max`` is 1 on 8-bit images and a little less between the bins. On
-    8-bit images it lands within about a grey level of the exact equalisation (a test holds it to
-    that), and its gradient reaches every pixel through both the histogram and the read-back."""
-    n, c = y.shape[:2]
-    flat = y.float().reshape(n * c, -1)
-    if not 8 <= bins <= 65536:
-        raise ValueError(f"soft_equalize: bins must be 8 .. 65536, got {bins}")
-    if unit_range:
-        u = (flat.clamp(-1.0, 1.0) + 1.0) * ((bins - 1) / 2)
-    else:  # any range: stretched to the bins first (equalisation does not see an affine map)
-        lo_v, hi_v = flat.amin(dim=1, keepdim=True), flat.amax(dim=1, keepdim=True)
-        u = (flat - lo_v) / (hi_v - lo_v).clamp_min(1e-6) * (bins - 1)
-    i0 = u.detach().floor().clamp_(0, bins - 2)
-    f = u - i0
-    i0 = i0.long()
-    hist = torch.zeros(n * c, bins, device=y.device).scatter_add(1, i0, 1.0 - f).scatter_add(1, i0 + 1, f)
-    cdf = hist.cumsum(1) / flat.shape[1]
-    e = cdf.gather(1, i0) * (1.0 - f) + cdf.gather(1, i0 + 1) * f
-    lo, hi = e.min(dim=1, keepdim=True).values, e.max(dim=1, keepdim=True).values
-    out = (e - lo) / (hi - lo).clamp_min(1e-6)
-    return (out * 2.0 - 1.0).reshape(y.shape)
-
-
-class Grain(nn.Module):
-    """Sensor grain: a per-pixel noise standard deviation ``s(x) = softplus(conv1x1(h))``
-    predicted from R's last feature maps, and the noise ``s(x) * z`` with ``z ~ N(0, 1)`` per
-    pixel and channel. The paper's future work, "model the noise distribution" (§5), as an
-    explicit noise model: a convolutional R fed noise channels can only average them over its
-    receptive field (blotches), while a camera's shot and read noise is white and its strength
-    depends on the signal (shot noise grows with brightness), which ``s(x)`` can express. The
-    ``1×1`` map starts with zero weights and a bias of -6, so R starts with grain of std
-    ``softplus(-6) = 0.0025`` (0.3 grey levels of 8 bits): nearly the identity, with a gradient.
-
-    The strength is bounded: ``s = MAX_STD * tanh(softplus(a) / MAX_STD)``, about ``softplus(a)``
-    below a third of the bound. Self-regularisation compares the output without the grain, so
-    nothing else holds it, and on the eye demo (seed 1, with a tone curve and D context) an
-    unbounded grain ran away to a std of 400 in 400 rounds: every refined eye was pure noise.
-    The bound, 0.1 in [-1, 1] units (13 grey levels before the tone curve), is twice the 99th
-    percentile of the grain of a run that worked (seed 0: median 0.015)."""
-
-    INIT_BIAS = -6.0
-    MAX_STD = 0.1
-
-    def __init__(self, width: int, channels: int):
+    def __init__(self, width: int, kernel_size: int, norm: str = "none", padding: str = "zeros",
+                 context: bool = False):
         super().__init__()
-        self.std_head = nn.Conv2d(width, channels, 1)
-        nn.init.zeros_(self.std_head.weight)
-        nn.init.constant_(self.std_head.bias, self.INIT_BIAS)
+        pad = kernel_size // 2
+        bias = norm == "none"
+        self.conv1 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias, padding_mode=padding)
+        self.conv2 = nn.Conv2d(width, width, kernel_size, padding=pad, bias=bias, padding_mode=padding)
+        self.norm1 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
+        self.norm2 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+        self.context = GlobalContext(width) if context else None
 
-    def std(self, h: torch.Tensor) -> torch.Tensor:
-        """``s(x)``, N×C×H×W in fp32 (in the models' [-1, 1] units)."""
-        return torch.tanh(nn.functional.softplus(self.std_head(h).float()) / self.MAX_STD) * self.MAX_STD
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y)).to(x.dtype)
+        # The shortcut stays in x's precision (float32 under autocast): only the block's own
+        # contribution is rounded to bf16/fp16, so errors do not pile up along the stream. The
+        # sum is formed in place in the convolution's fresh output (no third activation-sized
+        # tensor per block).
+        y = self.act(y.add_(x))
+        return y if self.context is None else self.context(y)
 
-    def forward(self, h: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        s = self.std(h)
-        if generator is None:
-            z = torch.randn_like(s)
-        else:
-            z = torch.randn(s.shape, generator=generator).to(s.device)
-        return s * z
+
+class Equalize(nn.Module):
+    """Output stage: per-image histogram equalisation (:func:`soft_equalize`), for a real domain
+    equalised per image as MPIIGaze's eye crops are (Zhang et al., CVPR 2015). It maps any range
+    onto [-1, 1], so R's output before it is not clamped: a clamped, saturated image would
+    equalise to one grey level and pass no gradient back."""
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return soft_equalize(y, unit_range=False)
 
 
 class Refiner(nn.Module):
-    """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image ``x~`` of the same shape.
+    """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image of the same shape.
 
-    With ``cfg.noise_channels = k > 0``, R also takes ``k`` maps of N(0, 1) noise (drawn anew per
-    call unless ``noise`` is given), concatenated to ``x`` at the stem; the output is still
-    ``x`` plus a correction, tied to ``x`` by the self-regularisation term.
-
-    With ``cfg.global_context``, a :class:`GlobalContext` follows every ResNet block, so R can
-    make per-image changes (tone, contrast) that depend on the whole image. With
-    ``cfg.tone_curve = k > 0``, a :class:`ToneCurve` of ``k`` segments maps R's output last. With
-    ``cfg.grain``, a :class:`Grain` adds per-pixel noise of a predicted strength before the tone
-    curve; ``forward(..., with_clean=True)`` also returns the output without it (what
-    self-regularisation compares with ``x``). With ``cfg.equalize``, the output is histogram-
-    equalised per image last (:func:`soft_equalize`), as MPIIGaze's crops are; the output
-    before it is what self-regularisation compares with ``x``.
-
-    ``generator``: where the noise (input noise not given as ``noise``, and grain) is drawn from,
-    for a reproducible refine."""
+    ``R(x) = stages(x + head(blocks(stem(x, z))))``: with ``noise_channels = k > 0`` R also
+    takes a per-image N(0, 1) code ``z`` (``k`` values per image, drawn anew per call unless
+    ``noise`` is given, from ``generator`` when given), spread over every pixel at the stem, so R
+    can give each image its own look (the z of Bousmalis et al., CVPR 2017); the output is still
+    ``x`` plus a correction, tied to ``x`` by self-regularisation, and ``simgan refine
+    --variants K`` draws K codes per image."""
 
     def __init__(self, cfg: RefinerConfig, channels: int):
         super().__init__()
         self.cfg = cfg
         self.channels = channels
         self.noise_channels = cfg.noise_channels
-        self.noise_kind = cfg.noise_kind
-        k = cfg.kernel_size
-        self.stem = nn.Sequential(nn.Conv2d(channels + cfg.noise_channels, cfg.width, k, padding=k // 2,
-                                            padding_mode=cfg.padding), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, k, cfg.norm, cfg.padding) for _ in range(cfg.num_blocks)])
-        # (only built when asked for: refiners without it keep their parameters and state dicts)
-        self.context = (nn.ModuleList([GlobalContext(cfg.width) for _ in range(cfg.num_blocks)])
-                        if cfg.global_context else None)
-        self.head = nn.Conv2d(cfg.width, channels, 1)
-        self.tone = ToneCurve(channels, cfg.tone_curve, cfg.width) if cfg.tone_curve else None
-        self.grain = Grain(cfg.width, channels) if cfg.grain else None
         self.residual = cfg.residual
+        self.stem = Stem(channels, cfg.noise_channels, cfg.width, cfg.kernel_size, cfg.padding)
+        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, cfg.kernel_size, cfg.norm, cfg.padding,
+                                                  context=cfg.global_context) for _ in range(cfg.num_blocks)])
+        self.head = nn.Conv2d(cfg.width, channels, 1)
+        self.output_stages = nn.ModuleList([Equalize()] if cfg.equalize else [])
         if self.residual:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None, with_clean: bool = False):
-        inp = x
-        if self.noise_channels:
-            if noise is None:
-                noise = self.sample_noise(x.shape[0], *x.shape[2:], generator=generator, device=x.device, dtype=x.dtype)
-            inp = torch.cat([x, noise.to(x.dtype).expand(-1, -1, *x.shape[2:])], dim=1)
-        weights = self.head.weight.dtype
-        h = self.stem(inp.to(weights))
-        if weights == torch.float32:
-            h = h.float()  # under autocast: the residual stream stays in fp32 (see ResnetBlock)
-        if self.context is None:
-            h = self.blocks(h)
-        else:
-            for block, context in zip(self.blocks, self.context):
-                h = context(block(h))
-        r = self.head(h)
-        if self.cfg.equalize and self.residual:
-            # not clamped: the equaliser maps any range to [-1, 1], and a clamp would let R reach
-            # a saturated image, which equalises to one grey level and passes no gradient back
-            # (seen: R collapsed to all-black eyes, seed 0 of the eye demo with reflect padding)
-            y = x + r.float()
-        else:
-            y = (x + r.float()).clamp(-1.0, 1.0) if self.residual else torch.tanh(r.float())
-        tone = (lambda v: v) if self.tone is None else (lambda v: self.tone(v, x, h))
-        last = partial(soft_equalize, unit_range=False) if self.cfg.equalize else (lambda v: v)
-        if self.grain is None:
-            clean = tone(y)
-            out = last(clean)
-        else:
-            noisy = y + self.grain(h, generator=generator)
-            out = last(tone(noisy if self.cfg.equalize else noisy.clamp(-1.0, 1.0)))
-            clean = tone(y) if with_clean else None
-        return (out, clean) if with_clean else out
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        y = self.before_stages(x, noise, generator=generator)
+        for stage in self.output_stages:
+            y = stage(y)
+        return y
 
-    def sample_noise(self, n: int, height: int, width: int, *, generator: torch.Generator | None = None,
-                     device=None, dtype=torch.float32) -> torch.Tensor:
-        """N(0, 1) noise for ``n`` images: ``n×k×H×W`` (``noise_kind`` "pixel") or ``n×k×1×1``
-        ("image", broadcast over the pixels by :meth:`forward`)."""
-        shape = (n, self.noise_channels) + ((height, width) if self.noise_kind == "pixel" else (1, 1))
+    def before_stages(self, x: torch.Tensor, noise: torch.Tensor | None = None, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """R's image before its output stages: what self-regularisation compares with ``x``."""
+        z = None
+        if self.noise_channels:
+            z = noise if noise is not None else self.sample_noise(x.shape[0], generator=generator, device=x.device,
+                                                                   dtype=x.dtype)
+        h = self.stem(x, z)
+        if self.head.weight.dtype == torch.float32:
+            h = h.float()  # under autocast: the residual stream stays in fp32 (see ResnetBlock)
+        r = self.head(self.blocks(h)).float()
+        if not self.residual:
+            return torch.tanh(r)
+        return x + r if self.output_stages else (x + r).clamp(-1.0, 1.0)
+
+    def sample_noise(self, n: int, *, generator: torch.Generator | None = None, device=None,
+                     dtype=torch.float32) -> torch.Tensor:
+        """The per-image N(0, 1) code for ``n`` images: ``n×k×1×1``."""
+        shape = (n, self.noise_channels, 1, 1)
         if generator is None:
             return torch.randn(shape, device=device, dtype=dtype)
         return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
     def for_inference(self, precision: str) -> "Refiner":
         """This refiner for refining on a CPU in ``precision``, in place: the stem and the ResNet
-        blocks fused with their ReLUs and shortcut sums (:func:`simgan.models.fused.fuse_for_cpu`;
-        on a 2-core AMX CPU R ran 2.3x faster in bf16), and for bf16 the whole body cast to bf16
-        (the stream too), with only the final ``x + r`` in fp32. The bf16 body ran 1.4x faster
-        than autocast's fp32 stream on a 2-core AVX512-BF16 CPU (550 vs 397 images/s at batch
-        32), whose casts around every block are memory passes the fast bf16 convolutions then
-        wait on, with the same 8-bit pixels (99.2% equal to fp32's in both)."""
+        blocks fused with their ReLUs and shortcut sums (:func:`simgan.models.fused.fuse_for_cpu`),
+        and for bf16 the whole body cast to bf16 (the stream too), with only the final ``x + r`` in
+        fp32: casts around every block would be memory passes that fast bf16 convolutions wait on."""
         from .fused import fuse_for_cpu
 
         fuse_for_cpu(self.eval(), torch.bfloat16 if precision == "bf16" else torch.float32)
@@ -303,6 +181,18 @@ class Refiner(nn.Module):
     @property
     def receptive_field(self) -> int:
         return refiner_receptive_field(self.cfg)
+
+
+def _rename_old_keys(state_dict, prefix, *args) -> None:
+    """Weights saved by an earlier simgan: the stem was ``stem.0`` and the contexts a list of
+    their own (``context.i``); they now live in :class:`Stem` and in each block."""
+    for key in list(state_dict):
+        rest = key[len(prefix):]
+        if rest.startswith("stem.0."):
+            state_dict[prefix + "stem.conv." + rest[len("stem.0."):]] = state_dict.pop(key)
+        elif rest.startswith("context."):
+            i, tail = rest[len("context."):].split(".", 1)
+            state_dict[f"{prefix}blocks.{i}.context.{tail}"] = state_dict.pop(key)
 
 
 def refiner_receptive_field(cfg: RefinerConfig) -> int:
@@ -319,11 +209,7 @@ def count_parameters(module: nn.Module) -> int:
 def refiner_flops(cfg: RefinerConfig, channels: int, height: int, width: int) -> float:
     """Multiply-adds x 2 of one forward pass on one ``height x width`` image (convolutions only)."""
     k2, w, px = cfg.kernel_size ** 2, cfg.width, height * width
-    macs = px * (k2 * channels * w + cfg.num_blocks * 2 * k2 * w * w + w * channels)
+    macs = px * (k2 * (channels + cfg.noise_channels) * w + cfg.num_blocks * 2 * k2 * w * w + w * channels)
     if cfg.global_context:
         macs += cfg.num_blocks * (4 * w * w + 2 * px * w)  # the MLP, and the statistics and the affine map
-    if cfg.grain:
-        macs += px * w * channels
-    if cfg.tone_curve:
-        macs += px * w + (channels * cfg.tone_curve + 2 * w) * w + w * channels * (cfg.tone_curve + 1) + 2 * px * channels
     return 2.0 * macs
