@@ -4,10 +4,12 @@
   pretraining, adversarial rounds of K_g R steps and K_d D steps);
 * :mod:`.sampling`: the sets decoded once and mini-batches drawn from shuffled epochs;
 * :mod:`.history`: the history of refined images (§2.3);
+* :mod:`.ema`: the running average of R's weights;
 * :mod:`.augment`: differentiable augmentation of what D sees (an option);
-* :mod:`.health`: health warnings, the K_g policy, the verdict;
-* :mod:`.optim`: the optimisers;
-* :mod:`.rundir`: the run directory (config, metrics, checkpoints, the exported refiner).
+* :mod:`.checkpoint`: exact resume; :mod:`.snapshots`: the snapshot ensemble;
+* :mod:`.monitor` and :mod:`.health`: metrics, warnings, the K_g policy, sample grids, the verdict;
+* :mod:`.distributed`: several processes under ``torchrun``;
+* :mod:`.optim`: the optimisers; :mod:`.rundir`: the run directory.
 """
 
 from ..models.losses import effective_lambda

@@ -140,8 +140,12 @@ def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
     if not changed and not fooled:
         advice = f"raise --kg (now {kg}) or lower --lambda-reg (now {lam:g})"
     elif changed and not fooled:
-        advice = (f"R moves but D still wins: train longer, raise --kg (now {kg}), or give R noise "
-                  f"(refiner.noise_channels) or D fewer chances to memorise (train.diff_augment)")
+        tips = ["train longer", f"raise --kg (now {kg})"]
+        if not cfg.refiner.noise_channels:
+            tips.append("give R noise (refiner.noise_channels)")
+        if not cfg.train.diff_augment:
+            tips.append("give D fewer chances to memorise (train.diff_augment)")
+        advice = "R moves but D still wins: " + ", ".join(tips[:-1]) + f" or {tips[-1]}"
     elif not changed and fooled:
         advice = "D is fooled without R changing much: the sets may already look alike, or D is too weak for them"
     else:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..config import SimGANConfig, resolve_config
-from ..datasets import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..errors import SimganError
 
 CHECKPOINT_VERSION = 1
@@ -114,6 +114,18 @@ class RunDir:
         self.checkpoint.parent.mkdir()
         cfg.save(self.config)
         return None
+
+    def open_for(self, info, cfg: SimGANConfig, *, resume: bool, trust_pickle: bool = False, echo=None) -> dict | None:
+        """:meth:`prepare` on rank 0 (which writes the run); every process of a ``torchrun`` launch
+        then gets the checkpoint to resume from (None for a fresh start)."""
+        from .distributed import barrier
+
+        checkpoint = self.prepare(cfg, resume=resume, trust_pickle=trust_pickle, echo=echo) if info.is_main else None
+        if info.enabled:
+            barrier(info)
+            if not info.is_main and self.checkpoint.exists():
+                checkpoint = self.load_checkpoint(trust_pickle=trust_pickle)
+        return checkpoint
 
     def release(self) -> None:
         if self.lock is not None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import SimGANConfig
-from ..datasets import Dataset, ImageSpec, to_model
+from ..config import SimGANConfig, for_image_shape
+from ..datasets import Dataset, ImageSpec, open_dataset, to_model
 from ..errors import SimganError
 from ..runtime import DistInfo
 
@@ -94,3 +94,18 @@ def check_image_spec(cfg: SimGANConfig, spec: ImageSpec, what: str, path) -> Non
         hint = " (use --preset generic for other image shapes)" if cfg.preset != "generic" else ""
         raise SimganError(f"{what} {path} holds {spec.describe()} images but the {cfg.preset} preset is "
                           f"for {want_spec.describe()} images{hint}")
+
+
+def open_training_sets(cfg: SimGANConfig, synthetic, real) -> tuple[SimGANConfig, ImageSpec, Dataset, Dataset]:
+    """Both sets opened and checked against each other and the config; the config with the data's
+    image shape filled in (and what derives from it, :func:`simgan.config.for_image_shape`)."""
+    syn_ds = synthetic if isinstance(synthetic, Dataset) else open_dataset(synthetic, what="synthetic set")
+    real_ds = real if isinstance(real, Dataset) else open_dataset(real, what="real set")
+    spec = syn_ds.spec
+    if real_ds.spec != spec:
+        raise SimganError(f"the synthetic images are {spec.describe()} but the real images are "
+                          f"{real_ds.spec.describe()}; both sets must share size and channels")
+    check_image_spec(cfg, spec, "synthetic set", getattr(syn_ds, "root", synthetic))
+    cfg = cfg.override({"image": {"height": spec.height, "width": spec.width,
+                                  "channels": spec.channels, "bit_depth": spec.bit_depth}})
+    return for_image_shape(cfg, spec.height, spec.width), spec, syn_ds, real_ds

@@ -4,9 +4,8 @@ the paper's "several refined images per synthetic image", §3.1).
 
 A refiner trained adversarially does not converge to one point: from round to round it wanders
 between ways of being realistic (on the digits demo, background colours and stroke polarity), and
-which one the last round lands on is chance (a classifier trained on one refinement per image
-scored 32-70% from snapshots 25 rounds apart). Refining each image once with each of several
-snapshots gives the images all of those ways at once.
+which one the last round lands on is chance (docs/results/digits.md). Refining each image once
+with each of several snapshots gives the images all of those ways at once.
 
 With ``train.snapshots = K > 1`` the run keeps ``K - 1`` earlier refiners evenly spaced over the
 last ``train.snapshot_span`` of the adversarial steps, as ``RUN/snapshots/refiner_step_N.safetensors``
