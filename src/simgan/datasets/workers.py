@@ -1,13 +1,12 @@
 """File workers: decoding and encoding image files in parallel while the refiner runs, for
 refining whole datasets (:mod:`simgan.pipelines.refine`).
 
-PNG work is Python-heavy: Pillow spends about 170 µs decoding and 300 µs encoding a 55×35 image,
-mostly holding the GIL, so threads do not add up (measured: 4 or 16 threads reach 3–4k images/s
-on a 16-core machine). On a GPU, which refines tens of thousands of eye images a second, the
+PNG work is Python-heavy: Pillow holds the GIL for most of a small image's decoding and encoding,
+so threads do not add up. On a GPU, which refines tens of thousands of eye images a second, the
 files are the bottleneck; there :class:`FileWorkers` runs the file work in worker *processes*.
 On a CPU the refiner's own convolutions need every core, so the file work runs in the refining
-thread itself, in turn with the model: on a 2-core AMX Xeon (bf16) that refined 1,024 images/s
-against 768 with the file work in two background threads, whose turns took the model's cores.
+thread itself, in turn with the model (background threads would take the model's cores;
+docs/results/speed.md has the figures).
 """
 
 from __future__ import annotations

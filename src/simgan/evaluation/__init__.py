@@ -20,8 +20,8 @@ from .gaze import (GazeEstimator, GazeNet, GazeTrainSettings, angular_error_deg,
                    format_gaze_table, gaze_metrics, plot_gaze_cdf, train_gaze_estimator)
 from .preservation import (PupilFit, evaluate_preservation, fit_pupil, fit_pupil_pair,
                            format_preservation_table, pair_indices)
-from .realism import (C2STSettings, classifier_two_sample_test, evaluate_realism, format_realism_table,
-                      image_features, kernel_distance, polynomial_mmd2_unbiased)
+from .kernel import kernel_distance, polynomial_mmd2_unbiased
+from .realism import C2STSettings, classifier_two_sample_test, evaluate_realism, format_realism_table, image_features
 
 __all__ = [
     "C2STSettings", "GazeEstimator", "GazeNet", "GazeTrainSettings", "PupilFit", "angular_error_deg",

@@ -62,3 +62,14 @@ def artifact_measures(synthetic: np.ndarray, refined: np.ndarray, stride: int, *
     r = residuals(synthetic, refined, max_value)
     return {"periodic_ratio": periodic_ratio(r, stride), "stride": stride, "border_ratio": border_ratio(r, band),
             "border_band_px": band, "mean_abs_residual": float(np.abs(r).mean()), "n": len(r)}
+
+
+def artifacts_for_run(cfg, synthetic: np.ndarray, refined: np.ndarray, *, max_value: int = 255) -> dict:
+    """:func:`artifact_measures` of ``N×H×W×C`` synthetic/refined pairs at the stride of the D
+    that ``cfg`` builds for images of their size."""
+    from ..config import for_image_shape
+    from ..models.discriminator import patch_geometry
+
+    h, w = synthetic.shape[1:3]
+    geom = patch_geometry(for_image_shape(cfg, h, w).discriminator, h, w)
+    return artifact_measures(synthetic, refined, geom.stride, max_value=max_value)

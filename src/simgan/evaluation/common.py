@@ -55,6 +55,13 @@ def _jsonable(obj):
     return obj
 
 
+def as_torch_ready(images: np.ndarray) -> np.ndarray:
+    """``images`` as an array torch can compute with: uint16 has no arithmetic in torch, so it is
+    widened to int32 (exact)."""
+    images = np.ascontiguousarray(images)
+    return images.astype(np.int32) if images.dtype == np.uint16 else images
+
+
 def write_metrics(out: Path, metrics: dict) -> Path:
     """Write ``OUT/metrics.json`` atomically (non-finite numbers become ``null``)."""
     out.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,8 @@ from ..errors import SimganError
 from .supervised import (EpochSampler, Progress, TaskModel, fit, load_model_file, make_optimizer, save_model_file,
                          seeded_model)
 from ..stats import wilson_interval
-from ..tables import format_table
-from .common import (Echo, estimator_path, gaze_labels, open_images, open_like, plot_cumulative, positive, prepare_out,
+from ..report import format_table
+from .common import (Echo, as_torch_ready, estimator_path, gaze_labels, open_images, open_like, plot_cumulative, positive, prepare_out,
                      quiet, write_metrics)
 
 PAPER_CONV_CHANNELS = (32, 32, 64, 80, 192)
@@ -203,14 +203,11 @@ class GazeTrainSettings:
     def budget(cls, seconds: float, **overrides) -> "GazeTrainSettings":
         """Settings for training within ``seconds`` of wall-clock time on a small CPU (the demo).
 
-        The paper's batch of 512 is kept by default, but on a 2-core CPU, which trains the paper's
-        network at roughly 50–135 images/s (measured), it buys one update every 4–10 s: a few
-        minutes give a few dozen updates, far from converged. Measured on 20k renders of the
-        project's eye simulator (validation error after the same number of images, 1.35
-        epochs): 10.5° with batch 512, 5.6° with batch 64 (mean-gaze baseline 27.6°). Here:
-        batch 64 (8× more updates for the same images), a validation every 4096 images on at
-        most 1000 held-out images, patience 5, and the time limit. The architecture is the
-        paper's unless ``overrides`` change it.
+        The paper's batch of 512 is kept by default, but on a small CPU it buys one update every
+        few seconds: a few minutes give a few dozen updates, far from converged. Here: batch 64
+        (8× more updates for the same images), a validation every 4096 images on at most 1000
+        held-out images, patience 5, and the time limit. The architecture is the paper's unless
+        ``overrides`` change it.
         """
         base = dict(batch_size=64, eval_every_images=4096, max_val_images=1000, patience=5, max_seconds=seconds)
         base.update(overrides)
@@ -253,7 +250,7 @@ class GazeEstimator(TaskModel):
     def predict(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Unit gaze vectors (``N×3`` float64) for ``N×H×W×C`` integer images."""
         self.check_images(images)
-        return _predict(self.model, torch.from_numpy(_as_torch_ready(images)), self.max_value,
+        return _predict(self.model, torch.from_numpy(as_torch_ready(images)), self.max_value,
                         self.device, batch_size=batch_size).numpy()
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -295,12 +292,6 @@ def _plain(obj):
     return str(obj)
 
 
-def _as_torch_ready(images: np.ndarray) -> np.ndarray:
-    """uint16 has no arithmetic in torch: widen it to int32 (exact)."""
-    images = np.ascontiguousarray(images)
-    return images.astype(np.int32) if images.dtype == np.uint16 else images
-
-
 @torch.no_grad()
 def _predict(model: nn.Module, data: torch.Tensor, max_value: int, device: torch.device,
              index: torch.Tensor | None = None, batch_size: int = 1024, precision: str = "fp32") -> torch.Tensor:
@@ -322,7 +313,7 @@ def _predict(model: nn.Module, data: torch.Tensor, max_value: int, device: torch
 
 def _checked_training_data(images: np.ndarray, gaze) -> tuple[np.ndarray, np.ndarray]:
     """``N×H×W×C`` images ready for torch and ``N×3`` float64 gaze vectors, N ≥ 2, or a one-line error."""
-    images = _as_torch_ready(images)
+    images = as_torch_ready(images)
     if images.ndim != 4:
         raise SimganError(f"gaze training images must be N×H×W×C, got shape {images.shape}")
     gaze = np.asarray(gaze, dtype=np.float64)
@@ -331,6 +322,14 @@ def _checked_training_data(images: np.ndarray, gaze) -> tuple[np.ndarray, np.nda
     if len(images) < 2:
         raise SimganError("a gaze estimator needs at least 2 training images (one is held out for validation)")
     return images, gaze
+
+
+def _hold_out(n: int, s: GazeTrainSettings, gen: torch.Generator) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """``val_fraction`` of ``n`` images (at least 1, at most n - 1) held out for validation: their
+    number, the ones measured (at most ``max_val_images``), and the training indices."""
+    perm = torch.randperm(n, generator=gen)
+    n_val = min(n - 1, max(1, int(round(n * s.val_fraction))))
+    return n_val, perm[:n_val][: s.max_val_images], perm[n_val:]
 
 
 def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int = 255,
@@ -350,9 +349,7 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
     prefix = f"[gaze {name}] " if name else "[gaze] "
 
     gen = torch.Generator().manual_seed(s.seed)
-    perm = torch.randperm(n, generator=gen)  # hold out val_fraction (at least 1, at most n - 1) for validation
-    n_val = min(n - 1, max(1, int(round(n * s.val_fraction))))
-    val_eval_idx, train_idx = perm[:n_val][: s.max_val_images], perm[n_val:]
+    n_val, val_eval_idx, train_idx = _hold_out(n, s, gen)
     n_train = len(train_idx)
 
     data = torch.from_numpy(images).to(dev)
@@ -383,16 +380,13 @@ def train_gaze_estimator(images: np.ndarray, gaze: np.ndarray, *, max_value: int
             eval_every=max(1, round(s.eval_every_images / sampler.batch)),
             validate=lambda: mean_error(val_eval_idx_dev), patience=s.patience, min_delta=s.min_delta,
             max_seconds=s.max_seconds, report=report, device=dev, val_key="val_deg", max_steps_reason="max_epochs")
-    info = {
-        "n_train": n_train, "n_val": n_val, "n_val_measured": len(val_eval_idx),
-        "steps": r.steps, "epochs": r.epochs, "images_seen": r.seen, "best_step": r.best_step,
-        "best_val_deg": r.best_val,
-        # Training error on (at most max_val_images) training images, for the record.
-        "train_deg": mean_error(train_idx_dev[: s.max_val_images]), "stopped": r.stopped,
-        "train_seconds": r.train_seconds, "total_seconds": r.total_seconds,
-        "images_per_second": r.images_per_second,
-        "device": str(dev), "precision": precision, "settings": asdict(s), "curve": r.curve,
-    }
+    info = {"n_train": n_train, "n_val": n_val, "n_val_measured": len(val_eval_idx), "steps": r.steps,
+            "epochs": r.epochs, "images_seen": r.seen, "best_step": r.best_step, "best_val_deg": r.best_val,
+            # Training error on (at most max_val_images) training images, for the record.
+            "train_deg": mean_error(train_idx_dev[: s.max_val_images]), "stopped": r.stopped,
+            "train_seconds": r.train_seconds, "total_seconds": r.total_seconds,
+            "images_per_second": r.images_per_second, "device": str(dev), "precision": precision,
+            "settings": asdict(s), "curve": r.curve}
     echo(f"{prefix}done: {r.stopped} after {r.steps} steps ({r.epochs:.2f} epochs, {r.train_seconds:.0f} s "
         f"training, {r.images_per_second:.0f} img/s); best validation {r.best_val:.2f}° at step {r.best_step}")
     return GazeEstimator(model, max_value, info)

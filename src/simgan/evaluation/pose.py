@@ -60,7 +60,7 @@ from torch.nn import functional as F
 from ..datasets import to_model
 from ..runtime import resolve_device
 from ..errors import SimganError
-from ..tables import format_table
+from ..report import format_table
 from .supervised import (EpochSampler, Progress, TaskModel, fit, load_model_file, make_optimizer, save_model_file,
                          seeded_model)
 from .common import (Echo, estimator_path, open_images, open_like, plot_cumulative, positive, prepare_out, quiet,

@@ -45,12 +45,8 @@ failure rate (beyond radius or refined failed), the median and 90th percentile s
 every failure counted as an infinite shift (``inf`` when more than half / a tenth failed), and
 a lower bound of the mean shift with every failure counted at the search radius. The mean and
 spread over fitted pairs only are kept beside it for comparison with the paper's 1.1 ± 0.8 px.
-
-Measured on the project's simulator (600 images of each domain, 55×35): synthetic renders are
-fitted in 600/600 cases, median 0.86 px from the ``pupil`` label (lid occlusion moves the
-visible region's centre); pairs of a render and a restyled copy with the pupil unmoved (random
-gamma, blur, half histogram equalisation, noise σ = 12 levels) measure 0.31 ± 0.26 px: the noise
-floor of the measure, well under the paper's 1.1 ± 0.8 px.
+The measure's own noise floor (a render against a restyled copy with the pupil unmoved) is in
+``docs/results/eyes.md``.
 """
 
 from __future__ import annotations
@@ -67,7 +63,7 @@ from scipy import ndimage
 from ..datasets import Dataset, open_dataset
 from ..errors import SimganError
 from .common import Echo, gaze_labels, prepare_out, quiet, same_shape, write_metrics
-from ..tables import format_table
+from ..report import format_table
 from .gaze import GazeEstimator, GazeTrainSettings, angular_error_deg, train_gaze_estimator
 
 PAPER_SHIFT_PX = (1.1, 0.8)  # §3.1: mean ± std of the pupil-centre shift, eye width 55 px
@@ -343,15 +339,8 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
         shifts, metrics["pupil"] = _pupil_part(syn, ref, max_value, syn_ds, i_syn[chosen])
         _log_pupil(metrics["pupil"], echo)
     if has_gaze and (estimator is not None or train_estimator):
-        if estimator is None:
-            estimator, source = _train_on_synthetic(syn_ds, i_syn, gaze, chosen, settings, max_epochs, seed,
-                                                    device, echo)
-        else:
-            source = {"trained_on": "given estimator", "info": {k: v for k, v in estimator.info.items()
-                                                              if k in ("n_train", "best_val_deg", "stopped")}}
-        metrics["gaze"] = _gaze_change(estimator, syn, ref, gaze[i_syn[chosen]], source)
-        echo(f"[preservation] gaze prediction change {metrics['gaze']['change_mean_deg']:.2f} ± "
-            f"{metrics['gaze']['change_std_deg']:.2f}°")
+        metrics["gaze"] = _gaze_part(estimator, syn_ds, i_syn, gaze, chosen, syn, ref,
+                                     dict(settings=settings, max_epochs=max_epochs, seed=seed, device=device), echo)
     else:
         metrics["gaze"] = None
         metrics["gaze_skipped"] = ("the synthetic set has no gaze or pitch/yaw labels" if not has_gaze
@@ -362,6 +351,21 @@ def evaluate_preservation(synthetic: str | os.PathLike, refined: str | os.PathLi
             plot_shift_histogram(shifts, out_dir / "pupil_shift_hist.png")
         write_metrics(out_dir, metrics)  # last: a metrics.json means the run finished
     return metrics
+
+
+def _gaze_part(estimator, syn_ds: Dataset, i_syn: np.ndarray, gaze: np.ndarray, chosen: np.ndarray,
+               syn: np.ndarray, ref: np.ndarray, training: dict, echo: Echo) -> dict:
+    """The gaze-prediction change over the measured pairs, with the given estimator or one
+    trained here on the synthetic images outside them (``training``: its settings)."""
+    if estimator is None:
+        estimator, source = _train_on_synthetic(syn_ds, i_syn, gaze, chosen, training["settings"],
+                                                training["max_epochs"], training["seed"], training["device"], echo)
+    else:
+        source = {"trained_on": "given estimator", "info": {k: v for k, v in estimator.info.items()
+                                                          if k in ("n_train", "best_val_deg", "stopped")}}
+    result = _gaze_change(estimator, syn, ref, gaze[i_syn[chosen]], source)
+    echo(f"[preservation] gaze prediction change {result['change_mean_deg']:.2f} ± {result['change_std_deg']:.2f}°")
+    return result
 
 
 def _open_pairs(synthetic, refined) -> tuple[Dataset, Dataset, np.ndarray, np.ndarray]:

@@ -40,9 +40,9 @@ from ..datasets import open_dataset, to_model
 from ..runtime import resolve_device
 from ..errors import SimganError
 from ..models.features import MIN_SIZE, frozen_feature_net
-from .common import Echo, binomial_summary, open_like, prepare_out, quiet, write_metrics
-from ..tables import format_table
-from .gaze import _as_torch_ready
+from .common import Echo, as_torch_ready, binomial_summary, open_like, prepare_out, quiet, write_metrics
+from .kernel import kernel_distance
+from ..report import format_table
 from .supervised import EpochSampler, Progress, fit, make_optimizer, seeded_model
 
 # ----------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def _balanced_splits(real: np.ndarray, candidate: np.ndarray, s: C2STSettings, g
         i = idx.numpy()
         x = np.concatenate([real[r_sel[i]], candidate[c_sel[i]]])
         y = np.concatenate([np.zeros(len(i), np.float32), np.ones(len(i), np.float32)])
-        return torch.from_numpy(_as_torch_ready(x)).to(dev), torch.from_numpy(y).to(dev)
+        return torch.from_numpy(as_torch_ready(x)).to(dev), torch.from_numpy(y).to(dev)
 
     return n, gather(tr), gather(va), gather(te)
 
@@ -174,45 +174,7 @@ def classifier_two_sample_test(real: np.ndarray, candidate: np.ndarray, *, max_v
 
 
 # ----------------------------------------------------------------------------------------------
-# kernel distance
-
-
-def polynomial_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD² between feature sets ``x`` (m×d) and ``y`` (n×d), kernel ``(xᵀy/d + 1)³``."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    m, n, d = len(x), len(y), x.shape[1]
-    if m < 2 or n < 2:
-        raise SimganError("the kernel distance needs at least 2 images in each set")
-    kxx = (x @ x.T / d + 1.0) ** 3
-    kyy = (y @ y.T / d + 1.0) ** 3
-    kxy = (x @ y.T / d + 1.0) ** 3
-    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-                 - 2.0 * kxy.mean())
-
-
-def kernel_distance(real_features: np.ndarray, candidate_features: np.ndarray, *, n_blocks: int = 10,
-                    seed: int = 0) -> dict:
-    """KID-style kernel distance with a standard error from ``n_blocks`` disjoint blocks.
-
-    Both feature sets are shuffled and cut into ``n_blocks`` blocks of equal size (the smaller
-    set's size // n_blocks, at least 2); the estimate is the mean of the per-block unbiased MMD²,
-    its standard error the blocks' standard deviation / √n_blocks.
-    """
-    rng = np.random.RandomState(seed)
-    m = min(len(real_features), len(candidate_features))
-    blocks = max(1, min(n_blocks, m // 2))
-    size = m // blocks
-    if size < 2:
-        raise SimganError("the kernel distance needs at least 2 images in each set")
-    pr = rng.permutation(len(real_features))
-    pc = rng.permutation(len(candidate_features))
-    est = np.array([polynomial_mmd2_unbiased(real_features[pr[b * size:(b + 1) * size]],
-                                             candidate_features[pc[b * size:(b + 1) * size]])
-                    for b in range(blocks)])
-    se = float(est.std(ddof=1) / math.sqrt(blocks)) if blocks > 1 else float("nan")
-    return {"kid": float(est.mean()), "kid_se": se, "n_blocks": blocks, "block_size": size,
-            "feature_dim": int(real_features.shape[1])}
+# kernel distance (the estimate itself: :mod:`.kernel`)
 
 
 @torch.no_grad()
@@ -223,7 +185,7 @@ def image_features(images: np.ndarray, *, max_value: int = 255, device: str | to
         raise SimganError(f"the kernel distance needs images of at least {MIN_SIZE}×{MIN_SIZE} pixels")
     dev = resolve_device(device) if isinstance(device, str) else device
     net = frozen_feature_net(images.shape[3]).to(dev).to(memory_format=torch.channels_last)
-    data = _as_torch_ready(images)
+    data = as_torch_ready(images)
     outs = [net.pooled(to_model(data[i:i + batch_size], max_value, device=dev)).double().cpu()
             for i in range(0, len(data), batch_size)]
     return torch.cat(outs).numpy()

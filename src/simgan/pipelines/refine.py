@@ -31,7 +31,8 @@ from ..datasets.stream import FolderIndex
 from ..datasets.workers import FileWorkers, default_workers
 from ..errors import SimganError
 from ..paths import check_no_overlap, partial_of
-from ..runtime import DistInfo, autocast, inference_precision, init_distributed, peak_rss_mib, set_threads
+from ..memory import peak_rss_mib
+from ..runtime import DistInfo, autocast, inference_precision, init_distributed, set_threads
 from ..training.rundir import load_refiner
 from ..training.snapshots import load_snapshots
 
@@ -86,8 +87,8 @@ class _Progress:
 
     def save(self, done: int) -> None:
         # Atomic (a kill -9 leaves the old count or the new one) but not flushed to the disk: the
-        # images it counts are not either, and an fsync per batch cost 530 µs (33 µs per image of
-        # a batch of 16, 3-4% of a bf16 refine on a 2-core AMX CPU).
+        # images it counts are not either, and an fsync per small batch is a visible share of a
+        # fast CPU refine.
         atomic_write_bytes(self.path, json.dumps({"batches_done": done}).encode(), durable=False)
 
 
@@ -119,14 +120,14 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     interruption to continue; the finished folder appears only once complete. ``workers``:
     processes that decode and encode the image files (default: none on a CPU, all cores but one
     on a GPU; see :mod:`simgan.datasets.workers`); ``batch_size`` defaults to 16 on a CPU and
-    4096 on a GPU. ``precision="auto"`` refines in fp16 on a GPU:
-    it gives fp32's 8-bit pixels on 99.95% of pixels where bf16 gives 96.9% (measured on an H100,
-    eyes refiner), at the same speed; on a CPU it is bf16 where native, else fp32.
+    4096 on a GPU. ``precision="auto"`` refines in fp16 on a GPU (closer to fp32's 8-bit pixels than
+    bf16, at the same speed; docs/results/speed.md); on a CPU it is bf16 where native, else fp32.
 
     ``variants = K > 1`` writes K refinements of each image, ``NAME_v0.png`` ... ``NAME_v{K-1}.png``,
     each with the input's labels (the paper's "several refined images per synthetic image"); they
-    differ only when the refiner takes noise (``refiner.noise_channels``, ``refiner.grain``). A refiner's noise is
-    drawn from a generator seeded by the batch and variant, so a refine is reproducible.
+    differ when the refiner takes a noise code (``refiner.noise_channels``) or the run kept snapshots
+    (``train.snapshots``). The code is drawn from a generator seeded by the batch and variant, so a
+    refine is reproducible.
     """
     set_threads()
     if variants < 1:
@@ -170,8 +171,7 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
             trust_pickle: bool = False, variants: int = 1) -> RefineResult:
     """Check the arguments and the input, then refine into ``OUT.partial`` and publish."""
     if batch_size is None:
-        # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache:
-        # bf16 on 2 AVX512-BF16 cores ran the eyes refiner at 512 images/s at batch 16 and 238 at 256.
+        # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache.
         batch_size = 4096 if dev.type == "cuda" else 16
     if batch_size < 1:
         raise SimganError("--batch-size must be >= 1")
@@ -252,8 +252,7 @@ def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bo
     """Refine this process's batches not done yet, in order. With file workers (a GPU), decoding
     runs ``depth`` batches ahead and encoding trails behind, so the workers stay busy while the
     model runs; without (a CPU), each batch is decoded, refined and encoded in turn in this
-    thread, because there the model needs every core (2-core AMX Xeon, bf16: 1,024 images/s in
-    turn against 768 with the file work in two overlapping threads). A batch counts as done
+    thread, because there the model needs every core (docs/results/speed.md). A batch counts as done
     (:class:`_Progress`) only once all its files are written, in order. Returns (images refined,
     seconds)."""
     info, n = job.info, len(job.index)
@@ -307,7 +306,7 @@ def _refine_batch(job: _Job, pixels: np.ndarray, b: int) -> list[np.ndarray]:
     outs = []
     for v in range(job.variants):
         model = job.models[v % len(job.models)]
-        g = torch.Generator().manual_seed(b * 1000 + v)  # R's noise and grain, if it has them
+        g = torch.Generator().manual_seed(b * 1000 + v)  # R's noise code, if it takes one
         with torch.no_grad(), autocast(job.dev, job.precision):
             y = model(x, generator=g)
         outs.append(from_model(y.float(), job.spec.max_value))
@@ -351,7 +350,7 @@ def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str 
         x = to_model(images[s:s + batch_size], max_value, device=dev)
         if cfg.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        g = torch.Generator().manual_seed(s)  # R's noise and grain, if any: reproducible
+        g = torch.Generator().manual_seed(s)  # R's noise code, if any: reproducible
         with torch.no_grad(), autocast(dev, precision):
             out[s:s + batch_size] = from_model(model(x, generator=g).float(), max_value)
     return out
