@@ -25,7 +25,7 @@ from pathlib import Path
 from ..config import SimGANConfig
 from ..datasets import ImageFolder, atomic_write_bytes
 from ..errors import SimganError
-from ..tables import format_table
+from ..report import format_table
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,8 @@ def _timeit(fn, *, min_time: float = 2.0, warmup: int = 2, device=None) -> float
 
 def roofline(device: torch.device, precisions, *, batches=(256, 16), layers: int = 8) -> dict:
     """GFLOP/s of a stack of the eyes refiner's 64->64 3x3 convolutions (its inner loop), the best
-    over ``batches``: on a CPU small batches keep the activations in cache (bf16 on AVX512-BF16
-    ran ~1.3x faster at batch 16 than at 256), so a single large batch would understate the ceiling."""
+    over ``batches``: on a CPU small batches keep the activations in cache, so a single large batch
+    would understate the ceiling."""
     h, w, c = 35, 55, 64
     results = {}
     variants = [("fp32", False)] + [(p, True) for p in precisions]
@@ -127,28 +127,29 @@ def training_speed(syn: Path, real: Path, tmp: Path, device: torch.device, preci
     return rounds * batch / (time.perf_counter() - t)
 
 
+def _per_image_tensors(root: Path, n: int) -> list[torch.Tensor]:
+    """The first ``n`` images of a folder as a list of C×H×W float tensors in [-1, 1]."""
+    from ..datasets.folder import decode_image, list_image_files
+
+    return [torch.from_numpy(decode_image(root / f).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+            for f in list_image_files(root)[:n]]
+
+
 def straightforward_training_speed(syn: Path, real: Path, device: torch.device, *, rounds: int,
                                    n_images: int = 2000) -> float:
     """The same networks and Algorithm 1 round, written the way public SimGAN code is: fp32, NCHW,
     a Python list of per-image tensors stacked into each batch, the history buffer as a list of
     numpy arrays, a full batch refined for each D step, and ``.item()`` on every loss every step.
     The reference point for "how much faster than the usual code", measured on this machine
-    instead of quoted. Deliberately one long function, as such code is written."""
+    instead of quoted."""
     import random
 
     from ..models import losses
-    from ..datasets.folder import decode_image, list_image_files
     from ..models.discriminator import build_discriminator
     from ..training import make_optimizer
     cfg = preset("eyes")
     rng = random.Random(0)
-
-    def load(root: Path) -> list[torch.Tensor]:
-        files = list_image_files(root)[:n_images]
-        return [torch.from_numpy(decode_image(root / f).astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-                for f in files]
-
-    syn_images, real_images = load(syn), load(real)
+    syn_images, real_images = _per_image_tensors(syn, n_images), _per_image_tensors(real, n_images)
     torch.manual_seed(0)
     R = Refiner(cfg.refiner, 1).to(device)
     D = build_discriminator(cfg.discriminator, 1, 35, 55).to(device)

@@ -18,24 +18,24 @@
 
 **Size.** The paper's 224x224 refiner (7x7 filters, 10 ResNet blocks, 64 maps) costs about 400
 GFLOP per refined image: a CPU cannot train it in minutes. The default and ``--quick`` runs scale
-the experiment down *as data* (:data:`HANDS_DEMO_SETTINGS`): 64x64 images, a 3x3 refiner with 4
-blocks of 32 maps, the preset's discriminator with smaller kernels and strides, a 16-map hourglass with 32x32 heatmaps. ``--full``
-is the paper's setting (224x224, the ``hands`` preset unchanged, 2-stack hourglass with 256 maps
+the experiment down: the ``hands-demo`` preset (64x64 images, a 3x3 refiner with 4 blocks of 32
+maps, the preset's discriminator with smaller kernels and strides) and a 16-map hourglass with
+32x32 heatmaps (:data:`HANDS_DEMO_SETTINGS`). ``--full`` is the paper's setting (224x224, the ``hands`` preset unchanged, 2-stack hourglass with 256 maps
 and 64x64 heatmaps, NYU's numbers of frames), for a GPU.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..datasets import LABELS_FILE, DatasetWriter, ImageFolder, atomic_write_bytes, decode_image, json_line
-from .demo_eyes import DemoSteps, _img_tag, _table, demo_config, format_table
+from .. import report
+from ..datasets import LABELS_FILE, DatasetWriter, ImageFolder, decode_image, json_line
 from ..errors import SimganError
+from .common import DemoRun, check_new_out, check_seed, demo_config
 
 CUBE_MM = 400.0
 
@@ -47,64 +47,31 @@ class HandsDemoSettings:
     n_real: int  # unlabelled target images SimGAN learns from
     n_target_train: int  # labelled target images (the "real" row of Table 4)
     n_test: int  # held-out labelled target images every estimator is tested on
-    simgan: dict  # overrides of the hands preset
     pose: dict  # PoseTrainSettings fields
+    preset: str = "hands-demo"  # what SimGAN trains
+    simgan: dict = field(default_factory=dict)  # overrides of the preset
     views3: bool = True  # also the "3x" rows (training on all views)
     realism_images: int = 2000
     refine_batch: int = 256
     render_size: int = 160  # render and apply the sensor at this size (one image pixel per Kinect pixel), then resize
 
 
-# The hands preset scaled to 64x64 images: R with 3x3 filters, 4 blocks of 32 maps; D the preset's
-# layer kinds and widths with smaller kernels and strides (the preset's 7x7/4, 5x5/2, pool 3/2,
-# 3x3/2 shrink 64 pixels to nothing), so a 64x64 image gives 4x4 local outputs.
-_SMALL_NETS = {"image": {"height": 64, "width": 64},
-               "refiner": {"kernel_size": 3, "width": 32, "num_blocks": 4},
-               "discriminator": {"layers": [
-                   {"kind": "conv", "kernel": 5, "stride": 2, "channels": 96},
-                   {"kind": "conv", "kernel": 3, "stride": 2, "channels": 64},
-                   {"kind": "maxpool", "kernel": 3, "stride": 2},
-                   {"kind": "conv", "kernel": 3, "stride": 1, "channels": 32},
-                   {"kind": "conv", "kernel": 1, "stride": 1, "channels": 32}]}}
-
-# Self-regularisation weight of the 64x64 demo (the paper gives none; the hands preset keeps 0.1).
-# What the pose estimator needs from a refiner is the projector shadow: a band of missing
-# readings, several pixels wide, beside the hand's edges (bench/hand_effects.py: synthetic hands
-# with only that band score 50.0% at d = 5 against 26.9% without it, seed 0). Drawing the band
-# moves every pixel in it across the whole depth range, and Eq. 4's L1 term sums that over the
-# band's area, so lambda 0.1 held R to thin, partial bands (refined 26.0% vs synthetic 27.3%);
-# measured at seed 0 on the demo's data: lambda 0.03 gave 37.8%, 0.01 gave 46.0% (README).
-HANDS_DEMO_LAMBDA = 0.01
-
 HANDS_DEMO_SETTINGS: dict[str, HandsDemoSettings] = {
-    # Measured: 15.9 min on two free cores of an AVX2 CPU (seed 0; SimGAN 6.4 min, pose estimators
-    # 6.5 min; README); 52 min with one thread on a CPU shared with three other jobs.
-    "default": HandsDemoSettings(
-        size=64, n_synthetic=2000, n_real=4000, n_target_train=2000, n_test=1000,
-        simgan={**_SMALL_NETS, "train": {"refiner_pretrain": 0, "disc_pretrain": 100, "steps": 300, "kg": 2,
-                                         "kd": 1, "batch_size": 32, "buffer_size": 3200, "lr": 2e-4,
-                                         "sample_every": 100, "checkpoint_every": 100},
-                "loss": {"lambda_reg": HANDS_DEMO_LAMBDA}},
-        pose={"channels": 16, "heatmap": 32, "epochs": 4, "batch_size": 32},
-    ),
-    # Every step on few images and iterations: 4.0 min on two free cores of an AVX2 CPU (seed 0).
+    # the hands preset scaled to 64x64 (`simgan presets hands-demo`)
+    "default": HandsDemoSettings(size=64, n_synthetic=2000, n_real=4000, n_target_train=2000, n_test=1000,
+                                 pose={"channels": 16, "heatmap": 32, "epochs": 4, "batch_size": 32}),
+    # every step on few images and rounds: a smoke run, not a measurement
     "quick": HandsDemoSettings(
         size=64, n_synthetic=500, n_real=1000, n_target_train=500, n_test=300,
-        simgan={**_SMALL_NETS, "train": {"refiner_pretrain": 0, "disc_pretrain": 20, "steps": 50, "kg": 2, "kd": 1,
-                                         "batch_size": 32, "buffer_size": 640, "lr": 2e-4, "sample_every": 25,
-                                         "checkpoint_every": 25},
-                "loss": {"lambda_reg": HANDS_DEMO_LAMBDA}},
-        pose={"channels": 16, "heatmap": 32, "epochs": 3, "batch_size": 32},
-        realism_images=500,
-    ),
+        simgan={"train": {"disc_pretrain": 20, "steps": 50, "buffer_size": 640, "sample_every": 25,
+                          "checkpoint_every": 25}},
+        pose={"channels": 16, "heatmap": 32, "epochs": 3, "batch_size": 32}, realism_images=500),
     # The paper's settings (§3.2): 224x224, the hands preset as it is, NYU's numbers of frames
     # (72,757 training frames = 24,252 poses x 3 views; 8,251 test frames). For a GPU.
     "full": HandsDemoSettings(
-        size=224, n_synthetic=24252, n_real=72757, n_target_train=24252, n_test=8251,
+        size=224, n_synthetic=24252, n_real=72757, n_target_train=24252, n_test=8251, preset="hands",
         simgan={"train": {"steps": 10000, "sample_every": 500, "checkpoint_every": 500}},
-        pose={"channels": 256, "heatmap": 64, "epochs": 30, "batch_size": 16},
-        realism_images=5000,
-    ),
+        pose={"channels": 256, "heatmap": 64, "epochs": 30, "batch_size": 16}, realism_images=5000),
 }
 
 
@@ -230,202 +197,189 @@ def _view0_subset(src: Path, dst: Path) -> Path:
 
 def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "auto", seed: int = 0, echo=print,
                    settings: HandsDemoSettings | None = None) -> HandsDemoResult:
-    """Run the hand demo into the new folder ``out``; returns the report path and every figure.
-
-    One function on purpose, as :func:`simgan.experiments.demo_eyes.run_demo`: the numbered steps
-    read top to bottom as the experiment of §3.2 (Table 4), each a call into the public API."""
+    """Run the hand demo into the new folder ``out``; returns the report path and every figure. The
+    numbered steps read top to bottom as the experiment of §3.2 (Table 4), each a call into the
+    public API."""
     from ..evaluation.common import write_metrics
-    from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table, load_estimator
-    from ..evaluation.realism import evaluate_realism, format_realism_table
-    from ..pipelines.refine import refine_dataset
-    from ..simulators.hands import write_hands
     from ..training import train
 
     if mode not in HANDS_DEMO_SETTINGS:
         raise SimganError(f"unknown demo mode {mode!r}; choose one of {', '.join(HANDS_DEMO_SETTINGS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise SimganError(f"--seed must be a non-negative integer, got {seed!r}")
-    out = Path(out)
-    if out.exists():
-        raise SimganError(f"--out {out} already exists; choose a new folder")
+    check_seed(seed)
+    out = check_new_out(out)
     s = settings or HANDS_DEMO_SETTINGS[mode]
-    step = DemoSteps(out, echo)
-    data, timings, t_all = out / "data", step.timings, step.t_all
-
-    # 1. data ------------------------------------------------------------------------------------
-    t = step(f"1/6 simulating depth hands ({s.size}x{s.size}): synthetic, target (Kinect-like)")
-    base = seed * 10
-    S = s.size
-    R = max(S, s.render_size)  # rendered (and seen by the sensor) at R, resized to S
-    write_hands(data / "synthetic", s.n_synthetic, seed=base + 1, size=S, cube_mm=CUBE_MM, render_size=R)
-    if s.views3:
-        write_hands(data / "synthetic_3x", s.n_synthetic, seed=base + 1, size=S, views=3, cube_mm=CUBE_MM,
-                    render_size=R)
-    write_hands(data / "real_unlabelled", s.n_real, seed=base + 2, size=S, domain="target", cube_mm=CUBE_MM,
-                labels=False, render_size=R)  # S+U learning: no real label exists
-    write_hands(data / "target_train", s.n_target_train, seed=base + 3, size=S, domain="target", cube_mm=CUBE_MM,
-                render_size=R)
-    write_hands(data / "target_test", s.n_test, seed=base + 4, size=S, domain="target", cube_mm=CUBE_MM,
-                render_size=R)
-    timings["simulate"] = time.perf_counter() - t
-    echo(f"   {s.n_synthetic} synthetic poses ({'1 and 3 views' if s.views3 else '1 view'}), {s.n_real} unlabelled "
-         f"target, {s.n_target_train} labelled target, {s.n_test} target test images ({timings['simulate']:.0f} s)")
-
-    # 2. SimGAN ---------------------------------------------------------------------------------------
-    t = step("2/6 training SimGAN (hands preset, Algorithm 1)")
-    cfg = demo_config("hands", s.simgan, seed=seed, device=device,
-                      image={"height": S, "width": S, "channels": 1, "bit_depth": 16})
-    syn_for_gan = data / ("synthetic_3x" if s.views3 else "synthetic")
-    run = train(cfg, syn_for_gan, data / "real_unlabelled", out / "simgan", progress=True)
-    timings["train"] = time.perf_counter() - t
-
-    # 3. refine -------------------------------------------------------------------------------------
-    t = step("3/6 refining the synthetic training set")
-    res = refine_dataset(run.run, syn_for_gan, data / ("refined_3x" if s.views3 else "refined"),
-                         batch_size=s.refine_batch, device=device, progress=True)
-    if s.views3:
-        _view0_subset(data / "refined_3x", data / "refined")
-    timings["refine"] = time.perf_counter() - t
-    echo(f"   {res.images} images refined ({res.images_per_s:.0f} images/s)")
-
-    # 4. pose ---------------------------------------------------------------------------------------
-    t = step("4/6 hand pose estimators (§3.2): trained on synthetic, refined, real; tested on held-out target")
-    sets = {"synthetic": data / "synthetic", "refined": data / "refined", "real": data / "target_train"}
-    if s.views3:
-        sets.update({"synthetic_3x": data / "synthetic_3x", "refined_3x": data / "refined_3x"})
-    pose = evaluate_pose(sets, data / "target_test", out / "pose", device=device, seed=seed,
-                         settings=PoseTrainSettings(**s.pose), echo=echo)
-    echo(format_pose_table(pose))
-    timings["pose"] = time.perf_counter() - t
-
-    # 5. realism and preservation -------------------------------------------------------------------
-    t = step("5/6 realism (vs target) and label preservation (synthetic -> refined)")
-    realism = evaluate_realism(data / "target_train", {"synthetic": data / "synthetic", "refined": data / "refined"},
-                               out / "realism", device=device, seed=seed, max_images=s.realism_images, echo=echo)
-    echo(format_realism_table(realism))
-    syn_ds, ref_ds = ImageFolder.open(data / "synthetic"), ImageFolder.open(data / "refined")
-    tgt_ds = ImageFolder.open(data / "target_test")
-    k = min(len(syn_ds), s.realism_images)
-    syn_img, ref_img = syn_ds.read_many(list(range(k))), ref_ds.read_many(list(range(k)))
-    tgt_img = tgt_ds.read_many(list(range(min(len(tgt_ds), s.realism_images))))
-    boundaries = {"synthetic": boundary_stats(syn_img), "refined": boundary_stats(ref_img),
-                  "target": boundary_stats(tgt_img)}
-    from ..evaluation.pose import joint_errors_px, joint_labels
-
-    est = load_estimator(out / "pose" / "estimators" / "real.pt", device="cpu")
-    p_syn, p_ref = est.predict(syn_img), est.predict(ref_img)
-    uv = joint_labels(syn_ds, "synthetic set")[:k]
-    shift = joint_errors_px(p_syn, p_ref)
-    preservation = {"estimator": "trained on real (labelled target) images", "n_pairs": int(k),
-                    "prediction_shift_px_mean": float(shift.mean()), "prediction_shift_px_std": float(shift.std()),
-                    "error_on_synthetic_px": float(joint_errors_px(p_syn, uv).mean()),
-                    "error_on_refined_px": float(joint_errors_px(p_ref, uv).mean())}
-    timings["measure"] = time.perf_counter() - t
-
-    # 6. report --------------------------------------------------------------------------------------
-    t = step("6/6 writing the report")
-    show = list(range(min(10, k, len(tgt_ds))))
-    grid = depth_grid([syn_img[show], ref_img[show], tgt_img[show]], ["synthetic", "refined", "target"],
-                      out / "samples.png")
-    tip = 6  # index fingertip (JOINT_NAMES)
-    tgt_uv = joint_labels(tgt_ds, "target test set")
-    crops = boundary_crops([syn_img[show], ref_img[show], tgt_img[show]], ["synthetic", "refined", "target"],
-                           out / "boundaries.png", [uv[show, tip], uv[show, tip], tgt_uv[show, tip]])
-    timings["total"] = time.perf_counter() - t_all
-    metrics = {
-        "experiment": "hands (§3.2, Table 4)",
-        "settings": {"demo": mode, "seed": seed, "device": device, "cube_mm": CUBE_MM, **asdict(s)},
-        "image_size": S,
-        "pck5": {name: r["pck5"] for name, r in pose["results"].items()},
-        "pck5_224": {name: r["pck5_224"] for name, r in pose["results"].items()},
-        "mean_error_px": {name: r["mean_px"] for name, r in pose["results"].items()},
-        "pose": pose, "realism": realism, "boundaries": boundaries, "preservation": preservation,
-        "simgan_config": cfg.to_dict(), "timings_s": timings,
-    }
+    run = DemoRun(out, echo)
+    _simulate(run, s, seed)
+    cfg = demo_config(s.preset, s.simgan, seed=seed, device=device,
+                      image={"height": s.size, "width": s.size, "channels": 1, "bit_depth": 16})
+    syn_for_gan = run.data / ("synthetic_3x" if s.views3 else "synthetic")
+    with run.step("train", f"2/6 training SimGAN ({s.preset} preset, Algorithm 1)"):
+        trained = train(cfg, syn_for_gan, run.data / "real_unlabelled", out / "simgan", progress=True)
+    _refine(run, trained.run, syn_for_gan, s, device)
+    pose = _pose(run, s, seed, device)
+    measures = _measure(run, s, seed, device)
+    with run.step("report", "6/6 writing the report"):
+        grid, crops = _pictures(run, measures.pop("images"))
+    minutes = run.finish()
+    metrics = {"experiment": "hands (§3.2, Table 4)",
+               "settings": {"demo": mode, "seed": seed, "device": device, "cube_mm": CUBE_MM, **asdict(s)},
+               "image_size": s.size, **{key: {name: r[field] for name, r in pose["results"].items()}
+                                        for key, field in (("pck5", "pck5"), ("pck5_224", "pck5_224"),
+                                                           ("mean_error_px", "mean_px"))},
+               "pose": pose, **measures, "simgan_config": cfg.to_dict(), "timings_s": run.timings}
     write_metrics(out, metrics)
-    report = write_hands_report(out, metrics, grid, crops, run.run)
-    rows = [[n, f"{metrics['pck5'][n]:.1f}", f"{metrics['pck5_224'][n]:.1f}", f"{metrics['mean_error_px'][n]:.2f}"]
-            for n in metrics["pck5"]]
-    echo(f"\nHand pose on held-out target images (seed {seed}, {mode} demo, {S}x{S}, "
-         f"{timings['total'] / 60:.1f} min):\n{format_table(POSE_HEADERS, rows)}")
-    echo(f"\nreport: {report}")
-    return HandsDemoResult(out, report, metrics)
+    page = write_hands_report(out, metrics, grid, crops, trained.run)
+    echo(f"\nHand pose on held-out target images (seed {seed}, {mode} demo, {s.size}x{s.size}, {minutes:.1f} min):\n"
+         f"{report.text_table(POSE_HEADERS, _pose_rows(metrics)[0])}")
+    echo(f"\nreport: {page}")
+    return HandsDemoResult(out, page, metrics)
+
+
+def _simulate(run: DemoRun, s: HandsDemoSettings, seed: int) -> None:
+    from ..simulators.hands import write_hands
+
+    data, base, S = run.data, seed * 10, s.size
+    R = max(S, s.render_size)  # rendered (and seen by the sensor) at R, resized to S
+    with run.step("simulate", f"1/6 simulating depth hands ({S}x{S}): synthetic, target (Kinect-like)"):
+        write_hands(data / "synthetic", s.n_synthetic, seed=base + 1, size=S, cube_mm=CUBE_MM, render_size=R)
+        if s.views3:
+            write_hands(data / "synthetic_3x", s.n_synthetic, seed=base + 1, size=S, views=3, cube_mm=CUBE_MM,
+                        render_size=R)
+        write_hands(data / "real_unlabelled", s.n_real, seed=base + 2, size=S, domain="target", cube_mm=CUBE_MM,
+                    labels=False, render_size=R)  # S+U learning: no real label exists
+        write_hands(data / "target_train", s.n_target_train, seed=base + 3, size=S, domain="target",
+                    cube_mm=CUBE_MM, render_size=R)
+        write_hands(data / "target_test", s.n_test, seed=base + 4, size=S, domain="target", cube_mm=CUBE_MM,
+                    render_size=R)
+    run.echo(f"   {s.n_synthetic} synthetic poses ({'1 and 3 views' if s.views3 else '1 view'}), {s.n_real} "
+             f"unlabelled target, {s.n_target_train} labelled target, {s.n_test} target test images "
+             f"({run.timings['simulate']:.0f} s)")
+
+
+def _refine(run: DemoRun, trained: Path, syn_for_gan: Path, s: HandsDemoSettings, device: str) -> None:
+    from ..pipelines.refine import refine_dataset
+
+    with run.step("refine", "3/6 refining the synthetic training set"):
+        res = refine_dataset(trained, syn_for_gan, run.data / ("refined_3x" if s.views3 else "refined"),
+                             batch_size=s.refine_batch, device=device, progress=True)
+        if s.views3:
+            _view0_subset(run.data / "refined_3x", run.data / "refined")
+    run.echo(f"   {res.images} images refined ({res.images_per_s:.0f} images/s)")
+
+
+def _pose(run: DemoRun, s: HandsDemoSettings, seed: int, device: str) -> dict:
+    from ..evaluation.pose import PoseTrainSettings, evaluate_pose, format_pose_table
+
+    data = run.data
+    with run.step("pose", "4/6 hand pose estimators (§3.2): trained on synthetic, refined, real; tested on held-out "
+                          "target"):
+        sets = {"synthetic": data / "synthetic", "refined": data / "refined", "real": data / "target_train"}
+        if s.views3:
+            sets.update({"synthetic_3x": data / "synthetic_3x", "refined_3x": data / "refined_3x"})
+        pose = evaluate_pose(sets, data / "target_test", run.out / "pose", device=device, seed=seed,
+                             settings=PoseTrainSettings(**s.pose), echo=run.echo)
+        run.echo(format_pose_table(pose))
+    return pose
+
+
+def _measure(run: DemoRun, s: HandsDemoSettings, seed: int, device: str) -> dict:
+    """Step 5: realism against target images, depth-boundary statistics, and label preservation
+    (the estimator trained on real images applied to synthetic and refined pairs)."""
+    from ..evaluation.pose import joint_errors_px, joint_labels, load_estimator
+    from ..evaluation.realism import evaluate_realism, format_realism_table
+
+    data = run.data
+    with run.step("measure", "5/6 realism (vs target) and label preservation (synthetic -> refined)"):
+        realism = evaluate_realism(data / "target_train", {"synthetic": data / "synthetic",
+                                                           "refined": data / "refined"},
+                                   run.out / "realism", device=device, seed=seed, max_images=s.realism_images,
+                                   echo=run.echo)
+        run.echo(format_realism_table(realism))
+        syn_ds, ref_ds, tgt_ds = (ImageFolder.open(data / n) for n in ("synthetic", "refined", "target_test"))
+        k = min(len(syn_ds), s.realism_images)
+        syn, ref = syn_ds.read_many(list(range(k))), ref_ds.read_many(list(range(k)))
+        tgt = tgt_ds.read_many(list(range(min(len(tgt_ds), s.realism_images))))
+        boundaries = {"synthetic": boundary_stats(syn), "refined": boundary_stats(ref), "target": boundary_stats(tgt)}
+        est = load_estimator(run.out / "pose" / "estimators" / "real.pt", device="cpu")
+        p_syn, p_ref = est.predict(syn), est.predict(ref)
+        uv = joint_labels(syn_ds, "synthetic set")[:k]
+        shift = joint_errors_px(p_syn, p_ref)
+        preservation = {"estimator": "trained on real (labelled target) images", "n_pairs": int(k),
+                        "prediction_shift_px_mean": float(shift.mean()), "prediction_shift_px_std": float(shift.std()),
+                        "error_on_synthetic_px": float(joint_errors_px(p_syn, uv).mean()),
+                        "error_on_refined_px": float(joint_errors_px(p_ref, uv).mean())}
+    images = {"synthetic": syn, "refined": ref, "target": tgt, "uv": uv,
+              "target_uv": joint_labels(tgt_ds, "target test set")}
+    return {"realism": realism, "boundaries": boundaries, "preservation": preservation, "images": images}
+
+
+def _pictures(run: DemoRun, im: dict) -> tuple[Path, Path]:
+    """The sample grid and the full-resolution boundary windows around the index fingertip."""
+    show = list(range(min(10, len(im["synthetic"]), len(im["target"]))))
+    sets = [im["synthetic"][show], im["refined"][show], im["target"][show]]
+    grid = depth_grid(sets, ["synthetic", "refined", "target"], run.out / "samples.png")
+    tip = 6  # index fingertip (JOINT_NAMES)
+    crops = boundary_crops(sets, ["synthetic", "refined", "target"], run.out / "boundaries.png",
+                           [im["uv"][show, tip], im["uv"][show, tip], im["target_uv"][show, tip]])
+    return grid, crops
 
 
 POSE_HEADERS = ["trained on", "% joints within 5 px", "% within 5 px at 224", "mean error (px)"]
 PAPER_TABLE4 = {"synthetic": 69.7, "refined": 72.4, "real": 74.5, "synthetic_3x": 77.7, "refined_3x": 83.3}
 
 
-def write_hands_report(out: Path, m: dict, grid: Path, crops: Path, run: Path) -> Path:
-    """``OUT/report.html``; long because it is the page's template written out, section by section."""
-    s = m["settings"]
-    S = m["image_size"]
-    loss_png = run / "samples" / "loss_curves.png"
-    pose_rows = [[n, f"{m['pck5'][n]:.1f}", f"{m['pck5_224'][n]:.1f}", f"{m['mean_error_px'][n]:.2f}",
-                  f"{PAPER_TABLE4[n]:.1f}" if n in PAPER_TABLE4 else ""] for n in m["pck5"]]
-    b = m["boundaries"]
+def _pose_rows(m: dict) -> tuple[list[list], list[list]]:
+    """Table 4's rows without and with the paper's column."""
+    rows = [[n, f"{m['pck5'][n]:.1f}", f"{m['pck5_224'][n]:.1f}", f"{m['mean_error_px'][n]:.2f}"] for n in m["pck5"]]
+    return rows, [r + [f"{PAPER_TABLE4[r[0]]:.1f}" if r[0] in PAPER_TABLE4 else ""] for r in rows]
+
+
+def write_hands_report(out: Path, m: dict, grid: Path, crops: Path, trained: Path) -> Path:
+    """``OUT/report.html``, self-contained, in the order of the paper's §3.2."""
+    s, S, cfg = m["settings"], m["image_size"], m["simgan_config"]
+    t, r, p = cfg["train"], cfg["refiner"], m["preservation"]
     brows = [[n, f"{v['missing_pct']:.2f}", f"{v['missing_at_silhouette_pct']:.1f}", f"{v['flying_pct']:.2f}",
-              f"{v['edge_roughness']:.2f}"] for n, v in b.items()]
-    real_rows = []
-    for name, r in m["realism"].get("results", {}).items():
-        c, k = r.get("c2st") or {}, r.get("kid") or {}
-        real_rows.append([name, f"{100 * c['accuracy']:.1f}%" if c else "",
-                          f"{1000 * k['kid']:.2f} +- {1000 * k['kid_se']:.2f}" if k else ""])
-    p = m["preservation"]
-    cfg = m["simgan_config"]
-    t = cfg["train"]
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>simgan demo hands</title><style>",
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}",
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}",
-        "th{background:#f3f3f3}td:first-child{text-align:left}h2{margin-top:2em}.note{color:#555}",
-        "</style></head><body>",
-        "<h1>simgan demo: the hand pose experiment of Shrivastava et al. (CVPR 2017, §3.2)</h1>",
-        f"<p class='note'>{s['demo']} settings at <b>{S}x{S}</b> pixels (the paper: 224x224), seed {s['seed']}, "
-        f"total {m['timings_s']['total'] / 60:.1f} min. Synthetic depth hands come from simgan's capsule-hand "
-        "simulator (exact depth, hand only, like NYU's synthetic renders); the target domain is the same kind of "
-        "scenes through a simulated structured-light sensor (our stand-in for NYU's Kinect frames). SimGAN learned "
-        "from unlabelled target images only.</p>",
-        "<h2>Hand pose on held-out target images (Table 4, Figure 9)</h2>",
-        _table(POSE_HEADERS + ["paper (NYU, d=5 at 224)"], pose_rows),
-        f"<p class='note'>d is measured in pixels of the {S}x{S} test images; the column 'at 224' rescales the "
-        "tolerance to the paper's 224-pixel crops (5 px at 224). Numbers are not comparable with the paper's "
-        "in absolute terms (different data, smaller networks); the question is the ordering of the rows.</p>",
-        _img_tag(out / "pose" / "pose_pck.png", "cumulative joint error curves", "700px"),
-        "<h2>Samples (Figure 8)</h2>",
-        "<p class='note'>Rows: synthetic, the same images refined, target images (other scenes). Colour: depth "
-        "inside the 400 mm hand cube (yellow near, purple far); light grey: beyond the cube; "
-        "<b>black: no reading</b>.</p>",
-        _img_tag(grid, "synthetic / refined / target"),
-        "<h2>Depth boundaries at full resolution</h2>",
-        f"<p class='note'>20x20-pixel windows around the index fingertip, each pixel of the {S}x{S} image drawn "
-        "as an 8x8 block.</p>",
-        _img_tag(crops, "boundary detail"),
-        _table(["images", "no reading %", "no reading at silhouette %", "flying pixels %", "edge roughness"], brows),
-        "<h2>Realism against target images</h2>",
-        _table(["images", "two-sample test accuracy", "kernel distance x1000"], real_rows),
-        "<h2>Label preservation</h2>",
-        _table(["measure", "value"], [
+              f"{v['edge_roughness']:.2f}"] for n, v in m["boundaries"].items()]
+    smoke = " A smoke run: `simgan demo hands` gives the experiment's figures." if s["demo"] == "quick" else ""
+    return report.write_page(out / "report.html", "simgan demo hands",
+                             "simgan demo: the hand pose experiment of Shrivastava et al. (CVPR 2017, §3.2)", [
+        report.note(f"{s['demo']} settings at <b>{S}x{S}</b> pixels (the paper: 224x224), seed {s['seed']}, total "
+                    f"{m['timings_s']['total'] / 60:.1f} min. Synthetic depth hands come from simgan's capsule-hand "
+                    "simulator (exact depth, hand only, like NYU's synthetic renders); the target domain is the same "
+                    "kind of scenes through a simulated structured-light sensor (our stand-in for NYU's Kinect frames)."
+                    f" SimGAN learned from unlabelled target images only.{smoke}"),
+        report.section("Hand pose on held-out target images (Table 4, Figure 9)",
+                       report.table(POSE_HEADERS + ["paper (NYU, d=5 at 224)"], _pose_rows(m)[1]),
+                       report.note(f"d is measured in pixels of the {S}x{S} test images; the column 'at 224' rescales "
+                                   "the tolerance to the paper's 224-pixel crops (5 px at 224). Numbers are not "
+                                   "comparable with the paper's in absolute terms (different data, smaller networks); "
+                                   "the question is the ordering of the rows."),
+                       report.img(out / "pose" / "pose_pck.png", "cumulative joint error curves", "700px")),
+        report.section("Samples (Figure 8)", report.note(
+            "Rows: synthetic, the same images refined, target images (other scenes). Colour: depth inside the 400 mm "
+            "hand cube (yellow near, purple far); light grey: beyond the cube; <b>black: no reading</b>."),
+            report.img(grid, "synthetic / refined / target")),
+        report.section("Depth boundaries at full resolution", report.note(
+            f"20x20-pixel windows around the index fingertip, each pixel of the {S}x{S} image drawn as an 8x8 block."),
+            report.img(crops, "boundary detail"),
+            report.table(["images", "no reading %", "no reading at silhouette %", "flying pixels %", "edge roughness"],
+                         brows)),
+        report.section("Realism against target images", report.table(report.REALISM_HEADERS,
+                                                                      report.realism_rows(m["realism"])),
+                       report.note(report.REALISM_NOTE)),
+        report.section("Label preservation", report.table(["measure", "value"], [
             ["joint predictions, synthetic vs refined (px)",
              f"{p['prediction_shift_px_mean']:.2f} +- {p['prediction_shift_px_std']:.2f}"],
             ["error of the real-trained estimator on synthetic (px)", f"{p['error_on_synthetic_px']:.2f}"],
             ["error of the real-trained estimator on refined (px)", f"{p['error_on_refined_px']:.2f}"],
-            ["pairs", p["n_pairs"]]]),
-        "<h2>SimGAN training</h2>",
-        _img_tag(loss_png, "loss curves") if loss_png.exists() else "",
-        "<h2>Settings</h2>",
-        _table(["setting", "value"], [
+            ["pairs", p["n_pairs"]]])),
+        report.training_section(trained, grids=0),
+        report.section("Settings", report.table(["setting", "value"], [
             ["synthetic poses / unlabelled target / labelled target / test images",
              f"{s['n_synthetic']} / {s['n_real']} / {s['n_target_train']} / {s['n_test']}"],
-            ["SimGAN", f"hands preset at {S}x{S}; R {cfg['refiner']['kernel_size']}x{cfg['refiner']['kernel_size']}, "
-                       f"{cfg['refiner']['num_blocks']} blocks of {cfg['refiner']['width']} maps; D pretrain "
-                       f"{t['disc_pretrain']}, T {t['steps']}, K_g {t['kg']}, K_d {t['kd']}, batch {t['batch_size']}, "
-                       f"lr {t['lr']}, lambda {cfg['loss']['lambda_reg']}"],
+            ["SimGAN", f"{cfg['preset']} preset at {S}x{S}; R {r['kernel_size']}x{r['kernel_size']}, {r['num_blocks']} "
+                       f"blocks of {r['width']} maps; D pretrain {t['disc_pretrain']}, T {t['steps']}, K_g {t['kg']}, "
+                       f"K_d {t['kd']}, batch {t['batch_size']}, lr {t['lr']}, lambda {cfg['loss']['lambda_reg']}"],
             ["pose estimator", json.dumps(s["pose"])],
-            ["timings (s)", ", ".join(f"{k} {v:.0f}" for k, v in m["timings_s"].items())],
-        ]),
-        "</body></html>",
-    ]
-    path = out / "report.html"
-    atomic_write_bytes(path, "\n".join(parts).encode())
-    return path
+            ["timings (s)", ", ".join(f"{k} {v:.0f}" for k, v in m["timings_s"].items())]])),
+    ])
