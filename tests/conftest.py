@@ -93,6 +93,7 @@ def eyes_refiner_run(tmp_path, n: int):
     corrections (|R(x) - x| ~ 4 levels), and ``n`` labelled 35x55 images to refine:
     (run folder, dataset folder, images). For comparing precisions and devices pixel by pixel."""
     import torch
+
     from simgan.config import preset
     from simgan.datasets import write_dataset
     from simgan.models.refiner import Refiner

@@ -5,8 +5,6 @@ import functools
 import re
 from pathlib import Path
 
-import pytest
-
 import simgan
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -28,10 +26,10 @@ def test_documented_names_exist():
 
 
 def test_readme_api_example_runs(tmp_path, monkeypatch, capsys):
-    from simgan.evaluation import C2STSettings, GazeTrainSettings
     from toy_eyes import render
 
     from simgan.datasets import write_dataset
+    from simgan.evaluation import C2STSettings, GazeTrainSettings
     syn, syn_labels = render(48, seed=1)
     real, _ = render(48, seed=2, skin=120.0, noise=10.0)
     test, test_labels = render(32, seed=3, skin=120.0, noise=10.0)

@@ -10,8 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-
 from conftest import torchrun_cmd
+
 from simgan.config import resolve_config
 from simgan.datasets import ImageFolder
 from simgan.pipelines.refine import refine_dataset

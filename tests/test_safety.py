@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -41,6 +40,7 @@ def world(tmp_path_factory):
     """(syn, real, config, run): tiny sets and one trained run, shared by the tests that only read
     them (a test that resumes works on a copy)."""
     from conftest import TINY_CONFIG, make_discs
+
     from simgan.config import resolve_config
     from simgan.datasets import write_dataset
     from simgan.training import train

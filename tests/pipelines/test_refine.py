@@ -1,0 +1,169 @@
+"""`simgan refine`: whole-dataset refinement, labels byte-identical, resume, flat streaming,
+precision equivalence."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simgan.config import resolve_config
+from simgan.datasets import ImageFolder, decode_image
+from simgan.pipelines.refine import refine_dataset
+from simgan.training import train
+
+
+@pytest.fixture
+def trained(tiny_sets, tiny_config, tmp_path):
+    syn, real = tiny_sets
+    cfg = resolve_config("generic", config_file=tiny_config)
+    train(cfg, syn, real, tmp_path / "run", progress=False)
+    return tmp_path / "run", syn
+
+
+def folder_bytes(path: Path) -> dict:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+            and p.name != "refine.json"}
+
+
+def test_refine_keeps_labels_byte_identical(trained, tmp_path):
+    run, syn = trained
+    res = refine_dataset(run, syn, tmp_path / "out", batch_size=10, progress=False)
+    assert res.images == 48
+    out = ImageFolder.open(tmp_path / "out", need_labels=True)
+    assert (tmp_path / "out" / "labels.jsonl").read_bytes() == (syn / "labels.jsonl").read_bytes()
+    src = ImageFolder.open(syn)
+    assert [r.file for r in out.records] == [r.file for r in src.records]
+    a, b = src.load(), out.load()
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert not np.array_equal(a, b)  # the refiner changed the pixels
+    assert not (tmp_path / "out.partial").exists()
+    prov = json.loads((tmp_path / "out" / "refine.json").read_text())
+    assert prov["images"] == 48 and prov["refiner_step"] == 11
+
+
+def test_interrupted_refine_resumes_to_identical_output(trained, tmp_path, monkeypatch):
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "straight", batch_size=8, progress=False)
+
+    import simgan.datasets.workers as refine_mod  # where refine's file work calls encode_png
+    real_encode = refine_mod.encode_png
+
+    def failing_encode(path, image):
+        if Path(path).name == "000020.png":
+            raise KeyboardInterrupt  # like a Ctrl-C in the middle of the third batch (images 16-23)
+        real_encode(path, image)
+
+    monkeypatch.setattr(refine_mod, "encode_png", failing_encode)
+    with pytest.raises(KeyboardInterrupt):
+        refine_dataset(run, syn, tmp_path / "resumed", batch_size=8, progress=False)
+    assert not (tmp_path / "resumed").exists()  # nothing that looks complete
+    partial = tmp_path / "resumed.partial"
+    assert partial.exists() and not (partial / "labels.jsonl").exists()
+    progress = json.loads(next(partial.glob(".progress-*.json")).read_text())
+    # The two encoding threads may finish batches out of order, but a batch counts as done only
+    # once it and every batch before it are written: exactly the two before the failed one.
+    assert progress["batches_done"] == 2
+    assert all((partial / f).exists() for f in sorted(folder_bytes(tmp_path / "straight"))[:16]
+               if f.endswith(".png"))
+    monkeypatch.setattr(refine_mod, "encode_png", real_encode)
+    res = refine_dataset(run, syn, tmp_path / "resumed", batch_size=8, progress=False)
+    assert res.images == 48
+    assert folder_bytes(tmp_path / "resumed") == folder_bytes(tmp_path / "straight")
+
+
+def test_partial_of_other_inputs_is_not_resumed(trained, tmp_path):
+    from simgan.errors import SimganError
+    run, syn = trained
+    (tmp_path / "out.partial").mkdir()
+    (tmp_path / "out.partial" / ".simgan-refine.json").write_text("{}")
+    # Without simgan's marker the folder is the user's: refused, never touched.
+    with pytest.raises(SimganError, match="did not create it"):
+        refine_dataset(run, syn, tmp_path / "out", progress=False)
+    assert (tmp_path / "out.partial" / ".simgan-refine.json").read_text() == "{}"
+    # With it (a stale lock of a dead process) it is simgan's, but of other inputs: not resumed.
+    (tmp_path / "out.partial" / ".simgan-lock").write_text('{"simgan": 1, "pid": 999999999, "host": "x"}')
+    with pytest.raises(SimganError, match="unfinished refine with other inputs"):
+        refine_dataset(run, syn, tmp_path / "out", progress=False)
+    assert (tmp_path / "out.partial" / ".simgan-refine.json").read_text() == "{}"
+
+
+def test_unlabelled_input_writes_png_folder(trained, tmp_path):
+    run, syn = trained
+    from PIL import Image
+    src = tmp_path / "jpgs"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(decode_image(syn / f"img/{i:06d}.png")[:, :, 0]).save(src / f"{i}.bmp")
+    refine_dataset(run, src, tmp_path / "out", progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["0.png", "1.png", "2.png"]
+    assert not (tmp_path / "out" / "labels.jsonl").exists()
+
+
+def test_bf16_refine_matches_fp32(tmp_path):
+    """bf16 gives the same 8-bit pixels as fp32 on >= 99% of pixels, never more than 2 levels off,
+    for the eyes preset's refiner making SimGAN-sized corrections (random weights, |R(x) - x| ~ 4 levels)."""
+    from conftest import eyes_refiner_run
+    run, syn, images = eyes_refiner_run(tmp_path, 24)
+    refine_dataset(run, syn, tmp_path / "fp32", precision="fp32", progress=False)
+    refine_dataset(run, syn, tmp_path / "bf16", precision="bf16", progress=False)
+    a = ImageFolder.open(tmp_path / "fp32").load().astype(int)
+    b = ImageFolder.open(tmp_path / "bf16").load().astype(int)
+    assert np.abs(a - images.astype(int)).mean() > 3  # the refiner really changes the images
+    diff = np.abs(a - b)
+    assert (diff == 0).mean() >= 0.99, (diff == 0).mean()
+    assert diff.max() <= 2
+
+
+def test_memory_does_not_hold_records(trained, tmp_path):
+    """Refining keeps 8 bytes per image of index, not the records themselves."""
+    from simgan.datasets.stream import FolderIndex
+    run, syn = trained
+    idx = FolderIndex(syn)
+    assert idx.offsets.dtype == np.int64 and len(idx) == 48 and idx.files is None
+    recs = idx.records(10, 13)
+    lines = (syn / "labels.jsonl").read_bytes().splitlines()
+    assert [r.line for r in recs] == lines[10:13]
+
+
+def test_peak_memory_is_the_refining_process_own():
+    """The peak memory refine reports (and `simgan bench` records) is the process's own high-water
+    mark: a small child of a large parent must not report the parent's size, as Linux's
+    ru_maxrss does across fork and exec."""
+    import subprocess
+    import sys
+    parent = np.ones(1024 * 2 ** 20 // 8)  # 1 GiB resident in this process
+    child = subprocess.run([sys.executable, "-c", "from simgan.memory import peak_rss_mib; print(peak_rss_mib())"],
+                           capture_output=True, text=True, check=True)
+    assert parent.sum() > 0
+    assert 10 < float(child.stdout) < 700  # importing torch: ~220 MiB
+
+
+def test_worker_processes_write_the_same_files(trained, tmp_path):
+    """File work in worker processes (the GPU default) gives byte-identical output to the in-process
+    threads (the CPU default), and a file of the wrong size is still named in one error line."""
+    from simgan.datasets import encode_png
+    from simgan.errors import SimganError
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "threads", batch_size=10, workers=0, progress=False)
+    refine_dataset(run, syn, tmp_path / "procs", batch_size=10, workers=2, progress=False)
+    assert folder_bytes(tmp_path / "threads") == folder_bytes(tmp_path / "procs")
+
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(syn, bad)
+    victim = sorted(bad.rglob("*.png"))[30]
+    encode_png(victim, np.zeros((5, 7, 1), np.uint8))
+    with pytest.raises(SimganError, match=victim.name):
+        refine_dataset(run, bad, tmp_path / "bad_out", batch_size=10, workers=2, progress=False)
+
+
+def test_keep_freed_memory_takes_where_glibc():
+    """The allocator setting refine and training rely on for speed (memory.keep_freed_memory)
+    takes on Linux with glibc, and is a no-op that says so elsewhere."""
+    import platform
+
+    from simgan.memory import keep_freed_memory
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc
+
