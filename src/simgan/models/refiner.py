@@ -129,8 +129,11 @@ class Refiner(nn.Module):
         self.noise_channels = cfg.noise_channels
         self.residual = cfg.residual
         self.stem = Stem(channels, cfg.noise_channels, cfg.width, cfg.kernel_size, cfg.padding)
-        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, cfg.kernel_size, cfg.norm, cfg.padding,
-                                                  context=cfg.global_context) for _ in range(cfg.num_blocks)])
+        self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, cfg.kernel_size, cfg.norm, cfg.padding)
+                                      for _ in range(cfg.num_blocks)])
+        if cfg.global_context:  # made after every convolution, whose initial weights then do not depend on it
+            for block in self.blocks:
+                block.context = GlobalContext(cfg.width)
         self.head = nn.Conv2d(cfg.width, channels, 1)
         self.output_stages = nn.ModuleList([Equalize()] if cfg.equalize else [])
         if self.residual:
