@@ -31,9 +31,10 @@ def test_hands_preset():
     with torch.no_grad():
         assert R(x).shape == x.shape
     D = build_discriminator(cfg.discriminator, 1, 224, 224)
-    assert D(torch.zeros(2, 1, 224, 224)).shape == (2, 2, 5, 5)
+    # the paper's 5x5 patches reach pixel 198 of 224; D pads its input by 7 px so that 6x6 reach all
+    assert D(torch.zeros(2, 1, 224, 224)).shape == (2, 2, 6, 6)
     g = patch_geometry(cfg.discriminator, 224, 224)
-    assert (g.receptive_field, g.stride, g.patches) == (71, 32, 25)
+    assert (g.receptive_field, g.stride, g.patches, g.padding) == (71, 32, 36, (3, 4, 3, 4))
 
 
 def test_generic_preset_from_parameters(tmp_path):

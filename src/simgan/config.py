@@ -81,6 +81,8 @@ class RefinerConfig:
                                      "work); `simgan refine --variants` draws several", flag="--noise-channels", ge=0)
     global_context: bool = setting(False, "R also sees per-image feature statistics (per-image tone and contrast)",
                                    flag="--global-context")
+    texture_noise: bool = setting(False, "per-pixel noise added to every block's maps with learned strengths "
+                                         "(StyleGAN's noise inputs): R can draw texture", flag="--texture-noise")
     equalize: bool = setting(False, "histogram-equalise R's output per image (for real images equalised per image, "
                                     "as MPIIGaze's eye crops are)", flag="--equalize")
 
@@ -130,7 +132,8 @@ class LossConfig:
                               flag="--r1-gamma", ge=0)
     diversity: float = setting(0.0, "weight of the diversity-sensitive term (Yang et al. 2019): R must use its noise; "
                                     "0 disables", flag="--diversity", ge=0)
-    diversity_cap: float = setting(1.0, "the cap (tau) of the diversity-sensitive term", gt=0)
+    diversity_cap: float = setting(1.0, "the diversity term's cap: the mean pixel distance (range [-1, 1]) between two "
+                                        "refinements of one image beyond which it rewards nothing", gt=0)
 
 
 @dataclass

@@ -29,3 +29,32 @@ def test_soft_equalize_matches_opencv_and_keeps_gradients():
     (soft_equalize(v) * torch.randn(1, 1, 20, 30, generator=g)).sum().backward()
     assert (v.grad != 0).float().mean().item() > 0.95
 
+
+
+def test_clamp_inward_lets_a_saturated_pixel_come_back_and_never_pushes_it_out():
+    from simgan.models.image_ops import clamp_inward
+
+    y = torch.tensor([-1.5, -0.5, 0.5, 1.5, -1.5, 1.5], requires_grad=True)
+    out = clamp_inward(y)
+    assert torch.equal(out, y.detach().clamp(-1, 1))
+    # losses that want every pixel lower (+1) or higher (-1): descending moves y by -grad
+    out.backward(torch.tensor([1.0, 1.0, 1.0, 1.0, -1.0, -1.0]))
+    # inside: passed; -1.5 asked lower: blocked (further out); 1.5 asked lower: passed (back in);
+    # -1.5 asked higher: passed (back in); 1.5 asked higher: blocked
+    assert y.grad.tolist() == [0.0, 1.0, 1.0, 1.0, -1.0, 0.0]
+
+
+def test_refiner_clamp_passes_a_gradient_back_into_range():
+    """A residual R whose correction pushed a pixel past -1 still hears self-regularisation there
+    (a plain clamp would give it none), and its output is the clamped image."""
+    from simgan.config import RefinerConfig
+    from simgan.models.refiner import Refiner
+
+    r = Refiner(RefinerConfig(width=4, num_blocks=1), 1)
+    with torch.no_grad():
+        r.head.bias.fill_(-3.0)
+    x = torch.zeros(1, 1, 6, 6)
+    y = r(x)
+    assert torch.equal(y, torch.full_like(x, -1.0))
+    (y - x).abs().mean().backward()
+    assert r.head.bias.grad.item() < 0  # descending raises the bias: the pixels come back

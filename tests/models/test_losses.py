@@ -132,12 +132,13 @@ def test_r1_penalty_by_hand():
 
 
 def test_diversity_term_by_hand():
+    """In pixel units: per pair the mean |a - b| over the image, capped, averaged over pairs."""
     a = torch.zeros(2, 1, 2, 2)
     b = torch.tensor([0.3, 0.9]).view(2, 1, 1, 1).expand(2, 1, 2, 2)  # mean |a - b|: 0.3 and 0.9
-    za = torch.zeros(2, 4, 1, 1)
-    zb = torch.full((2, 4, 1, 1), 0.5)  # mean |za - zb| = 0.5
-    # ratios 0.6 and 1.8; capped at 1: (0.6 + 1.0) / 2; capped at 2: (0.6 + 1.8) / 2
-    assert losses.diversity_term(a, b, za, zb, cap=1.0).item() == pytest.approx(0.8)
-    assert losses.diversity_term(a, b, za, zb, cap=2.0).item() == pytest.approx(1.2)
+    assert losses.diversity_term(a, b, cap=0.5).item() == pytest.approx((0.3 + 0.5) / 2)
+    assert losses.diversity_term(a, b, cap=2.0).item() == pytest.approx((0.3 + 0.9) / 2)
+    a.requires_grad_(True)
+    losses.diversity_term(a, b, cap=0.5).backward()  # the capped pair passes no gradient
+    assert torch.allclose(a.grad[0], torch.full((1, 2, 2), -1 / 8)) and torch.equal(a.grad[1], torch.zeros(1, 2, 2))
     with pytest.raises(SimganError, match="diversity needs refiner.noise_channels"):
         resolve_config("eyes", overrides={"loss": {"diversity": 1.0}})

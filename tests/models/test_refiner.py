@@ -229,3 +229,39 @@ def test_weights_of_an_earlier_layout_load():
     again = Refiner(RefinerConfig(width=4, num_blocks=2, global_context=True), 1)
     again.load_state_dict(old)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), r.state_dict().values()))
+
+
+def test_the_context_option_leaves_the_convolutions_initial_weights_alone():
+    """For one seed R's convolutions start from the same weights with or without per-image context
+    (the contexts are made after them), so the option changes what it adds and nothing else."""
+    torch.manual_seed(0)
+    plain = Refiner(RefinerConfig(width=8, num_blocks=3), 1)
+    torch.manual_seed(0)
+    ctx = Refiner(RefinerConfig(width=8, num_blocks=3, global_context=True), 1)
+    ctx_state = ctx.state_dict()
+    assert all(torch.equal(v, ctx_state[k]) for k, v in plain.state_dict().items())
+
+
+def test_texture_noise_starts_as_the_identity_and_draws_texture_reproducibly():
+    """One N(0, 1) map per image and block, added with a learned strength per map that starts at
+    zero; from a given generator a refine is reproducible, and the fused CPU form agrees."""
+    import copy
+
+    torch.manual_seed(0)
+    r = Refiner(RefinerConfig(width=4, num_blocks=2, texture_noise=True), 1)
+    plain = Refiner(RefinerConfig(width=4, num_blocks=2), 1)
+    assert count_parameters(r) - count_parameters(plain) == 2 * 4  # a strength per map and block
+    x = torch.rand(2, 1, 10, 12) * 1.6 - 0.8
+    assert torch.equal(r(x), x)  # zero head, zero strengths: the identity
+    with torch.no_grad():
+        torch.nn.init.normal_(r.head.weight, std=0.3)
+        for block in r.blocks:
+            block.texture.strength.fill_(0.5)
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    flat = torch.zeros(1, 1, 10, 12)
+    out = r(flat, generator=g(1))
+    assert out[0, 0, 3:7, 3:7].std() > 1e-3  # texture inside a flat region
+    assert torch.equal(out, r(flat, generator=g(1))) and not torch.equal(out, r(flat, generator=g(2)))
+    r.eval()
+    fused = copy.deepcopy(r).for_inference("fp32")
+    assert (fused(flat, generator=g(1)) - r(flat, generator=g(1))).abs().max() < 1e-5

@@ -67,16 +67,19 @@ class FusedConv(nn.Module):
 
 class FusedResnetBlock(nn.Module):
     """A ResNet block ``relu(conv2(relu(conv1(x))) + x)`` as two calls (the second convolution
-    adds the shortcut and applies the ReLU inside the kernel), then the block's context, if any."""
+    adds the shortcut and applies the ReLU inside the kernel), then the block's texture noise and
+    context, if any."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
         self.conv1 = FusedConv(block.conv1, block.norm1, relu=True)
         self.conv2 = FusedConv(block.conv2, block.norm2, relu=True)
-        self.context = block.context
+        self.context, self.texture = block.context, block.texture
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         y = self.conv2(self.conv1(x), residual=x)
+        if self.texture is not None:
+            y = self.texture(y, noise)
         return y if self.context is None else self.context(y)
 
 

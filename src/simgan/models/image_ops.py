@@ -46,3 +46,26 @@ def standardize(x: torch.Tensor, min_std: float = 0.05) -> torch.Tensor:
     std = x.std(dim=(2, 3), keepdim=True, correction=0).clamp_min(min_std)
     return (x - mean) / std
 
+
+
+class _ClampInward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(y)
+        return y.clamp(-1.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        # a step of gradient descent moves y by -grad: let it through inside the range, and outside
+        # only where it moves y back towards the range
+        inward = (y.abs() <= 1.0) | ((y > 1.0) & (grad > 0)) | ((y < -1.0) & (grad < 0))
+        return grad * inward
+
+
+def clamp_inward(y: torch.Tensor) -> torch.Tensor:
+    """``y`` clamped to the pixel range [-1, 1], with a gradient that can bring a saturated pixel
+    back: a plain clamp passes no gradient past ±1, so a pixel pushed out of range never hears
+    from either loss term again. Here the gradient passes inside the range as usual, and outside
+    it wherever descending it moves the pixel back towards the range (never further out)."""
+    return _ClampInward.apply(y)

@@ -96,15 +96,16 @@ def r1_penalty(real_scores: torch.Tensor, real_images: torch.Tensor, *, reductio
     return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
-def diversity_term(refined_a: torch.Tensor, refined_b: torch.Tensor, noise_a: torch.Tensor, noise_b: torch.Tensor,
-                   cap: float = 1.0) -> torch.Tensor:
+def diversity_term(refined_a: torch.Tensor, refined_b: torch.Tensor, cap: float) -> torch.Tensor:
     """The diversity-sensitive term of Yang et al. (ICLR 2019, Eq. 3) for pairs of refinements of
-    the same images under two noise draws: per pair ``min(mean|x~_a - x~_b| / mean|z_a - z_b|, cap)``
-    (means over each image's pixels and noise elements), averaged over pairs. R's loss *subtracts*
-    it (times ``loss.diversity``); ``cap`` (their tau) bounds the reward."""
-    num = (refined_a.float() - refined_b.float()).abs().flatten(1).mean(1)
-    den = (noise_a.float() - noise_b.float()).abs().flatten(1).mean(1).clamp_min(1e-8)
-    return (num / den).clamp(max=cap).mean()
+    the same images under two noise codes, in pixel units: per pair ``min(mean|x~_a - x~_b|, cap)``
+    (the mean over the image's pixels, in the [-1, 1] range), averaged over pairs. R's loss
+    *subtracts* it (times ``loss.diversity``); ``cap`` (their tau) is how far apart two refinements
+    of one image are worth pushing. Yang et al. divide by the distance between the two codes;
+    with a per-image N(0, 1) code that distance is about 1.13 whatever the image, so dividing by it
+    only hides the cap's meaning: here the cap is a pixel distance."""
+    per_pair = (refined_a.float() - refined_b.float()).abs().flatten(1).mean(1)
+    return per_pair.clamp(max=cap).mean()
 
 
 def discriminator_accuracy(logits: torch.Tensor, target: int) -> torch.Tensor:

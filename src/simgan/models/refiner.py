@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..config import RefinerConfig
-from .image_ops import soft_equalize
+from .image_ops import clamp_inward, soft_equalize
 
 
 def channel_stats(h: torch.Tensor) -> torch.Tensor:
@@ -76,11 +76,10 @@ class Stem(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    """Two ``k×k`` convolutions with an identity shortcut (He et al., the paper's ref. [12]), then,
-    with ``context``, a :class:`GlobalContext`."""
+    """Two ``k×k`` convolutions with an identity shortcut (He et al., the paper's ref. [12]), then
+    the block's :class:`GlobalContext` when R has one (``context``, set by :class:`Refiner`)."""
 
-    def __init__(self, width: int, kernel_size: int, norm: str = "none", padding: str = "zeros",
-                 context: bool = False):
+    def __init__(self, width: int, kernel_size: int, norm: str = "none", padding: str = "zeros"):
         super().__init__()
         pad = kernel_size // 2
         bias = norm == "none"
@@ -89,17 +88,41 @@ class ResnetBlock(nn.Module):
         self.norm1 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
         self.norm2 = nn.BatchNorm2d(width) if norm == "batch" else nn.Identity()
         self.act = nn.ReLU(inplace=True)
-        self.context = GlobalContext(width) if context else None
+        self.context: GlobalContext | None = None
+        self.texture: TextureNoise | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         y = self.act(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y)).to(x.dtype)
         # The shortcut stays in x's precision (float32 under autocast): only the block's own
         # contribution is rounded to bf16/fp16, so errors do not pile up along the stream. The
         # sum is formed in place in the convolution's fresh output (no third activation-sized
         # tensor per block).
-        y = self.act(y.add_(x))
+        return self.finish(self.act(y.add_(x)), noise)
+
+    def finish(self, y: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """What follows the block's convolutions: its texture noise and its context, when R has them."""
+        if self.texture is not None:
+            y = self.texture(y, noise)
         return y if self.context is None else self.context(y)
+
+
+class TextureNoise(nn.Module):
+    """One map of per-pixel N(0, 1) noise per image, added to a block's feature maps with a
+    learned strength per map that starts at zero (the noise inputs of Karras et al., "A Style-Based
+    Generator Architecture for Generative Adversarial Networks", CVPR 2019, §3.2). A per-image
+    code spread over a flat region can only give it one colour; per-pixel noise lets R draw
+    stochastic texture there (a photograph's grain, a sensor's speckle). It starts as the identity;
+    self-regularisation still ties the result to x."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(width))
+
+    def forward(self, h: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        if noise is None:  # no map given: no texture (the fused form's check compares the convolutions)
+            return h
+        return h + self.strength.to(h.dtype)[None, :, None, None] * noise.to(h.dtype)
 
 
 class Equalize(nn.Module):
@@ -115,7 +138,8 @@ class Equalize(nn.Module):
 class Refiner(nn.Module):
     """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image of the same shape.
 
-    ``R(x) = stages(x + head(blocks(stem(x, z))))``: with ``noise_channels = k > 0`` R also
+    ``R(x) = stages(x + head(blocks(stem(x, z))))``, clamped to the pixel range when no output stage
+    follows (with a gradient that can bring a saturated pixel back: :func:`clamp_inward`). With ``noise_channels = k > 0`` R also
     takes a per-image N(0, 1) code ``z`` (``k`` values per image, drawn anew per call unless
     ``noise`` is given, from ``generator`` when given), spread over every pixel at the stem, so R
     can give each image its own look (the z of Bousmalis et al., CVPR 2017); the output is still
@@ -131,9 +155,9 @@ class Refiner(nn.Module):
         self.stem = Stem(channels, cfg.noise_channels, cfg.width, cfg.kernel_size, cfg.padding)
         self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, cfg.kernel_size, cfg.norm, cfg.padding)
                                       for _ in range(cfg.num_blocks)])
-        if cfg.global_context:  # made after every convolution, whose initial weights then do not depend on it
-            for block in self.blocks:
-                block.context = GlobalContext(cfg.width)
+        for block in self.blocks:  # made after every convolution, whose initial weights then do not depend on them
+            block.context = GlobalContext(cfg.width) if cfg.global_context else None
+            block.texture = TextureNoise(cfg.width) if cfg.texture_noise else None
         self.head = nn.Conv2d(cfg.width, channels, 1)
         self.output_stages = nn.ModuleList([Equalize()] if cfg.equalize else [])
         if self.residual:
@@ -158,10 +182,20 @@ class Refiner(nn.Module):
         h = self.stem(x, z)
         if self.head.weight.dtype == torch.float32:
             h = h.float()  # under autocast: the residual stream stays in fp32 (see ResnetBlock)
-        r = self.head(self.blocks(h)).float()
+        for block in self.blocks:
+            h = block(h, self.sample_texture(h, generator) if block.texture is not None else None)
+        r = self.head(h).float()
         if not self.residual:
             return torch.tanh(r)
-        return x + r if self.output_stages else (x + r).clamp(-1.0, 1.0)
+        return x + r if self.output_stages else clamp_inward(x + r)
+
+    @staticmethod
+    def sample_texture(h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One N(0, 1) map per image at the size of ``h``'s maps: ``n×1×H×W``."""
+        shape = (h.shape[0], 1, *h.shape[2:])
+        if generator is None:
+            return torch.randn(shape, device=h.device, dtype=torch.float32)
+        return torch.randn(shape, generator=generator).to(h.device)
 
     def sample_noise(self, n: int, *, generator: torch.Generator | None = None, device=None,
                      dtype=torch.float32) -> torch.Tensor:

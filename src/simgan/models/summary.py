@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..config import DEFAULT_PRESET, PRESET_NAMES, SECTIONS, SimGANConfig, for_image_shape, preset, resolve_config
 from ..presets import lineage, reasons, summary
-from .discriminator import patch_geometry
+from .discriminator import input_padding, patch_geometry, patches_per_pixel
 from .refiner import Refiner, count_parameters, refiner_flops, refiner_receptive_field
 
 
@@ -48,12 +48,24 @@ def describe_config(cfg: SimGANConfig, size: tuple[int, int] | None = None) -> l
         g = patch_geometry(d, h, w)
         lines.append(f"    one patch sees {g.receptive_field}x{g.receptive_field} px; map {g.map_width}x{g.map_height} "
                      f"= {g.patches} patches (stride {g.stride} px)")
+        lines.append(f"    {coverage_line(d, h, w)}")
     lines.append(f"  Algorithm 1: R pretrain {t.refiner_pretrain}, D pretrain {t.disc_pretrain}, K_g {t.kg}, K_d {t.kd}, "
                  f"T {t.steps}; batch {t.batch_size}, history {t.buffer_size if t.history else 'off'}; "
                  f"{t.optimizer} lr {t.lr:g}; lambda {loss.lambda_reg:g} ({loss.reduction} over patches and "
                  f"pixels), psi {loss.feature}, {loss.adversarial} loss")
     lines.append(f"  options on: {', '.join(options_on(cfg)) or 'none (the paper method)'}")
     return lines
+
+
+def coverage_line(d, height: int, width: int) -> str:
+    """How D's patches cover a ``width × height`` image: its input padding and the fewest and most
+    patches a pixel lies in (none would mean a pixel R gets no adversarial signal for)."""
+    counts = patches_per_pixel(d, height, width)
+    left, right, top, bottom = input_padding(d, height, width)
+    pad = (f"D pads its input by {left}/{right}/{top}/{bottom} px (left/right/top/bottom, replicate) so that "
+           if any((left, right, top, bottom)) else "")
+    return (f"{pad}every pixel lies in {counts.min()} to {counts.max()} patches" if counts.min() > 0 else
+            f"{(counts == 0).sum()} of {counts.size} pixels lie in no patch")
 
 
 def options_on(cfg: SimGANConfig) -> list[str]:
@@ -63,7 +75,8 @@ def options_on(cfg: SimGANConfig) -> list[str]:
           (loss.diversity, f"diversity term {loss.diversity:g} (cap {loss.diversity_cap:g})"),
           (t.snapshots > 1, f"{t.snapshots} snapshots over the last {t.snapshot_span:g} of the rounds"),
           (t.ema_decay, f"running average of R (decay {t.ema_decay:g})"),
-          (r.global_context, "R per-image context"), (r.equalize, "R's output equalised per image"),
+          (r.global_context, "R per-image context"), (r.texture_noise, "R texture noise"),
+          (r.equalize, "R's output equalised per image"),
           (r.padding != "zeros", f"R {r.padding} padding"), (r.norm != "none", f"R {r.norm} norm"),
           (d.spectral_norm, "spectral norm in D"), (d.antialias, "anti-aliased D"),
           (loss.r1_gamma, f"R1 penalty {loss.r1_gamma:g}"), (t.diff_augment, f"DiffAugment {t.diff_augment}"),
