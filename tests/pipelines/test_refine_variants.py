@@ -46,3 +46,28 @@ def test_refine_variants_cycle_through_snapshots(cli, tiny_sets, tiny_config, tm
     rel1 = Path(str(rel).replace("_v0.png", "_v1.png"))
     assert not np.array_equal(load(tmp_path / "ref_run", rel1), load(tmp_path / "ref_bare", rel1))
 
+
+
+def test_snapshots_survive_a_resume_with_more_steps(cli, tiny_sets, tiny_config, tmp_path):
+    """A run resumed with a longer --steps computes a new snapshot schedule; the snapshots of the
+    first schedule stay in the run and refine still finds them (newest first)."""
+    from simgan.training.snapshots import saved_snapshot_steps
+    syn, real = tiny_sets
+    args = ["train", "--synthetic", syn, "--real", real, "--out", tmp_path / "run", "--preset", "generic",
+            "--config", tiny_config, "--quiet"]
+    assert cli(*args)[0] == 0
+    first = saved_snapshot_steps(tmp_path / "run")
+    assert first == [10, 9, 8]
+    code, _, err = cli(*args, "--resume", "--steps", "12")
+    assert code == 0, err
+    later = saved_snapshot_steps(tmp_path / "run")
+    assert set(first) <= set(later) and later == sorted(later, reverse=True) and max(later) > max(first)
+    import torch
+
+    from simgan.training.rundir import load_refiner
+    from simgan.training.snapshots import load_snapshots
+    final, _, _ = load_refiner(tmp_path / "run", torch.device("cpu"))
+    assert len(load_snapshots(tmp_path / "run", final, torch.device("cpu"), limit=99)) == 1 + len(later)
+    code, _, err = cli("refine", "--run", tmp_path / "run", "--input", syn, "--out", tmp_path / "ref",
+                       "--variants", str(len(later) + 1), "--quiet")
+    assert code == 0, err

@@ -205,7 +205,7 @@ def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, in
     model, cfg, step = load_refiner(run, dev, trust_pickle=trust_pickle)
     precision = inference_precision(precision, dev)
     # variant v: snapshot v mod K (0: the final R), each loaded as trained, then made ready
-    models = [ready_for_inference(m, cfg, dev, precision) for m in load_snapshots(run, cfg, model, dev, limit=variants)]
+    models = [ready_for_inference(m, cfg, dev, precision) for m in load_snapshots(run, model, dev, limit=variants)]
     want = ImageSpec(cfg.image.height, cfg.image.width, cfg.image.channels, cfg.image.bit_depth)
     if spec != want:
         raise SimganError(f"the run {run} refines {want.describe()} images (preset {cfg.preset}) but {input} holds "

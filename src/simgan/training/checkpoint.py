@@ -67,7 +67,7 @@ class Checkpointer:
                 scaler.load_state_dict(state)
         t.monitor.health.load_state_dict(ckpt["health"])
         t.step, t.kg = ckpt["step"], ckpt["kg"]
-        if self.run.metrics.exists():  # the verdict judges the whole run, not only this session
+        if self.run.metrics.exists():  # the verdict judges the whole run, not only what follows this resume
             rows = [json.loads(line) for line in self.run.metrics.read_text().splitlines() if line.strip()]
             t.monitor.rows = [r for r in rows if r.get("phase") == "adversarial" and r.get("step", 0) <= t.step]
         mine = ckpt["ranks"][t.dist.rank]

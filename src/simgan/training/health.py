@@ -17,7 +17,7 @@ from ..config import SimGANConfig
 from ..errors import SimganError
 from ..models.losses import effective_lambda
 
-METRICS = ("d_loss", "d_acc_real", "d_acc_refined", "r_loss_real", "r_loss_reg", "mean_abs_diff")
+METRICS = ("d_loss", "d_acc_real", "d_acc_refined", "r_loss_real", "r_loss_reg", "mean_abs_diff", "r_diversity")
 
 
 class TrainingDiverged(SimganError):
@@ -116,11 +116,13 @@ CHANGE_THRESHOLD = 0.03  # mean |R(x) - x| in [-1, 1] (about 4 grey levels of 25
 FOOLED_THRESHOLD = 0.5  # D's accuracy on refined patches below which R fooled it
 
 
-def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
+def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None, looks: dict | None = None) -> dict:
     """A plain verdict on the adversarial rounds logged so far (``rows`` of metrics.jsonl):
     did refinement change the images, could D be fooled, and what to try if not. The last
     quarter of the rounds (at least one) is "now"; D counts as fooled when its accuracy on
-    refined patches is below 50% now, or was in at least a tenth of the logged rounds."""
+    refined patches is below 50% now, or was in at least a tenth of the logged rounds. ``looks``
+    (:func:`simgan.evaluation.artifacts.look_measures` of refined against real images) adds what
+    a sample grid would show: a frame, or refined images crowded into a few looks."""
     adv = [r for r in rows if r.get("phase") == "adversarial" and r.get("mean_abs_diff") is not None]
     if not adv:
         return {"verdict": "no adversarial round yet: nothing to judge", "changed": None, "fooled": None}
@@ -150,9 +152,37 @@ def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None) -> dict:
         advice = "D is fooled without R changing much: the sets may already look alike, or D is too weak for them"
     else:
         advice = "refinement is working; look at the sample grids for artifacts"
-    return {"verdict": f"{what}: {advice}.", "changed": changed, "fooled": fooled, "mean_abs_change": mad,
+    measured_on = "the training R (the one D is trained against)"
+    note = ""
+    if cfg.train.ema_decay > 0:
+        measured_on += "; the sample grids and refining use the running average of its weights"
+        note = (" These figures describe the training R; the sample grids and refining use the running average "
+                "of its weights.")
+    note += looks_sentence(looks)
+    return {"verdict": f"{what}: {advice}.{note}", "changed": changed, "fooled": fooled, "mean_abs_change": mad,
             "d_acc_real": acc_real, "d_acc_refined": acc_ref, "fooled_rounds": fooled_rounds,
-            "logged_rounds": len(adv)}
+            "logged_rounds": len(adv), "measured_on": measured_on, "looks": looks}
+
+
+def looks_sentence(looks: dict | None) -> str:
+    """What the frame and looks measures of refined images say, in words ("" when nothing shows).
+    ``looks`` may carry ``synthetic``: the same measures of the unrefined images, to tell a refiner
+    that collapsed from one that did not add the real images' variety."""
+    if not looks:
+        return ""
+    out = ""
+    if looks.get("frame"):
+        out += (f" Refined images have a frame: their border band differs from the band inside it "
+                f"{looks['frame_ratio']:.1f}x as much as in real images (try refiner.padding: reflect).")
+    if looks.get("collapsed"):
+        syn = (looks.get("synthetic") or {}).get("neighbour_ratio")
+        out += (f" Refined images crowd into a few looks (mean colour and contrast): an image's nearest other look "
+                f"is {looks['neighbour_ratio']:.2f}x as far as in real images")
+        out += (f", {syn:.2f}x for the synthetic ones: R did not give them the real images' variety."
+                if syn is not None and syn <= looks["neighbour_ratio"] else
+                (f", {syn:.2f}x for the synthetic ones: R collapsed them (mode collapse)." if syn is not None
+                 else " (mode collapse)."))
+    return out
 
 
 def balance_line(cfg: SimGANConfig, patches: int, elements: int) -> str:

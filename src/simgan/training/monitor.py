@@ -23,10 +23,11 @@ from .rundir import RunDir
 from .tensorboard import TensorBoardLog
 from .tensorboard import wanted as tb_wanted
 
-# which metrics each phase measures (the others are NaN in its rows and left out)
+# which metrics each phase measures (the others are NaN in its rows and left out; so is the
+# diversity term of a run without it)
 APPLICABLE = {"refiner-pretrain": ("r_loss_reg", "mean_abs_diff"),
               "disc-pretrain": ("d_loss", "d_acc_real", "d_acc_refined"),
-              "adversarial": METRICS}
+              "adversarial": METRICS[:6]}
 
 
 class Monitor:
@@ -117,11 +118,32 @@ class Monitor:
             self.tb.grid(grid, step)
         save_loss_curves(self.run.metrics, self.run.samples / "loss_curves.png")
 
-    def finish(self, step: int, kg: int) -> None:
+    @torch.no_grad()
+    def looks(self, R: torch.nn.Module, synthetic, real, precision: str, max_value: int, n: int = 512) -> dict:
+        """The frame and looks measures of up to ``n`` refined images against as many real ones
+        (the refining R, its noise from a fixed generator: the training's random stream is untouched)."""
+        from ..evaluation.artifacts import look_measures
+
+        n = min(n, len(synthetic), len(real))
+        g = torch.Generator().manual_seed(self.cfg.train.seed)
+        was_training = R.training
+        R.eval()
+        parts = []
+        for i in range(0, n, 64):
+            with autocast(synthetic.device, precision):
+                parts.append(R(synthetic.batch(torch.arange(i, min(i + 64, n))), generator=g).float())
+        R.train(was_training)
+        idx = torch.arange(n)
+        x, y = (from_model(src.batch(idx), max_value) for src in (synthetic, real))
+        measures = look_measures(from_model(torch.cat(parts), max_value), y, max_value=max_value)
+        measures["synthetic"] = look_measures(x, y, max_value=max_value)
+        return measures
+
+    def finish(self, step: int, kg: int, looks: dict | None = None) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.info.is_main:
-            v = self.verdict(kg)
+            v = verdict(self.rows, self.cfg, kg, looks)
             self.say(f"verdict: {v['verdict']}")
             atomic_write_bytes(self.run.path / "summary.json", json.dumps({"step": step, **v}, indent=1).encode())
             self.run.log(f"finished at step {step}")

@@ -69,6 +69,7 @@ class RunDir:
         self.legacy_refiner = self.path / "refiner.pt"  # older simgan: a pickle, loaded only with --trust-pickle
         self.logfile = self.path / "train.log"
         self.created = False  # set when prepare() made the folder (not a resume)
+        self.new_parents: list[Path] = []  # folders above it that prepare() made
         self.lock = None  # held from prepare() until release(): one process per run folder
 
     def is_run(self) -> bool:
@@ -98,10 +99,11 @@ class RunDir:
                                   f"choose a new folder")
             self.lock = Lock(self.path, echo=echo).acquire()
             try:
-                return self._resume(cfg, trust_pickle)
+                return self._resume(cfg, trust_pickle, echo)
             except BaseException:
                 self.release()
                 raise
+        self.new_parents = [p for p in self.path.parents if not p.exists()]  # removed again with a failed run
         try:
             self.path.mkdir(parents=True)
         except FileExistsError:
@@ -137,10 +139,15 @@ class RunDir:
         if self.created:
             import shutil
             shutil.rmtree(self.path, ignore_errors=True)
+            for parent in self.new_parents:  # deepest first; only folders this run made, and only if empty
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
             self.created = False
         self.release()
 
-    def _resume(self, cfg: SimGANConfig, trust_pickle: bool) -> dict | None:
+    def _resume(self, cfg: SimGANConfig, trust_pickle: bool, echo=None) -> dict | None:
         saved = self.saved_config()
         if saved.preset != cfg.preset:
             raise SimganError(f"{self.path} is a run of the {saved.preset} preset, not {cfg.preset}")
@@ -151,7 +158,7 @@ class RunDir:
             self._truncate_metrics(ckpt["step"])
         cfg.save(self.config)
         if ckpt is None:
-            self.log("resume asked for but no checkpoint yet: starting from step 0")
+            (echo or self.log)(f"{self.path} has no checkpoint yet: --resume starts it over from step 0")
             self.metrics.unlink(missing_ok=True)
             return None
         self.log(f"resuming from step {ckpt['step']}")

@@ -103,6 +103,8 @@ def open_training_sets(cfg: SimGANConfig, synthetic, real) -> tuple[SimGANConfig
     real_ds = real if isinstance(real, Dataset) else open_dataset(real, what="real set")
     spec = syn_ds.spec
     if real_ds.spec != spec:
+        for ds in (real_ds, syn_ds):  # a set of mixed sizes is the more useful thing to say
+            ds.read_many(list(range(min(len(ds), 64))), threads=1)
         raise SimganError(f"the synthetic images are {spec.describe()} but the real images are "
                           f"{real_ds.spec.describe()}; both sets must share size and channels")
     check_image_spec(cfg, spec, "synthetic set", getattr(syn_ds, "root", synthetic))

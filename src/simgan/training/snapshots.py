@@ -49,10 +49,22 @@ def save_snapshot(run: Path, state_dict: dict, cfg, step: int) -> None:
     write_refiner_file(path, state_dict, cfg, step)
 
 
-def load_snapshots(run, cfg, final: torch.nn.Module, device: torch.device, *, limit: int) -> list[torch.nn.Module]:
-    """The refiners a refine cycles through, at most ``limit``: ``final`` first, then each
-    snapshot of ``cfg``'s schedule that the run holds (a run stopped early has fewer), newest
-    first. An exported refiner file has no snapshots."""
+def saved_snapshot_steps(run) -> list[int]:
+    """The steps of the snapshots a run folder holds, newest first: whatever schedule wrote them
+    (a run resumed with a longer ``--steps`` keeps the snapshots of its first schedule)."""
+    folder = Path(run) / FOLDER
+    steps = []
+    for path in folder.glob("refiner_step_*.safetensors") if folder.is_dir() else []:
+        try:
+            steps.append(int(path.stem[len("refiner_step_"):]))
+        except ValueError:
+            continue
+    return sorted(steps, reverse=True)
+
+
+def load_snapshots(run, final: torch.nn.Module, device: torch.device, *, limit: int) -> list[torch.nn.Module]:
+    """The refiners a refine cycles through, at most ``limit``: ``final`` first, then the run's
+    saved snapshots, newest first. An exported refiner file has no snapshots."""
     import copy
 
     from .rundir import read_refiner_file
@@ -61,13 +73,9 @@ def load_snapshots(run, cfg, final: torch.nn.Module, device: torch.device, *, li
     run = Path(run)
     if not run.is_dir():
         return models
-    for step in snapshot_steps(cfg.train):
-        if len(models) >= limit:
-            break
-        path = snapshot_path(run, step)
-        if path.is_file():  # (a run stopped early lacks the newest: the older ones fill in)
-            state, _ = read_refiner_file(path)
-            model = copy.deepcopy(final)
-            model.load_state_dict(state)  # copied into final's dtype and memory layout
-            models.append(model.to(device).eval())
+    for step in saved_snapshot_steps(run)[:max(0, limit - 1)]:
+        state, _ = read_refiner_file(snapshot_path(run, step))
+        model = copy.deepcopy(final)
+        model.load_state_dict(state)  # copied into final's dtype and memory layout
+        models.append(model.to(device).eval())
     return models

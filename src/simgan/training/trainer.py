@@ -91,7 +91,7 @@ class Trainer:
         self.monitor = Monitor(cfg, self.run, self.dist, self.phase_of, self.spec.max_value, echo=echo,
                                tensorboard=tensorboard)
         self.checkpoints = Checkpointer(self.run, cfg)
-        checkpoint = self.run.open_for(self.dist, cfg, resume=resume, trust_pickle=trust_pickle, echo=echo)
+        checkpoint = self.run.open_for(self.dist, cfg, resume=resume, trust_pickle=trust_pickle, echo=self.monitor.say)
         # A failure from here until training starts (corrupt images found while decoding, a
         # checkpoint that does not fit) removes a run this call created: no half-made run is left.
         try:
@@ -157,8 +157,10 @@ class Trainer:
         return diff_augment(images, self.cfg.train.diff_augment)
 
     # -- the two updates of Algorithm 1 -----------------------------------------------------------
-    def refiner_step(self, adversarial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step of R on Eq. 4 with D fixed (pretraining: self-regularisation only)."""
+    def refiner_step(self, adversarial: bool) -> tuple[torch.Tensor, ...]:
+        """One step of R on Eq. 4 with D fixed (pretraining: self-regularisation only); returns the
+        realism and self-regularisation terms, R's mean change and the diversity term (NaN where
+        not computed)."""
         t, lc = self.cfg.train, self.cfg.loss
         diverse = adversarial and lc.diversity > 0  # each image twice, with two noise codes
         x = self.synthetic.batch(self.syn_sampler.next(t.batch_size // 2 if diverse else t.batch_size))
@@ -174,20 +176,21 @@ class Trainer:
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
+        div = torch.full((), float("nan"), device=self.device)
         if adversarial:  # Eq. 4, minus the diversity-sensitive term when R takes noise
             loss, real_loss, reg = losses.refiner_loss(logits, before, x, self.psi, lc.lambda_reg,
                                                        adversarial=lc.adversarial, reduction=lc.reduction)
             if diverse:
                 h = x.shape[0] // 2
-                loss = loss - lc.diversity * losses.diversity_term(refined[:h], refined[h:], z[:h], z[h:],
-                                                                   cap=lc.diversity_cap)
+                div = losses.diversity_term(refined[:h], refined[h:], cap=lc.diversity_cap)
+                loss = loss - lc.diversity * div
         else:  # pretraining R: the self-regularisation term alone
             reg = losses.self_regularization_loss(before, x, self.psi, reduction=lc.reduction)
             real_loss, loss = torch.full((), float("nan"), device=self.device), reg
         self._update(self.opt_r, self.scaler_r, loss)
         if self.ema is not None:
             self.ema.update(self.R)
-        return real_loss.detach(), reg.detach(), (refined.detach().float() - x).abs().mean()
+        return real_loss.detach(), reg.detach(), (refined.detach().float() - x).abs().mean(), div.detach()
 
     def discriminator_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of D on Eq. 2 with R fixed; half of the refined images come from the history."""
@@ -232,10 +235,10 @@ class Trainer:
         nan = torch.full((), float("nan"), device=self.device)
         phase, _ = self.phase_of(self.step)
         if phase == "refiner-pretrain":
-            _, reg, mad = self.refiner_step(adversarial=False)
-            return torch.stack([nan, nan, nan, nan, reg, mad]), t.batch_size
+            _, reg, mad, _ = self.refiner_step(adversarial=False)
+            return torch.stack([nan, nan, nan, nan, reg, mad, nan]), t.batch_size
         if phase == "disc-pretrain":
-            return torch.stack([*self.discriminator_step(), nan, nan, nan]), t.batch_size // 2
+            return torch.stack([*self.discriminator_step(), nan, nan, nan, nan]), t.batch_size // 2
         r = torch.stack([torch.stack(self.refiner_step(adversarial=True)) for _ in range(self.kg)]).mean(0)
         d = torch.stack([torch.stack(self.discriminator_step()) for _ in range(t.kd)]).mean(0)
         return torch.cat([d, r]), t.batch_size * self.kg + (t.batch_size // 2) * t.kd
@@ -267,9 +270,12 @@ class Trainer:
             self.checkpoints.snapshot_if_due(self)
             if self.step % t.checkpoint_every == 0 or done:
                 self.checkpoints.save(self)
+        looks = None
         if self.dist.is_main:
             self.write_samples()
-        self.monitor.finish(self.step, self.kg)
+            looks = self.monitor.looks(self.inference_refiner(), self.synthetic, self.real, self.precision,
+                                       self.spec.max_value)
+        self.monitor.finish(self.step, self.kg, looks)
         return TrainResult(self.run.path, self.step, self.monitor.last)
 
     def write_samples(self) -> None:
