@@ -95,10 +95,14 @@ def training_section(run: Path, *, grids: int = 4) -> str:
 # rows of the measures several reports show
 
 
-REALISM_HEADERS = ["images", "two-sample test accuracy", "95% interval", "p (vs 50%)", "kernel distance x1000"]
+REALISM_HEADERS = ["images", "two-sample test accuracy", "95% interval", "p (vs 50%)", "kernel distance x1000",
+                   "frame (x real)", "looks' spacing (x real)"]
+LOOKS_NOTE = ("Frame: how far each image's border band differs from the band inside it, over the real images' "
+              "(about 1: no frame). Looks' spacing: the distance from an image's look (mean colour, contrast) to the "
+              "nearest other image's, over the real images' (well below 1: a few looks, mode collapse).")
 REALISM_NOTE = ("A fresh CNN is trained to tell each set from real images; 50% accuracy means it cannot (the "
                 "automated counterpart of the visual Turing test, Table 1). The kernel distance is an unbiased "
-                "KID-style estimate on frozen CNN features; 0 means the same distribution.")
+                "KID-style estimate on frozen CNN features; 0 means the same distribution. " + LOOKS_NOTE)
 
 
 def realism_rows(realism: dict) -> list[list]:
@@ -107,10 +111,12 @@ def realism_rows(realism: dict) -> list[list]:
     for name, r in realism.get("results", {}).items():
         c, k = r.get("c2st") or {}, r.get("kid") or {}
         ci = c.get("ci95")
+        looks = r.get("looks") or {}
         rows.append([name, f"{100 * c['accuracy']:.1f}%" if c else "",
                      f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%" if ci else "",
                      f"{c['p_value']:.2g}" if c.get("p_value") is not None else "",
-                     f"{1000 * k['kid']:.2f} +- {1000 * k['kid_se']:.2f}" if k else ""])
+                     f"{1000 * k['kid']:.2f} +- {1000 * k['kid_se']:.2f}" if k else "",
+                     f"{looks['frame_ratio']:.2f}" if looks else "", f"{looks['neighbour_ratio']:.2f}" if looks else ""])
     return rows
 
 

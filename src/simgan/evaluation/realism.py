@@ -247,6 +247,7 @@ def evaluate_realism(real: str | os.PathLike, candidates: Mapping[str, str | os.
         "results": results,
         "reference": _real_vs_real(real_images, real_feats, m) if reference else None,
         "inception_note": inception_note,
+        "findings": findings(results),
     }
     if out_dir is not None:
         write_metrics(out_dir, metrics)
@@ -287,8 +288,12 @@ def _inception_reference(real_images: np.ndarray, m: _Measures):
 
 def _measure_candidate(name: str, path, images: np.ndarray, real_images: np.ndarray, real_feats, inc_real,
                        m: _Measures) -> dict:
-    """Kernel distance, Inception FID/KID (when the real features exist) and C2ST of one candidate set."""
-    res: dict = {"path": str(path), "n_used": len(images)}
+    """Kernel distance, Inception FID/KID (when the real features exist), C2ST, and the frame and
+    looks measures (:func:`simgan.evaluation.artifacts.look_measures`) of one candidate set."""
+    from .artifacts import look_measures
+
+    res: dict = {"path": str(path), "n_used": len(images),
+                 "looks": look_measures(images, real_images, max_value=m.max_value)}
     if m.kid:
         res["kid"] = kernel_distance(real_feats, image_features(images, max_value=m.max_value, device=m.device),
                                      n_blocks=m.n_blocks, seed=m.seed)
@@ -323,13 +328,56 @@ def _real_vs_real(real_images: np.ndarray, real_feats, m: _Measures) -> dict:
     return ref
 
 
+def findings(results: dict) -> list[str]:
+    """What the measures say in words: a candidate the classifier separates from real images more
+    often than the first candidate (the synthetic set, in the usual order), one with a frame the
+    real images lack, one whose looks crowd together (mode collapse)."""
+    out = []
+    names = list(results)
+    first = results[names[0]].get("c2st") if names else None
+    for name in names:
+        r = results[name]
+        c, looks = r.get("c2st"), r.get("looks") or {}
+        if name != names[0]:
+            out += _compared(name, r, names[0], results[names[0]])
+        if name != names[0] and c and first and c["accuracy"] > first["accuracy"] + 0.01:
+            out.append(f"{name} images are told from real ones more often than {names[0]} images "
+                       f"({100 * c['accuracy']:.1f}% against {100 * first['accuracy']:.1f}%)")
+        if looks.get("frame"):
+            out.append(f"{name} images have a frame: their border band differs from the band inside it "
+                       f"{looks['frame_ratio']:.1f}x as much as in real images")
+        if looks.get("collapsed"):
+            out.append(f"{name} images crowd into a few looks: an image's nearest other look (mean colour and "
+                       f"contrast) is {looks['neighbour_ratio']:.2f}x as far as in real images")
+    return out
+
+
+def _compared(name: str, r: dict, first: str, f: dict) -> list[str]:
+    """One sentence on what the two-sample test and the kernel distance say of ``name`` against
+    the first candidate (usually: refined against synthetic)."""
+    c, c0, k, k0 = r.get("c2st"), f.get("c2st"), r.get("kid"), f.get("kid")
+    parts = []
+    if c and c0:
+        harder = c["accuracy"] < c0["accuracy"] - 0.01
+        parts.append(f"a classifier tells {name} images from real ones at {100 * c['accuracy']:.1f}% "
+                     f"({first}: {100 * c0['accuracy']:.1f}%): {name} images are "
+                     + ("harder to tell from real ones" if harder else f"no harder to tell from real ones than {first}"))
+    if k and k0 and k["kid"] > 0 and k0["kid"] > 0:
+        ratio = k0["kid"] / k["kid"]
+        parts.append(f"the kernel distance to the real images {'fell' if ratio > 1 else 'rose'} "
+                     f"{ratio if ratio > 1 else 1 / ratio:.1f}x ({name} moved {'towards' if ratio > 1 else 'away from'} "
+                     f"the real set)")
+    return ["; ".join(parts)] if parts else []
+
+
 def _p(p: float) -> str:
     return f"{p:.3g}" if p >= 1e-300 else "<1e-300"  # binomial tails underflow to 0 for huge n
 
 
 def format_realism_table(metrics: dict) -> str:
     """Plain-text table of :func:`evaluate_realism`'s results."""
-    headers = ("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3", "FID", "Inception KID×1e3")
+    headers = ("candidate", "C2ST acc%", "95% CI", "p (vs 50%)", "KID×1e3", "± SE×1e3", "FID", "Inception KID×1e3",
+               "frame ×real", "looks' spacing ×real")
     rows = []
     items = list(metrics["results"].items())
     if metrics.get("reference"):
@@ -345,6 +393,8 @@ def format_realism_table(metrics: dict) -> str:
             f"{1e3 * k['kid_se']:.3f}" if k else "-",
             f"{r['inception']['fid']:.2f}" if r.get("inception") else "-",
             f"{1e3 * r['inception']['kid']:.2f} ± {1e3 * r['inception']['kid_std']:.2f}" if r.get("inception") else "-",
+            f"{r['looks']['frame_ratio']:.2f}" if r.get("looks") else "-",
+            f"{r['looks']['neighbour_ratio']:.2f}" if r.get("looks") else "-",
         ))
     text = format_table(headers, rows) + f"\n(real set: {metrics['real']['n_used']} of {metrics['real']['n']} images, {metrics['real']['path']})"
     incs = [r["inception"] for _, r in items if r.get("inception")]
@@ -353,4 +403,5 @@ def format_realism_table(metrics: dict) -> str:
                  f"over {incs[0]['n_subsets']} subsets of {incs[0]['subset_size']} images per set")
     if metrics.get("inception_note"):
         text += "\n" + metrics["inception_note"]
+    text += "".join(f"\n- {f}" for f in metrics.get("findings") or [])
     return text

@@ -8,8 +8,9 @@ against other digits blended into real photographs (real, unlabelled), MNIST -> 
    and scikit-image's photographs;
 2. train SimGAN with the ``generic`` preset's defaults (only the run length is set here);
 3. refine the synthetic set, labels kept (``refine_variants`` noise draws per image);
-4. train one digit classifier (:class:`DigitNet`) on synthetic, on refined and on labelled real
-   images (the upper bound), and test each on the held-out blended digits;
+4. train one digit classifier (:class:`simgan.evaluation.task.TaskNet`) on synthetic, on refined and
+   on labelled real images (the upper bound), and test each on the held-out blended digits (what
+   ``simgan evaluate task`` does with ``OUT/data/{synthetic,refined,real,test}``);
 5. measure realism with the classifier two-sample test of :mod:`simgan.evaluation.realism`;
 6. write ``OUT/report.html`` and ``OUT/metrics.json``.
 
@@ -25,11 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from .. import report
-from ..datasets import ImageFolder, to_model, write_dataset
+from ..datasets import ImageFolder, write_dataset
 from ..evaluation.common import write_metrics
 from .common import DemoRun, check_new_out, demo_config
 
@@ -60,49 +59,6 @@ DIGITS_DEMO_SETTINGS: dict[str, DigitsDemoSettings] = {
 }
 
 
-class DigitNet(nn.Module):
-    """Small digit classifier: two 3×3 conv/ReLU/2×2-max-pool stages (32, 64 maps), a 3×3 conv
-    of 64 maps, global average pooling, one hidden layer of 128 units and 10 logits."""
-
-    def __init__(self, channels: int = 3):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Linear(128, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def train_and_test_classifier(images: np.ndarray, labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
-                              *, steps: int = 800, batch: int = 64, seed: int = 0, device="cpu") -> float:
-    """Train :class:`DigitNet` (Adam 1e-3, ``steps`` mini-batches) on ``images`` and return its
-    accuracy on ``test`` (uint8 ``N×H×W×C`` arrays)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DigitNet(images.shape[3]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.from_numpy(images)
-    y = torch.from_numpy(labels.astype(np.int64))
-    lossf = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(len(x), (min(batch, len(x)),), generator=g)
-        loss = lossf(model(to_model(x[idx], 255, device=device)), y[idx].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    model.eval()
-    with torch.no_grad():
-        t = torch.from_numpy(test)
-        pred = torch.cat([model(to_model(t[i:i + 512], 255, device=device)).argmax(1).cpu()
-                          for i in range(0, len(t), 512)])
-    return float((pred.numpy() == test_labels).mean())
-
-
 def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed: int = 0, echo=print,
                     settings: DigitsDemoSettings | None = None, config_overrides: dict | None = None) -> dict:
     """Run the digits demo into the new folder ``out``; returns the metrics written to
@@ -124,7 +80,10 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
     with run.step("data", "1/5 building the digits domains (scikit-learn digits, scikit-image photographs)"):
         d = make_digits_domains(seed, limit=s.limit)
         write_dataset(run.data / "synthetic", d.synthetic, [{"label": int(v)} for v in d.synthetic_labels])
-        write_dataset(run.data / "real_unlabelled", d.real)  # S+U learning: no label is written
+        write_dataset(run.data / "real_unlabelled", d.real)  # S+U learning: SimGAN reads no real label
+        # the labelled real set (the upper bound) and the test set, for `simgan evaluate task`
+        write_dataset(run.data / "real", d.real, [{"label": int(v)} for v in d.real_labels])
+        write_dataset(run.data / "test", d.test, [{"label": int(v)} for v in d.test_labels])
     echo(f"   {len(d.synthetic)} synthetic, {len(d.real)} real (unlabelled), {len(d.test)} held-out test images, "
          f"{d.synthetic.shape[2]}x{d.synthetic.shape[1]} RGB")
     with run.step("train", f"2/5 training SimGAN ({s.preset} preset: the generic defaults)"):
@@ -133,8 +92,9 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
     refined_all = _refine(run, trained.run, s, device)
     refined = refined_all[::max(1, s.refine_variants)]
     acc, gap_closed = _classifiers(run, d, refined_all, s, seed, dev)
-    c2st = _realism(run, d, refined, s, seed, dev)
+    c2st, looks = _realism(run, d, refined, s, seed, dev)
     metrics = _metrics(run, d, refined, acc, gap_closed, c2st, cfg, trained.run, s, name, seed, dev)
+    metrics["looks"] = looks
     write_metrics(out, metrics)
     _report(run, d, refined, metrics, trained.run)
     return metrics
@@ -153,29 +113,36 @@ def _refine(run: DemoRun, trained: Path, s: DigitsDemoSettings, device: str) -> 
 def _classifiers(run: DemoRun, d, refined_all: np.ndarray, s: DigitsDemoSettings, seed: int, dev) -> tuple[dict, float]:
     """Step 4: one classifier per training set, tested on the held-out real digits; the share of
     the synthetic -> real gap that refining closed."""
+    from ..evaluation.task import TaskSettings, train_and_test
+
     K = max(1, s.refine_variants)
+    task = TaskSettings(steps=s.classifier_steps, batch_size=s.classifier_batch)
     acc = {}
     with run.step("classifiers", "4/5 digit classifiers trained on synthetic / refined / labelled real, tested on "
                                  "held-out real"):
         for key, (imgs, labels) in {"synthetic": (d.synthetic, d.synthetic_labels),
                                     "refined": (refined_all, np.repeat(d.synthetic_labels, K)),
                                     "real": (d.real, d.real_labels)}.items():
-            acc[key] = train_and_test_classifier(imgs, labels, d.test, d.test_labels, steps=s.classifier_steps,
-                                                 batch=s.classifier_batch, seed=seed, device=dev)
+            acc[key] = train_and_test(imgs, labels, d.test, d.test_labels, "class", outputs=10, settings=task,
+                                      seed=seed, device=dev)["accuracy"]
             run.echo(f"   trained on {key}: {100 * acc[key]:.1f}% on held-out real digits")
     gap = acc["real"] - acc["synthetic"]
     return acc, (acc["refined"] - acc["synthetic"]) / gap if abs(gap) > 1e-9 else float("nan")
 
 
-def _realism(run: DemoRun, d, refined: np.ndarray, s: DigitsDemoSettings, seed: int, dev) -> dict:
+def _realism(run: DemoRun, d, refined: np.ndarray, s: DigitsDemoSettings, seed: int, dev) -> tuple[dict, dict]:
+    """Step 5: the two-sample test of each set against the real digits, and the frame and looks
+    measures (:func:`simgan.evaluation.artifacts.look_measures`)."""
+    from ..evaluation.artifacts import look_measures
     from ..evaluation.realism import C2STSettings, classifier_two_sample_test
 
     with run.step("realism", "5/5 realism: classifier two-sample test against the real set"):
         rng = np.random.default_rng(seed)
         real_s = d.real[rng.permutation(len(d.real))[:s.c2st_images]]
-        return {key: classifier_two_sample_test(real_s, imgs[:s.c2st_images], settings=C2STSettings(**s.c2st),
-                                                seed=seed, device=dev, name=key)
-                for key, imgs in (("synthetic", d.synthetic), ("refined", refined))}
+        sets = (("synthetic", d.synthetic), ("refined", refined))
+        c2st = {key: classifier_two_sample_test(real_s, imgs[:s.c2st_images], settings=C2STSettings(**s.c2st),
+                                                seed=seed, device=dev, name=key) for key, imgs in sets}
+        return c2st, {key: look_measures(imgs[:s.c2st_images], real_s) for key, imgs in sets}
 
 
 def _metrics(run: DemoRun, d, refined, acc, gap_closed, c2st, cfg, trained: Path, s, name, seed, dev) -> dict:
@@ -216,12 +183,14 @@ def _report(run: DemoRun, d, refined: np.ndarray, m: dict, trained: Path) -> Non
                        f"<p>Gap closed by refining: <b>{100 * m['gap_closed']:.1f}%</b> of the synthetic -> real "
                        "accuracy gap.</p>"),
         report.section("Realism (classifier two-sample test against real images)",
-                       report.table(["images", "two-sample accuracy", "95% interval", "n per class"],
+                       report.table(["images", "two-sample accuracy", "95% interval", "n per class", "frame (x real)",
+                                     "looks' spacing (x real)"],
                                     [[k, f"{100 * v['accuracy']:.1f}%",
-                                      f"{100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f}%", v["n_per_class"]]
+                                      f"{100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f}%", v["n_per_class"],
+                                      f"{m['looks'][k]['frame_ratio']:.2f}", f"{m['looks'][k]['neighbour_ratio']:.2f}"]
                                      for k, v in c2st.items()]),
                        report.note(f"50% means a fresh CNN cannot tell the set from real images. Mean |refined - "
-                                   f"synthetic| = {m['mean_abs_change']:.3f} in [-1, 1].")),
+                                   f"synthetic| = {m['mean_abs_change']:.3f} in [-1, 1]. " + report.LOOKS_NOTE)),
         report.section("Artifacts of refinement", report.table(["measure", "value"],
                                                                report.artifact_rows(m["artifacts"]))),
         f"<p><b>Verdict:</b> {html.escape(str(m.get('verdict') or ''))}</p>",
