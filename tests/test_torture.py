@@ -119,6 +119,12 @@ def _mixed_sizes(W, C):
     encode_png(d / "img" / "000005.png", np.zeros((20, 24, 1), np.uint8))
 
 
+def _one_rgb_real(W, C):
+    from simgan.datasets import encode_png
+    d = _copy(W / "real", C / "real")
+    encode_png(d / "img" / "000009.png", np.zeros((16, 24, 3), np.uint8))
+
+
 def _rgb_real(W, C):
     from simgan.datasets import write_dataset
     write_dataset(C / "real", np.zeros((4, 16, 24, 3), np.uint8))
@@ -341,6 +347,8 @@ CASES = [
     Case("train-decompression-bomb", _with(TRAIN, real="{C}/real"), _real_with("img/000004.png",
                                                                               _png_header(20000, 20000)), "000004.png"),
     Case("train-mixed-sizes", _with(TRAIN, real="{C}/real"), _mixed_sizes, "share size"),
+    Case("train-mixed-channels-new-parents", _with(TRAIN, real="{C}/real", out="{C}/runs2/deeper/run"), _one_rgb_real,
+         "000009", new=True),
     Case("train-channels-differ", _with(TRAIN, real="{C}/real"), _rgb_real, "RGB"),
     Case("train-labels-dir", _with(TRAIN, synthetic="{C}/syn"), _syn_labels_dir, "labels.jsonl"),
     Case("train-labels-bad-json", _with(TRAIN, synthetic="{C}/syn"), _syn_labels('{"file": \n'), "JSON"),
@@ -465,6 +473,22 @@ CASES = [
     Case("convert-user-partial", ["convert", "{W}/data.npz", "--out", "{C}/x"], _user_partial("x.partial"),
          "did not create"),
     # -- evaluate -------------------------------------------------------------------------------
+    Case("eval-task-no-such-label", ["evaluate", "task", "--train", "{W}/syn", "--test", "{W}/syn", "--label", "nope",
+                                      "--out", "{C}/e"], match="'nope'", new=True),
+    Case("eval-task-test-unlabelled", ["evaluate", "task", "--train", "{W}/syn", "--test", "{W}/real", "--label", "id",
+                                        "--out", "{C}/e"], match="no labels", new=True),
+    Case("eval-task-mixed-kinds", ["evaluate", "task", "--train", "{W}/syn", "--test", "{C}/syn", "--label", "id",
+                                    "--out", "{C}/e"],
+         _syn_labels("".join(f'{{"file": "img/{i:06d}.png", "id": {[i, i] if i == 5 else i}}}\n' for i in range(16))),
+         "mix kinds", new=True),
+    Case("eval-task-not-numbers", ["evaluate", "task", "--train", "{C}/syn", "--test", "{C}/syn", "--label", "id",
+                                    "--kind", "vector", "--out", "{C}/e"],
+         _syn_labels("".join(f'{{"file": "img/{i:06d}.png", "id": "x{i}"}}\n' for i in range(16))), "numbers",
+         new=True),
+    Case("eval-task-kind-foo", ["evaluate", "task", "--train", "{W}/syn", "--test", "{W}/syn", "--label", "id",
+                                 "--kind", "cube", "--out", "{C}/e"], match="--kind", new=True),
+    Case("eval-task-seeds-0", ["evaluate", "task", "--train", "{W}/syn", "--test", "{W}/syn", "--label", "id",
+                                "--seeds", "0", "--out", "{C}/e"], match="--seeds", new=True),
     Case("eval-gaze-unlabelled", ["evaluate", "gaze", "--train", "{W}/real", "--test", "{W}/syn", "--out", "{C}/e",
                                   "-q"]),
     Case("eval-gaze-no-gaze-labels", ["evaluate", "gaze", "--train", "{W}/syn", "--test", "{W}/syn", "--out",

@@ -5,8 +5,9 @@ The Python API (the CLI only wraps it)::
     import simgan
     cfg = simgan.resolve_config("eyes", overrides={"train": {"steps": 2000}})
     run = simgan.train(cfg, synthetic="synth/", real="real/", out="runs/eyes")        # Algorithm 1
-    simgan.refine_dataset(run="runs/eyes", input="synth/", out="refined/")            # labels kept
-    simgan.evaluate_gaze({"synthetic": "synth/", "refined": "refined/"}, test="real_test/", out="eval")
+    simgan.refine_dataset(run.run, input="synth/", out="refined/")                    # labels kept
+    simgan.evaluate_gaze({"synthetic": "synth/", "refined": "refined/"}, test="real_test/", out="eval/gaze")
+    simgan.evaluate_task({"synthetic": "synth/", "refined": "refined/"}, test="real_test/", label="KEY")
 
 ``train``, ``refine_dataset`` and the ``evaluate_*`` functions are imported on first use, so
 ``import simgan`` stays light (no torch import for reading a config).
@@ -22,10 +23,15 @@ _LAZY = {
     "evaluate_gaze": ("evaluation", "evaluate_gaze"),
     "evaluate_realism": ("evaluation", "evaluate_realism"),
     "evaluate_preservation": ("evaluation", "evaluate_preservation"),
+    "evaluate_task": ("evaluation", "evaluate_task"),
 }
 
 __all__ = ["PRESETS", "SimGANConfig", "SimganError", "preset", "resolve_config", *_LAZY]
 __version__ = "0.1.0"
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str):

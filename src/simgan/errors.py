@@ -10,3 +10,8 @@ class SimganError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class Interrupted(Exception):
+    """A long command stopped by the user (Ctrl-C); the message says where it stopped and how to
+    go on."""

@@ -130,3 +130,46 @@ def test_bad_config_file(cli, tiny_sets, tmp_path):
     one_line_error(cli, "train", "--synthetic", syn, "--real", real, "--out", tmp_path / "run", "--config", bad,
                    "--quiet", match="unknown setting 'stepz'")
 
+
+
+def test_interrupted_training_says_where_it_stopped_and_how_to_go_on(cli, tiny_sets, tiny_config, tmp_path,
+                                                                       monkeypatch):
+    """Ctrl-C during training: one line naming the run's last checkpoint and the --resume that goes
+    on from it (exit 130); --resume on a run with no checkpoint yet says it starts over."""
+    from simgan.training import trainer as tr
+
+    syn, real = tiny_sets
+    real_iteration = tr.Trainer.iteration
+
+    def stop_at_step_6(self):
+        if self.step == 6:
+            raise KeyboardInterrupt
+        return real_iteration(self)
+
+    monkeypatch.setattr(tr.Trainer, "iteration", stop_at_step_6)
+    args = ["train", "--synthetic", syn, "--real", real, "--out", tmp_path / "run", "--preset", "generic",
+            "--config", tiny_config, "--quiet", "--checkpoint-every", "4"]
+    code, _, err = cli(*args)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == (f"simgan: interrupted: {tmp_path / 'run'} keeps its checkpoint of step 4; "
+                                            "go on with the same command and --resume")
+    monkeypatch.setattr(tr.Trainer, "iteration", real_iteration)
+    assert cli(*args, "--resume")[0] == 0
+    # a run stopped before its first checkpoint: --resume says it starts over
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "run2" / "config.yaml").write_text((tmp_path / "run" / "config.yaml").read_text())
+    code, out, err = cli(*args[:6], tmp_path / "run2", *args[7:], "--resume")
+    assert code == 0 and "has no checkpoint yet: --resume starts it over from step 0" in out + err
+
+
+def test_a_run_that_fails_while_decoding_leaves_no_folder_it_made(cli, tiny_sets, tiny_config, tmp_path):
+    """One RGB image among gray ones is found while the sets are decoded, after the run folder was
+    made: the run and the parent folders made for it are removed, the error names both images."""
+    from simgan.datasets import encode_png
+    syn, real = tiny_sets
+    mixed = tmp_path / "mixed"
+    import shutil
+    shutil.copytree(real, mixed)
+    encode_png(mixed / "img" / "000030.png", np.zeros((16, 24, 3), np.uint8))
+    one_line_error(cli, *train_args(syn, mixed, tmp_path / "runs2" / "deeper" / "run", tiny_config), match="000030")
+    assert not (tmp_path / "runs2").exists()

@@ -11,14 +11,14 @@ import sys
 
 import click
 
-from ..errors import SimganError
+from ..errors import Interrupted, SimganError
 
 # name -> (module, attribute, one-line help shown by `simgan --help`)
 COMMANDS = {
     "simulate": ("simgan.cli.simulate", "simulate", "Render labelled synthetic (or target-domain) images."),
     "train": ("simgan.cli.train", "train", "Train a refiner R against a local discriminator D (Algorithm 1)."),
     "refine": ("simgan.cli.refine", "refine", "Refine a whole dataset with a trained run; labels are kept."),
-    "evaluate": ("simgan.cli.evaluate", "evaluate", "Measure refinement: gaze or hand pose accuracy, realism, label preservation."),
+    "evaluate": ("simgan.cli.evaluate", "evaluate", "Measure refinement: gaze, hand pose or any label's task, realism, label preservation."),
     "demo": ("simgan.cli.demo", "demo", "The experiments end to end on built-in data: eyes (gaze, §3.1), digits, hands (§3.2)."),
     "ablate": ("simgan.cli.ablate", "ablate", "Train the paper's ablation variants and compare them."),
     "turing": ("simgan.cli.turing", "turing", "The visual Turing test (§3.1) as a local web page."),
@@ -93,6 +93,9 @@ def main(argv=None) -> None:
     except SimganError as exc:
         click.echo(f"simgan: error: {exc}", err=True)
         sys.exit(2)
+    except Interrupted as exc:
+        click.echo(f"simgan: interrupted: {exc}", err=True)
+        sys.exit(130)
     except click.exceptions.Abort:
         click.echo("simgan: aborted", err=True)
         sys.exit(130)

@@ -14,6 +14,7 @@ from .common import options
 from ..errors import SimganError
 
 DEVICE_HELP = "auto (CUDA if present), cpu, cuda or cuda:N."
+SEED_HELP = "Random seed of the models trained here and of the images drawn."
 
 
 def _echo(quiet: bool):
@@ -35,14 +36,14 @@ def _per_training_set(train_help: str, test_help: str, out_help: str):
         click.option("--out", required=True, metavar="DIR", help=out_help),
         click.option("--name", "names", multiple=True, metavar="NAME",
                      help="Name of each training set, in --train order (default: folder names)."),
-        click.option("--device", default="auto", show_default=True, help=DEVICE_HELP),
-        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--device", default="auto", show_default=True, metavar="cpu|cuda[:N]", help=DEVICE_HELP),
+        click.option("--seed", default=0, show_default=True, type=int, help=SEED_HELP),
     )
 
 
 @click.group("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
 def evaluate():
-    """Measure refinement: gaze accuracy, realism, label preservation (§3.1), hand pose (§3.2)."""
+    """Measure refinement: gaze accuracy, realism, label preservation (§3.1), hand pose (§3.2), any label's task."""
     # The API leaves torch's thread count to its caller; the command uses every core.
     from ..runtime import set_threads
 
@@ -91,8 +92,8 @@ def gaze_cmd(train, test, out, names, device, seed, max_epochs, max_minutes, bat
                    "without it). Slow on a CPU: about 0.1-0.5 s per image.")
 @click.option("--reference", is_flag=True,
               help="Also compare two halves of the real set: what 'indistinguishable' measures as.")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, metavar="cpu|cuda[:N]", help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=int, help=SEED_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, fid, reference, device, seed, overwrite,
@@ -127,8 +128,8 @@ def realism_cmd(real, candidates, out, names, max_images, no_c2st, no_kid, fid, 
 @click.option("--max-epochs", type=float, default=None, help="Epoch budget when training an estimator.")
 @click.option("--max-minutes", type=float, default=None, help="Wall-clock budget when training an estimator.")
 @click.option("--batch-size", type=int, default=None, help="Batch when training an estimator (default 512).")
-@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, metavar="cpu|cuda[:N]", help=DEVICE_HELP)
+@click.option("--seed", default=0, show_default=True, type=int, help=SEED_HELP)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def preservation_cmd(synthetic, refined, out, estimator, no_gaze, no_pupil, max_pairs, max_epochs, max_minutes,
@@ -177,3 +178,39 @@ def pose_cmd(train, test, out, names, device, seed, epochs, max_minutes, batch_s
     metrics = evaluate_pose(dict(zip(labels, train)), test, out, device=device, seed=seed, settings=s,
                             overwrite=overwrite, echo=_echo(quiet))
     click.echo(format_pose_table(metrics))
+
+
+@evaluate.command("task")
+@click.option("--train", "train", multiple=True, required=True, metavar="DIR",
+              help="Labelled training set (repeat), in the order synthetic, refined, ..., real (the upper bound).")
+@click.option("--test", required=True, metavar="DIR", help="Labelled test set, e.g. real images.")
+@click.option("--label", required=True, metavar="KEY", help="The label to predict: a key of labels.jsonl.")
+@click.option("--kind", type=click.Choice(["class", "vector", "points"]), default=None,
+              help="class (accuracy), vector (mean error) or points ([[x, y], ...]: pixel error, PCK@5); "
+                   "default: inferred from the labels, and said.")
+@click.option("--out", required=True, metavar="DIR", help="Folder for metrics.json.")
+@click.option("--name", "names", multiple=True, metavar="NAME",
+              help="Name of each training set, in --train order (default: folder names).")
+@click.option("--seeds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Models trained per training set (seeds 0, 1, ...).")
+@click.option("--steps", type=click.IntRange(min=1), default=800, show_default=True,
+              help="Mini-batches of training per model.")
+@click.option("--device", default="auto", show_default=True, metavar="cpu|cuda[:N]", help=DEVICE_HELP)
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT/metrics.json.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def task_cmd(train, test, label, kind, out, names, seeds, steps, device, overwrite, quiet):
+    """Train the same small model on each --train set's --label and test it on --test: does
+    training on refined images do better on real ones, for your own labels?
+
+    Prints each set's figure (mean over the seeds and per seed), its gain over the first --train
+    set, and, with three or more sets, the share of the gap between the first and the last it
+    closes.
+    """
+    from ..evaluation.common import default_names
+    from ..evaluation.task import TaskSettings, evaluate_task, format_task_table
+
+    _separate({**{f"--train {t}": t for t in train}, "--test": test}, out)
+    labels = default_names(list(train), list(names), "training set")
+    metrics = evaluate_task(dict(zip(labels, train)), test, label, kind=kind, out=out, seeds=seeds,
+                            settings=TaskSettings(steps=steps), device=device, overwrite=overwrite, echo=_echo(quiet))
+    click.echo(format_task_table(metrics))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from ..config import PRESET_NAMES, config_fields, parse_set
+from ..errors import Interrupted
 from .common import is_main_process, set_nested
 
 
@@ -60,6 +61,21 @@ def overrides_from(values: dict) -> dict:
     return out
 
 
+def where_it_stopped(out, checkpoint_every: int) -> str:
+    """Where an interrupted run can go on from, and the command that does it."""
+    import json
+    from pathlib import Path
+
+    info = Path(out) / "refiner.json"
+    if info.is_file():
+        step = json.loads(info.read_text()).get("step")
+        return f"{out} keeps its checkpoint of step {step}; go on with the same command and --resume"
+    if (Path(out) / "config.yaml").is_file():
+        return (f"{out} has no checkpoint yet (the first comes at step {checkpoint_every}); the same command with "
+                f"--resume starts it over")
+    return f"{out} was not created"
+
+
 @click.command()
 @click.option("--synthetic", required=True, type=click.Path(), help="Labelled synthetic images (labels are not read).")
 @click.option("--real", required=True, type=click.Path(), help="Unlabelled real images.")
@@ -90,8 +106,11 @@ def train(synthetic, real, out, preset, config_file, assignments, resume, trust_
 
     overrides = merge_settings(overrides_from(settings), parse_set(assignments))
     cfg = resolve_train_config(out, preset_name=preset, config_file=config_file, overrides=overrides, resume=resume)
-    result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet, trust_pickle=trust_pickle,
-                       tensorboard=tensorboard)
+    try:
+        result = train_api(cfg, synthetic, real, out, resume=resume, progress=not quiet, trust_pickle=trust_pickle,
+                           tensorboard=tensorboard)
+    except KeyboardInterrupt:
+        raise Interrupted(where_it_stopped(out, cfg.train.checkpoint_every)) from None
     if is_main_process():
         click.echo(f"trained to step {result.step}: {result.run}/refiner.safetensors "
                    f"(samples in {result.run}/samples, metrics in {result.run}/metrics.jsonl, verdict in "
