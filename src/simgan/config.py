@@ -143,6 +143,10 @@ class TrainConfig:
     steps: int = setting(10000, "T: adversarial rounds of Algorithm 1", flag="--steps", ge=0)
     refiner_pretrain: int = setting(0, "R steps with self-regularisation only", flag="--refiner-pretrain", ge=0)
     disc_pretrain: int = setting(200, "D steps before the adversarial rounds", flag="--disc-pretrain", ge=0)
+    minutes: float | None = setting(None, "a time budget: the whole schedule (pre-training, rounds, snapshot span, "
+                                          "R's running average) is scaled to end within about this many minutes on "
+                                          "this device, measured before training starts", flag="--minutes", gt=0,
+                                    le=7 * 24 * 60, metavar="M")
     kg: int = setting(50, "K_g: refiner updates per round", flag="--kg", ge=1)
     kd: int = setting(1, "K_d: discriminator updates per round", flag="--kd", ge=1)
     adaptive_kg: bool = setting(False, "raise K_g while D wins too easily (the authors' tip)", flag="--adaptive-kg")

@@ -31,6 +31,15 @@ def average(values: torch.Tensor, images: int, info: DistInfo) -> tuple[torch.Te
     return values, int(counts.item())
 
 
+def all_max(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Each of ``values``, the largest over the processes (the same on all of them)."""
+    if not info.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64 if device.type == "cpu" else torch.float32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
 def gather_to_main(obj, info: DistInfo) -> list | None:
     """Every process's ``obj``, in rank order, on rank 0 (None on the others)."""
     if not info.enabled:

@@ -38,10 +38,16 @@ class Monitor:
         self.tensorboard = tb_wanted(tensorboard) and info.is_main
         self.tb: TensorBoardLog | None = None
         self.bar = None
+        self.max_value = max_value
         self.health = HealthMonitor(cfg, max_value)
         self.kg_policy = KgPolicy(cfg)
         self.rows: list[dict] = []  # adversarial rows of the whole run, for the verdict
         self.last: dict = {}  # the last row logged
+
+    def reschedule(self) -> None:
+        """Follow a schedule changed before training started (a time budget): the health checks'
+        patience is a share of the rounds."""
+        self.health = HealthMonitor(self.cfg, self.max_value)
 
     def say(self, msg: str) -> None:
         if not self.info.is_main:
@@ -57,13 +63,31 @@ class Monitor:
         if self.tensorboard:
             self.tb = TensorBoardLog(self.run.path, start_step=step)
             self.tb.config(self.run.config.read_text())
-        if progress and self.info.is_main:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        self.show_progress, self.total = progress and self.info.is_main, total
+        self._phase_bar(step)
 
-    def tick(self) -> None:
+    def _phase_bar(self, step: int) -> None:
+        """One progress bar per phase of Algorithm 1, counting that phase's steps (a round of
+        K_g + K_d updates is one step of the adversarial bar), so its rate and time left are the
+        phase's own."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.show_progress or step >= self.total:
+            return
+        from tqdm import tqdm
+        t = self.cfg.train
+        phase, k = self.phase_of(step)
+        length = {"refiner-pretrain": t.refiner_pretrain, "disc-pretrain": t.disc_pretrain, "adversarial": t.steps}[phase]
+        self.bar = tqdm(total=length, initial=k, desc=phase, unit="round" if phase == "adversarial" else "step",
+                        dynamic_ncols=True)
+
+    def tick(self, step: int) -> None:
+        """Step ``step`` is done."""
         if self.bar is not None:
             self.bar.update(1)
+            if self.bar.n >= self.bar.total:
+                self._phase_bar(step + 1)
 
     def flush(self, pending: list[tuple[int, torch.Tensor]], images: int, seconds: float, kg: int,
               lrs: tuple[float, float]) -> int:

@@ -151,6 +151,10 @@ class RunDir:
         saved = self.saved_config()
         if saved.preset != cfg.preset:
             raise SimganError(f"{self.path} is a run of the {saved.preset} preset, not {cfg.preset}")
+        if cfg.train.minutes is not None and cfg.train.minutes == saved.train.minutes and self.checkpoint.exists():
+            from .budget import SCHEDULE  # a run fitted to its time budget goes on with that schedule
+            for name in SCHEDULE:
+                setattr(cfg.train, name, getattr(saved.train, name))
         check_resumable(self.path, saved, cfg)
         ckpt = None
         if self.checkpoint.exists():

@@ -16,6 +16,7 @@ a run needs besides the algorithm has its own collaborator: :class:`~.checkpoint
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ..models.discriminator import build_discriminator, patch_geometry
 from ..models.refiner import Refiner
 from ..paths import check_no_overlap
 from ..runtime import autocast, deterministic_kernels, init_distributed, resolve_precision, set_threads
+from . import budget
 from .checkpoint import Checkpointer
 from .distributed import finish, wrap_for_training
 from .ema import WeightAverage
@@ -73,7 +75,9 @@ class RefinerForLoss(nn.Module):
 class Trainer:
     def __init__(self, cfg: SimGANConfig, synthetic, real, out, *, resume: bool = False,
                  progress: bool = True, echo=None, trust_pickle: bool = False, tensorboard: bool | None = None):
+        self.started = time.perf_counter()  # a time budget (train.minutes) counts from here
         set_threads()
+        cfg = copy.deepcopy(cfg)  # a time budget changes the schedule; the caller's config stays as given
         self.dist, self.device = init_distributed(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         self.progress = progress
@@ -130,6 +134,25 @@ class Trainer:
         self.R_train = wrap_for_training(RefinerForLoss(self.R), self.dist, dev, compile_=t.compile)
         self.D_train = wrap_for_training(self.D, self.dist, dev, compile_=t.compile)
         self.show_syn, self.show_real = sample_indices(len(self.synthetic), len(self.real), t.seed)
+
+    def plan(self) -> list[str]:
+        """Time a few steps of each phase, fit a fresh run to its time budget (``train.minutes``),
+        bring the first checkpoint within about a minute of work; returns the plan in words."""
+        t = self.cfg.train
+        costs = budget.measure_step_costs(self)
+        scale = left = None
+        if t.minutes is not None and self.step == 0:
+            spent = time.perf_counter() - self.started
+            left = t.minutes * 60 * (1 - budget.RESERVE) - spent - costs.closing(t)
+            scale = budget.fit_to_budget(t, costs, left)
+            if self.ema is not None:
+                self.ema.decay = t.ema_decay
+            self.monitor.reschedule()
+        t.checkpoint_every = budget.checkpoint_interval(t, costs)
+        self.checkpoints = Checkpointer(self.run, self.cfg)  # snapshot steps follow the schedule
+        if self.dist.is_main:
+            self.cfg.save(self.run.config)
+        return budget.plan_lines(t, costs, self.device, start=self.step, scale=scale, budget_s=left)
 
     @property
     def total_steps(self) -> int:
@@ -245,10 +268,10 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        plan = self.plan()
         t, total = self.cfg.train, self.total_steps
-        if self.dist.is_main:
-            for line in describe_run(self):
-                self.monitor.say(line)
+        for line in describe_run(self) + plan:
+            self.monitor.say(line)
         self.monitor.start(self.step, total, progress=self.progress)
         pending: list[tuple[int, torch.Tensor]] = []
         images, t0 = 0, time.perf_counter()
@@ -256,8 +279,8 @@ class Trainer:
             row, n_img = self.iteration()
             pending.append((self.step, row))
             images += n_img
+            self.monitor.tick(self.step)
             self.step += 1
-            self.monitor.tick()
             done = self.step == total
             if self.step % t.log_every == 0 or done or self.step % t.checkpoint_every == 0:
                 lrs = (self.opt_r.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"])
