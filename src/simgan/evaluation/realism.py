@@ -362,7 +362,10 @@ def _compared(name: str, r: dict, first: str, f: dict) -> list[str]:
         parts.append(f"a classifier tells {name} images from real ones at {100 * c['accuracy']:.1f}% "
                      f"({first}: {100 * c0['accuracy']:.1f}%): {name} images are "
                      + ("harder to tell from real ones" if harder else f"no harder to tell from real ones than {first}"))
-    if k and k0 and k["kid"] > 0 and k0["kid"] > 0:
+    if k and k0 and abs(k0["kid"] - k["kid"]) <= 2 * math.hypot(k.get("kid_se", 0.0), k0.get("kid_se", 0.0)):
+        parts.append(f"the kernel distance to the real images did not change beyond its noise ({name} did not "
+                     f"move towards the real set)")
+    elif k and k0 and k["kid"] > 0 and k0["kid"] > 0:
         ratio = k0["kid"] / k["kid"]
         parts.append(f"the kernel distance to the real images {'fell' if ratio > 1 else 'rose'} "
                      f"{ratio if ratio > 1 else 1 / ratio:.1f}x ({name} moved {'towards' if ratio > 1 else 'away from'} "

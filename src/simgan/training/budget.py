@@ -127,7 +127,7 @@ def fit_to_budget(t, costs: StepCosts, seconds: float) -> float:
     relative to the run, and sample grids stay as frequent relative to the run (up to 10 in all).
     Checkpoints follow the clock instead (:func:`checkpoint_interval`)."""
     full = costs.seconds(t)
-    scale = min(1.0, seconds / full) if full > 0 else 1.0
+    scale = min(1.0, max(seconds, 0.0) / full) if full > 0 else 1.0
     if scale >= 1.0:
         return 1.0
     t.steps = max(1, math.floor(t.steps * scale))
@@ -168,8 +168,8 @@ def plan_lines(t, costs: StepCosts, device, *, start: int = 0, scale: float | No
              + (f" from step {start}" if start else "")
              + f" (measured: {costs.round:.3g} s a round, {costs.disc_step:.3g} s a D step)"]
     if scale is not None and scale < 1.0:
-        lines.append(f"--minutes: the schedule is cut to {scale:.2%} of its length to fit the time budget "
-                     f"(in full it would take about {_minutes(costs.seconds(t) / scale)})")
+        share = f"{scale:.2%}" if scale >= 1e-4 else "the shortest schedule, less than 0.01%"
+        lines.append(f"--minutes: the schedule is cut to {share} of its length to fit the time budget")
         if budget_s is not None and left > budget_s:
             lines.append(f"--minutes: even the shortest schedule takes longer than the budget; "
                          f"give more minutes or a preset with fewer updates per round (now K_g {costs.kg})")
