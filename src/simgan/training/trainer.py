@@ -288,7 +288,7 @@ class Trainer:
                 pending, images, t0 = [], 0, time.perf_counter()
             if self.dist.is_main and (self.step % t.sample_every == 0 or done):
                 self.write_samples()
-                if not done and self.phase_of(self.step - 1)[0] == "adversarial":
+                if not done and self.monitor.rows and self.phase_of(self.step - 1)[0] == "adversarial":
                     self.monitor.say(f"step {self.step}: {self.monitor.verdict(self.kg)['verdict']}")
             self.checkpoints.snapshot_if_due(self)
             if self.step % t.checkpoint_every == 0 or done:
