@@ -106,7 +106,7 @@ class Monitor:
                          for r in rows if r["phase"] == "adversarial")
         self.health.check(rows, self.say)
         self.last = rows[-1]
-        if self.bar is not None:
+        if self.bar is not None and self.bar.desc.startswith(self.last["phase"]):  # this phase's figures only
             self.bar.set_postfix_str(postfix(self.last), refresh=False)
         return self.kg_policy.update(rows, kg, self.say)
 
