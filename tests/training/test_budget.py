@@ -52,7 +52,7 @@ def test_fit_to_budget_scales_every_phase_and_the_average_horizon():
     assert (t.refiner_pretrain, t.disc_pretrain, t.steps) == (10, 20, 100)
     assert costs.seconds(t) == pytest.approx(full / 10)
     assert 1 / (1 - t.ema_decay) == pytest.approx(10)  # 100 R updates of horizon, a tenth of them
-    assert t.sample_every == 20 and t.checkpoint_every == 200 and t.log_every == 10
+    assert t.sample_every == 26 and t.checkpoint_every == 200 and t.log_every == 10
     assert fit_to_budget(t, costs, 1e6) == 1.0 and t.steps == 100  # a schedule that fits is kept
 
 

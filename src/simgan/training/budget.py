@@ -26,7 +26,7 @@ from .distributed import all_max
 SCHEDULE = ("refiner_pretrain", "disc_pretrain", "steps", "ema_decay", "sample_every", "checkpoint_every")
 # share of a budget kept for the work between steps (sample grids, checkpoints), besides the
 # end-of-run measures of the refined images (:meth:`StepCosts.closing`)
-RESERVE = 0.1
+RESERVE = 0.15
 CHECKPOINT_SECONDS = 60.0  # the longest a run works before its first checkpoint
 
 
@@ -124,7 +124,7 @@ def fit_to_budget(t, costs: StepCosts, seconds: float) -> float:
     steps take about ``seconds`` on this device; returns the scale (1.0: it already fits).
 
     Every phase shrinks by the same factor, the running average of R keeps the same horizon
-    relative to the run, and sample grids stay as frequent relative to the run (up to 10 in all).
+    relative to the run, and sample grids stay as frequent relative to the run (up to 5 in all).
     Checkpoints follow the clock instead (:func:`checkpoint_interval`)."""
     full = costs.seconds(t)
     scale = min(1.0, max(seconds, 0.0) / full) if full > 0 else 1.0
@@ -136,8 +136,8 @@ def fit_to_budget(t, costs: StepCosts, seconds: float) -> float:
         setattr(t, name, max(1, round(n * scale)) if n else 0)
     if t.ema_decay > 0:  # horizon 1 / (1 - decay) R updates, scaled with the run
         t.ema_decay = max(0.5, 1.0 - (1.0 - t.ema_decay) / scale)
-    total = t.refiner_pretrain + t.disc_pretrain + t.steps  # as many grids as before, up to 10
-    t.sample_every = min(t.sample_every, max(1, math.ceil(total / 10), math.floor(t.sample_every * scale)))
+    total = t.refiner_pretrain + t.disc_pretrain + t.steps  # as many grids as before, up to 5
+    t.sample_every = min(t.sample_every, max(1, math.ceil(total / 5), math.floor(t.sample_every * scale)))
     return scale
 
 
@@ -170,7 +170,7 @@ def plan_lines(t, costs: StepCosts, device, *, start: int = 0, scale: float | No
     if scale is not None and scale < 1.0:
         share = f"{scale:.2%}" if scale >= 1e-4 else "the shortest schedule, less than 0.01%"
         lines.append(f"--minutes: the schedule is cut to {share} of its length to fit the time budget")
-        if budget_s is not None and left > budget_s:
+        if budget_s is not None and t.steps <= 1 and left > budget_s:
             lines.append(f"--minutes: even the shortest schedule takes longer than the budget; "
                          f"give more minutes or a preset with fewer updates per round (now K_g {costs.kg})")
     elif scale is not None:
