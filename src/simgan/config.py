@@ -81,6 +81,8 @@ class RefinerConfig:
                                      "work); `simgan refine --variants` draws several", flag="--noise-channels", ge=0)
     global_context: bool = setting(False, "R also sees per-image feature statistics (per-image tone and contrast)",
                                    flag="--global-context")
+    inward_clamp: bool = setting(True, "R's clamp to the pixel range passes a gradient that brings a saturated pixel "
+                                       "back; false: a plain clamp (no gradient past the range)")
     texture_noise: bool = setting(False, "per-pixel noise added to every block's maps with learned strengths "
                                          "(StyleGAN's noise inputs): R can draw texture", flag="--texture-noise")
     equalize: bool = setting(False, "histogram-equalise R's output per image (for real images equalised per image, "

@@ -58,3 +58,18 @@ def test_refiner_clamp_passes_a_gradient_back_into_range():
     assert torch.equal(y, torch.full_like(x, -1.0))
     (y - x).abs().mean().backward()
     assert r.head.bias.grad.item() < 0  # descending raises the bias: the pixels come back
+
+
+def test_refiner_plain_clamp_passes_no_gradient_past_the_range():
+    """``refiner.inward_clamp: false`` (the hand demo) is a plain clamp: same output, no gradient."""
+    from simgan.config import RefinerConfig
+    from simgan.models.refiner import Refiner
+
+    r = Refiner(RefinerConfig(width=4, num_blocks=1, inward_clamp=False), 1)
+    with torch.no_grad():
+        r.head.bias.fill_(-3.0)
+    x = torch.zeros(1, 1, 6, 6)
+    y = r(x)
+    assert torch.equal(y, torch.full_like(x, -1.0))
+    (y - x).abs().mean().backward()
+    assert r.head.bias.grad.item() == 0

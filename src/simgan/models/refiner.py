@@ -139,7 +139,8 @@ class Refiner(nn.Module):
     """R: synthetic image ``x`` (N×C×H×W in [-1, 1]) -> refined image of the same shape.
 
     ``R(x) = stages(x + head(blocks(stem(x, z))))``, clamped to the pixel range when no output stage
-    follows (with a gradient that can bring a saturated pixel back: :func:`clamp_inward`). With ``noise_channels = k > 0`` R also
+    follows (by default with a gradient that can bring a saturated pixel back: :func:`clamp_inward`;
+    ``inward_clamp: false`` clamps plainly, as the hand demo does). With ``noise_channels = k > 0`` R also
     takes a per-image N(0, 1) code ``z`` (``k`` values per image, drawn anew per call unless
     ``noise`` is given, from ``generator`` when given), spread over every pixel at the stem, so R
     can give each image its own look (the z of Bousmalis et al., CVPR 2017); the output is still
@@ -152,6 +153,7 @@ class Refiner(nn.Module):
         self.channels = channels
         self.noise_channels = cfg.noise_channels
         self.residual = cfg.residual
+        self.inward_clamp = cfg.inward_clamp
         self.stem = Stem(channels, cfg.noise_channels, cfg.width, cfg.kernel_size, cfg.padding)
         self.blocks = nn.Sequential(*[ResnetBlock(cfg.width, cfg.kernel_size, cfg.norm, cfg.padding)
                                       for _ in range(cfg.num_blocks)])
@@ -187,7 +189,9 @@ class Refiner(nn.Module):
         r = self.head(h).float()
         if not self.residual:
             return torch.tanh(r)
-        return x + r if self.output_stages else clamp_inward(x + r)
+        if self.output_stages:
+            return x + r
+        return clamp_inward(x + r) if self.inward_clamp else (x + r).clamp(-1.0, 1.0)
 
     @staticmethod
     def sample_texture(h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
