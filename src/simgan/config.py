@@ -36,7 +36,7 @@ REDUCTIONS = ("sum", "mean")
 ADVERSARIAL = ("cross-entropy", "least-squares", "hinge")
 PADDINGS = ("zeros", "reflect", "replicate")
 AUGMENTS = ("color", "translation", "cutout")
-SECTIONS = ("image", "refiner", "discriminator", "loss", "train")
+SECTIONS = ("image", "refiner", "discriminator", "loss", "task", "train")
 DEFAULT_PRESET = "eyes"
 
 
@@ -139,6 +139,23 @@ class LossConfig:
 
 
 @dataclass
+class TaskConfig:
+    """Task consistency, beyond the paper (CyCADA's semantic consistency, Hoffman et al. ICML 2018;
+    RetinaGAN's, Ho et al. 2021; :mod:`simgan.training.task_consistency`): a small task network
+    learns the synthetic set's ``label`` before training and is frozen; R's loss gains
+    ``weight`` times the change of that network's output from x to R(x)."""
+
+    weight: float = setting(0.0, "weight of the task-consistency term in R's loss, against one patch's realism "
+                                 "loss; 0 disables",
+                            flag="--task-consistency", ge=0, metavar="W")
+    label: str | None = setting(None, "the synthetic set's label key the task network learns (labels.jsonl)",
+                                flag="--task-label", metavar="KEY")
+    kind: str | None = setting(None, "the label's kind (null: inferred from its values)",
+                               choices=(None, "class", "vector", "points"))
+    steps: int = setting(800, "mini-batches of 64 that train the task network before R's training", ge=1)
+
+
+@dataclass
 class TrainConfig:
     """Algorithm 1 and its optimisation settings (:mod:`simgan.training`)."""
 
@@ -191,6 +208,7 @@ class SimGANConfig:
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     # -- (de)serialisation ----------------------------------------------------------------------
@@ -222,6 +240,8 @@ class SimGANConfig:
             (t.batch_size % 2 == 0, "train.batch_size must be even (half of D's refined batch comes from the history)"),
             (t.buffer_size >= t.batch_size // 2 or not t.history, "train.buffer_size must be at least half the batch"),
             (r.kernel_size % 2 == 1, f"refiner.kernel_size must be odd, got {r.kernel_size}"),
+            (self.task.weight == 0 or bool(self.task.label),
+             "task.weight > 0 needs task.label, the synthetic set's label key (--task-label KEY)"),
             (self.loss.diversity == 0 or r.noise_channels > 0,
              "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),

@@ -142,3 +142,16 @@ def test_diversity_term_by_hand():
     assert torch.allclose(a.grad[0], torch.full((1, 2, 2), -1 / 8)) and torch.equal(a.grad[1], torch.zeros(1, 2, 2))
     with pytest.raises(SimganError, match="diversity needs refiner.noise_channels"):
         resolve_config("eyes", overrides={"loss": {"diversity": 1.0}})
+
+
+def test_task_consistency_loss_by_hand():
+    # class: the cross-entropy against the class the network gave x (CyCADA)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    ref = torch.tensor([0, 0])
+    want = (-torch.log_softmax(logits, 1)[0, 0] - torch.log_softmax(logits, 1)[1, 0]) / 2
+    assert torch.allclose(losses.task_consistency_loss(logits, ref, "class"), want)
+    assert abs(float(want) - (math.log(1 + math.exp(-2)) + math.log(1 + math.e)) / 2) < 1e-6
+    # vector and points: the mean squared change of the output
+    out, ref = torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert float(losses.task_consistency_loss(out, ref, "vector")) == (0 + 4 + 1 + 1) / 4
+    assert float(losses.task_consistency_loss(ref, ref, "points")) == 0.0

@@ -20,8 +20,10 @@ from .common import device_option
               help="hands only: the paper's settings (224x224, the hands preset, NYU's data sizes; for a GPU).")
 @click.option("--out", type=click.Path(), default=None, help="Folder to create (default: simgan-demo[-NAME]-DATE-TIME).")
 @device_option
-@click.option("--seed", type=int, default=0, show_default=True)
-def demo(name, quick, full, out, device, seed):
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data, the training and the tests.")
+@click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Change a setting of the demo's recipe (repeatable), e.g. --set task.weight=1.")
+def demo(name, quick, full, out, device, seed, assignments):
     """NAME eyes (default): simulate synthetic and webcam-like eyes, train SimGAN (eyes preset)
     with unlabelled target images, refine the synthetic set, train gaze estimators on synthetic /
     refined / target and test them on held-out target images; write OUT/report.html and print the
@@ -36,6 +38,8 @@ def demo(name, quick, full, out, device, seed):
     (hands preset) with unlabelled target images, refine the synthetic set, train stacked-hourglass
     pose estimators on synthetic / refined / real (and 3x views), test on held-out target images;
     write OUT/report.html and OUT/metrics.json. The default runs at 64x64 (see the report)."""
+    from ..config import parse_set
     from ..experiments import run_demo
 
-    run_demo(name, out, quick=quick, full=full, device=device or "auto", seed=seed, echo=click.echo)
+    run_demo(name, out, quick=quick, full=full, device=device or "auto", seed=seed, echo=click.echo,
+             config_overrides=parse_set(assignments) or None)

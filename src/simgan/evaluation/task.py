@@ -100,6 +100,12 @@ def label_values(ds, key: str, what: str) -> list:
     return out
 
 
+def class_names(values: list) -> list:
+    """The distinct class labels among ``values``, sorted (values that cannot be a class are left
+    to :func:`targets` to refuse)."""
+    return sorted({v for v in values if isinstance(v, (str, int)) and not isinstance(v, bool)}, key=str)
+
+
 def targets(values: list, kind: str, what: str, classes: list | None = None) -> np.ndarray:
     """The labels as an array: class indices into ``classes`` (int64), or float vectors ``N×D``,
     or points ``N×K×2``; a one-line error for a value of another kind or shape."""
@@ -138,7 +144,7 @@ def train_and_test(images: np.ndarray, y: np.ndarray, test: np.ndarray, test_y: 
         torch.manual_seed(seed)
         model = TaskNet(images.shape[3], outputs).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
-    x, t = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(_encode(y, kind, h, w))
+    x, t = torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(encode_targets(y, kind, h, w))
     lossf = nn.CrossEntropyLoss() if kind == "class" else nn.MSELoss()
     model.train()
     for _ in range(s.steps):
@@ -155,7 +161,7 @@ def train_and_test(images: np.ndarray, y: np.ndarray, test: np.ndarray, test_y: 
     return _score(out, test_y, kind, h, w)
 
 
-def _encode(y: np.ndarray, kind: str, h: int, w: int) -> np.ndarray:
+def encode_targets(y: np.ndarray, kind: str, h: int, w: int) -> np.ndarray:
     """Training targets: class indices; points scaled to [-1, 1] of the image; vectors as they are."""
     if kind == "class":
         return y
@@ -203,7 +209,7 @@ def evaluate_task(train_sets: Mapping[str, str | os.PathLike], test: str | os.Pa
     values = {name: label_values(ds, label, f"training set {name!r}") for name, ds in sets.items()}
     inferred = infer_kind(test_values)
     given, kind = kind, kind or inferred
-    classes = sorted({v for vs in [test_values, *values.values()] for v in vs}, key=str) if kind == "class" else None
+    classes = class_names([v for vs in [test_values, *values.values()] for v in vs]) if kind == "class" else None
     test_y = targets(test_values, kind, "test set", classes)
     outputs = len(classes) if kind == "class" else int(np.prod(test_y.shape[1:]))
     results: dict = {}

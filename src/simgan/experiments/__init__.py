@@ -14,10 +14,11 @@ DEMOS = ("eyes", "digits", "hands")
 
 
 def run_demo(name: str = "eyes", out=None, *, quick: bool = False, full: bool = False, device: str = "auto",
-             seed: int = 0, echo=print) -> dict:
+             seed: int = 0, echo=print, config_overrides: dict | None = None) -> dict:
     """Run demo ``name`` into the new folder ``out`` (default ``simgan-demo[-NAME]-DATE-TIME``).
 
-    ``quick``: small data and few steps; ``full`` (hands only): the paper's 224x224 settings.
+    ``quick``: small data and few steps; ``full`` (hands only): the paper's 224x224 settings;
+    ``config_overrides`` (nested dict, ``simgan demo --set``) go over the demo's recipe.
     Returns the demo's result (its folder, report and figures)."""
     if name not in DEMOS:
         raise SimganError(f"unknown demo {name!r}; choose one of {', '.join(DEMOS)}")
@@ -30,10 +31,11 @@ def run_demo(name: str = "eyes", out=None, *, quick: bool = False, full: bool = 
     out = out or f"simgan-demo{'' if name == 'eyes' else '-' + name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if name == "digits":
         from .demo_digits import run_digits_demo
-        return run_digits_demo(out, quick=quick, device=device, seed=seed, echo=echo)
+        return run_digits_demo(out, quick=quick, device=device, seed=seed, echo=echo,
+                               config_overrides=config_overrides)
     if name == "hands":
         from .demo_hands import run_hands_demo
         return run_hands_demo(out, mode="quick" if quick else "full" if full else "default", device=device,
-                              seed=seed, echo=echo)
+                              seed=seed, echo=echo, config_overrides=config_overrides)
     from .demo_eyes import run_demo as run_eyes_demo
-    return run_eyes_demo(out, quick=quick, device=device, seed=seed, echo=echo)
+    return run_eyes_demo(out, quick=quick, device=device, seed=seed, echo=echo, config_overrides=config_overrides)

@@ -26,11 +26,14 @@ def check_new_out(out) -> Path:
     return out
 
 
-def demo_config(preset: str, overrides: dict, *, seed: int, device: str, **sections: dict) -> SimGANConfig:
+def demo_config(preset: str, overrides: dict, *, seed: int, device: str, config_overrides: dict | None = None,
+                **sections: dict) -> SimGANConfig:
     """The preset ``preset`` with a demo's ``overrides`` (not modified), the run's seed and device,
-    and any further ``sections`` (e.g. ``image={...}``) merged in."""
+    any further ``sections`` (e.g. ``image={...}``), then a user's ``config_overrides`` (``simgan
+    demo --set``: for measuring an option on the demo's domain) merged in."""
     merged = merge_settings(copy.deepcopy(overrides), {"train": {"seed": seed, "device": device}, **sections})
-    return resolve_config(preset, overrides=merged)
+    cfg = resolve_config(preset, overrides=merged)
+    return cfg.override(config_overrides).validate() if config_overrides else cfg
 
 
 class DemoRun:

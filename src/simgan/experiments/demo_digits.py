@@ -73,9 +73,7 @@ def run_digits_demo(out: str | Path, *, quick: bool = False, device: str = "auto
     name = "quick" if quick else "default"
     s = settings or DIGITS_DEMO_SETTINGS[name]
     dev = resolve_device(device)
-    cfg = demo_config(s.preset, s.simgan, seed=seed, device=device)
-    if config_overrides:
-        cfg = cfg.override(config_overrides).validate()
+    cfg = demo_config(s.preset, s.simgan, seed=seed, device=device, config_overrides=config_overrides)
     run = DemoRun(out, echo)
     with run.step("data", "1/5 building the digits domains (scikit-learn digits, scikit-image photographs)"):
         d = make_digits_domains(seed, limit=s.limit)

@@ -67,9 +67,10 @@ def gaze_rows(gaze: dict) -> list[list]:
 
 
 def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed: int = 0,
-             echo=print, settings: DemoSettings | None = None) -> DemoResult:
+             echo=print, settings: DemoSettings | None = None, config_overrides: dict | None = None) -> DemoResult:
     """Run the demo into the new folder ``out``; returns the report path and every figure. The six
-    numbered steps read top to bottom as the experiment of §3.1, each a call into the public API."""
+    numbered steps read top to bottom as the experiment of §3.1, each a call into the public API.
+    ``config_overrides`` (nested dict) go over the demo's recipe: for measuring an option here."""
     from ..runtime import resolve_device
     from ..training import train
 
@@ -78,9 +79,9 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
     check_seed(seed)
     name = "quick" if quick else "default"
     s = settings or DEMO_SETTINGS[name]
+    cfg = simgan_config(s, seed, device, config_overrides)
     run = DemoRun(out, echo)
     _simulate(run, s, seed)
-    cfg = simgan_config(s, seed, device)
     with run.step("train", f"2/6 training SimGAN ({s.preset} preset, Algorithm 1)"):
         trained = train(cfg, run.data / "synthetic", run.data / "real_unlabelled", out / "simgan", progress=True)
     _refine(run, trained.run, s, device)
@@ -99,9 +100,9 @@ def run_demo(out: str | Path, *, quick: bool = False, device: str = "auto", seed
     return DemoResult(out, page, metrics)
 
 
-def simgan_config(s: DemoSettings, seed: int, device: str):
+def simgan_config(s: DemoSettings, seed: int, device: str, config_overrides: dict | None = None):
     """What the demo trains: its preset with its overrides, the seed and the device."""
-    return demo_config(s.preset, s.simgan, seed=seed, device=device)
+    return demo_config(s.preset, s.simgan, seed=seed, device=device, config_overrides=config_overrides)
 
 
 def _simulate(run: DemoRun, s: DemoSettings, seed: int) -> None:

@@ -196,7 +196,7 @@ def _view0_subset(src: Path, dst: Path) -> Path:
 
 
 def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "auto", seed: int = 0, echo=print,
-                   settings: HandsDemoSettings | None = None) -> HandsDemoResult:
+                   settings: HandsDemoSettings | None = None, config_overrides: dict | None = None) -> HandsDemoResult:
     """Run the hand demo into the new folder ``out``; returns the report path and every figure. The
     numbered steps read top to bottom as the experiment of §3.2 (Table 4), each a call into the
     public API."""
@@ -208,10 +208,10 @@ def run_hands_demo(out: str | Path, *, mode: str = "default", device: str = "aut
     check_seed(seed)
     out = check_new_out(out)
     s = settings or HANDS_DEMO_SETTINGS[mode]
+    cfg = demo_config(s.preset, s.simgan, seed=seed, device=device, config_overrides=config_overrides,
+                      image={"height": s.size, "width": s.size, "channels": 1, "bit_depth": 16})
     run = DemoRun(out, echo)
     _simulate(run, s, seed)
-    cfg = demo_config(s.preset, s.simgan, seed=seed, device=device,
-                      image={"height": s.size, "width": s.size, "channels": 1, "bit_depth": 16})
     syn_for_gan = run.data / ("synthetic_3x" if s.views3 else "synthetic")
     with run.step("train", f"2/6 training SimGAN ({s.preset} preset, Algorithm 1)"):
         trained = train(cfg, syn_for_gan, run.data / "real_unlabelled", out / "simgan", progress=True)

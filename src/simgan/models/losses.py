@@ -194,3 +194,15 @@ def effective_lambda(cfg, patches: int, elements: int) -> tuple[float, float]:
     if cfg.loss.reduction == "mean":
         return lam, lam * patches / elements
     return lam * elements / patches, lam
+
+
+def task_consistency_loss(outputs: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.Tensor:
+    """The task-consistency term (beyond the paper; CyCADA's semantic consistency, Hoffman et al.
+    ICML 2018): how far a frozen task network's output on R(x) moved from its output on x.
+    ``class``: the cross-entropy of ``outputs`` (N×classes logits) against ``reference``, the class
+    the network gave x (N, integers), as CyCADA; ``vector`` and ``points``: the mean squared
+    difference from ``reference`` (N×D), in the units of the standardised labels the network
+    learnt (1 = as far as a label's spread). Averaged over images."""
+    if kind == "class":
+        return F.cross_entropy(outputs.float(), reference)
+    return (outputs.float() - reference).pow(2).mean()

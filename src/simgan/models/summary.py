@@ -73,6 +73,7 @@ def options_on(cfg: SimGANConfig) -> list[str]:
     r, d, t, loss = cfg.refiner, cfg.discriminator, cfg.train, cfg.loss
     on = [(r.noise_channels, f"per-image noise code of {r.noise_channels} channels"),
           (loss.diversity, f"diversity term {loss.diversity:g} (cap {loss.diversity_cap:g})"),
+          (cfg.task.weight, f"task consistency {cfg.task.weight:g} on {cfg.task.label!r}"),
           (t.snapshots > 1, f"{t.snapshots} snapshots over the last {t.snapshot_span:g} of the rounds"),
           (t.ema_decay, f"running average of R (decay {t.ema_decay:g})"),
           (r.global_context, "R per-image context"), (r.texture_noise, "R texture noise"),
@@ -100,19 +101,19 @@ def departures(cfg: SimGANConfig) -> list[str]:
             name = f"{section}.{key}"
             if value != base[section][key]:
                 note = f"  # {why[name]}" if name in why else ""
-                lines.append(f"    {name}: {_show(value)} ({root}: {_show(base[section][key])}){note}")
+                lines.append(f"    {name}: {_show(value, section)} ({root}: {_show(base[section][key], section)}){note}")
             elif why.get(name, "").startswith("paper:") and root == cfg.preset:
-                lines.append(f"    {name}: {_show(value)}  # {why[name]}")
+                lines.append(f"    {name}: {_show(value, section)}  # {why[name]}")
     if not lines:
         return [f"  the paper's settings ({root} preset)"]
     return [f"  departs from the paper's {root} settings in:"] + lines
 
 
-def _show(value) -> str:
+def _show(value, section: str = "") -> str:
     """A setting's value in a short form (D's layers as ``conv3x3 s2 96, ...``)."""
     if isinstance(value, list) and value and all(isinstance(v, dict) and "kind" in v for v in value):
         return ", ".join(f"{v['kind']}{v['kernel']}x{v['kernel']} s{v['stride']}"
                          + (f" {v['channels']}" if v["kind"] == "conv" else "") for v in value)
     if value is None:
-        return "from the data"
+        return "from the data" if section == "image" else "none"
     return "[] (derived from the image shape)" if value == [] else str(value)

@@ -40,6 +40,7 @@ class Checkpointer:
                 "opt_discriminator": t.opt_d.state_dict(),
                 "scalers": [t.scaler_r.state_dict(), t.scaler_d.state_dict()],
                 "health": t.monitor.health.state_dict(), "ranks": gathered,
+                "task": t.task.state_dict() if t.task is not None else None,
             }
             atomic_torch_save(state, self.run.checkpoint)
             self.run.save_refiner(t.inference_refiner().state_dict(), t.cfg, t.step)

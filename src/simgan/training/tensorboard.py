@@ -24,7 +24,7 @@ TAGS = {
     "d_loss": "loss/d", "r_loss_real": "loss/r_realism", "r_loss_reg": "loss/r_self_regularisation",
     "d_acc_real": "accuracy/d_real", "d_acc_refined": "accuracy/d_refined",
     "mean_abs_diff": "refinement/mean_abs_change", "kg": "schedule/kg", "lr": "schedule/lr",
-    "images_per_s": "speed/images_per_s", "r_diversity": "loss/r_diversity",
+    "images_per_s": "speed/images_per_s", "r_diversity": "loss/r_diversity", "r_task": "loss/r_task",
 }
 
 

@@ -43,6 +43,7 @@ from .monitor import Monitor, describe_run, sample_indices
 from .optim import make_optimizer
 from .rundir import RunDir
 from .sampling import BatchSampler, ImageSource, load_shard, open_training_sets
+from .task_consistency import TaskConsistency, read_labels
 
 __all__ = ["PHASES", "METRICS", "Trainer", "TrainResult", "TrainingDiverged", "train"]
 
@@ -90,6 +91,7 @@ class Trainer:
         check_no_overlap({"--synthetic": None if isinstance(synthetic, Dataset) else synthetic,
                           "--real": None if isinstance(real, Dataset) else real}, {"--out": out}, partial=False)
         self.geometry = patch_geometry(cfg.discriminator, self.spec.height, self.spec.width)
+        self.task_labels = read_labels(cfg.task, syn_ds, self.dist) if cfg.task.weight > 0 else None
         self.cfg = cfg
         self.run = RunDir(Path(out))
         self.monitor = Monitor(cfg, self.run, self.dist, self.phase_of, self.spec.max_value, echo=echo,
@@ -110,6 +112,12 @@ class Trainer:
         cache = self.run.path / "cache" if self.dist.is_main else None
         self.synthetic = ImageSource(load_shard(syn_ds, self.dist, cache and cache / "synthetic.npy"), spec, dev)
         self.real = ImageSource(load_shard(real_ds, self.dist, cache and cache / "real.npy"), spec, dev)
+        self.task = None  # the frozen task network of task consistency, trained before R's seed is set
+        if self.task_labels is not None and checkpoint is not None and checkpoint.get("task") is not None:
+            self.task = TaskConsistency.from_state(checkpoint["task"], self.synthetic)
+        elif self.task_labels is not None:
+            self.task = TaskConsistency.train(self.task_labels, self.synthetic, self.dist, steps=cfg.task.steps,
+                                              seed=t.seed)
         deterministic_kernels(dev)
         torch.manual_seed(t.seed)
         layout = torch.channels_last if t.channels_last else torch.contiguous_format
@@ -152,7 +160,8 @@ class Trainer:
         self.checkpoints = Checkpointer(self.run, self.cfg)  # snapshot steps follow the schedule
         if self.dist.is_main:
             self.cfg.save(self.run.config)
-        return budget.plan_lines(t, costs, self.device, start=self.step, scale=scale, budget_s=left)
+        lines = budget.plan_lines(t, costs, self.device, start=self.step, scale=scale, budget_s=left)
+        return ([self.task.describe(self.cfg.task.label)] if self.task is not None else []) + lines
 
     @property
     def total_steps(self) -> int:
@@ -182,13 +191,15 @@ class Trainer:
     # -- the two updates of Algorithm 1 -----------------------------------------------------------
     def refiner_step(self, adversarial: bool) -> tuple[torch.Tensor, ...]:
         """One step of R on Eq. 4 with D fixed (pretraining: self-regularisation only); returns the
-        realism and self-regularisation terms, R's mean change and the diversity term (NaN where
-        not computed)."""
+        realism and self-regularisation terms, R's mean change, the diversity term and the task-
+        consistency term (NaN where not computed)."""
         t, lc = self.cfg.train, self.cfg.loss
         diverse = adversarial and lc.diversity > 0  # each image twice, with two noise codes
-        x = self.synthetic.batch(self.syn_sampler.next(t.batch_size // 2 if diverse else t.batch_size))
+        idx = self.syn_sampler.next(t.batch_size // 2 if diverse else t.batch_size)
+        x = self.synthetic.batch(idx)
         z = None
         if diverse:
+            idx = idx.repeat(2)
             x = x.repeat(2, 1, 1, 1)
             if t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -199,21 +210,26 @@ class Trainer:
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
-        div = torch.full((), float("nan"), device=self.device)
-        if adversarial:  # Eq. 4, minus the diversity-sensitive term when R takes noise
+        div = task = torch.full((), float("nan"), device=self.device)
+        if adversarial:  # Eq. 4, minus the diversity-sensitive term when R takes noise, plus task consistency
             loss, real_loss, reg = losses.refiner_loss(logits, before, x, self.psi, lc.lambda_reg,
                                                        adversarial=lc.adversarial, reduction=lc.reduction)
             if diverse:
                 h = x.shape[0] // 2
                 div = losses.diversity_term(refined[:h], refined[h:], cap=lc.diversity_cap)
                 loss = loss - lc.diversity * div
+            if self.task is not None:  # weighed as one patch's realism loss, whichever the reduction
+                task = self.task.loss(refined, idx)
+                per_image = self.geometry.patches if lc.reduction == "sum" else 1
+                loss = loss + self.cfg.task.weight * per_image * task
         else:  # pretraining R: the self-regularisation term alone
             reg = losses.self_regularization_loss(before, x, self.psi, reduction=lc.reduction)
             real_loss, loss = torch.full((), float("nan"), device=self.device), reg
         self._update(self.opt_r, self.scaler_r, loss)
         if self.ema is not None:
             self.ema.update(self.R)
-        return real_loss.detach(), reg.detach(), (refined.detach().float() - x).abs().mean(), div.detach()
+        return (real_loss.detach(), reg.detach(), (refined.detach().float() - x).abs().mean(), div.detach(),
+                task.detach())
 
     def discriminator_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of D on Eq. 2 with R fixed; half of the refined images come from the history."""
@@ -258,10 +274,10 @@ class Trainer:
         nan = torch.full((), float("nan"), device=self.device)
         phase, _ = self.phase_of(self.step)
         if phase == "refiner-pretrain":
-            _, reg, mad, _ = self.refiner_step(adversarial=False)
-            return torch.stack([nan, nan, nan, nan, reg, mad, nan]), t.batch_size
+            _, reg, mad, _, _ = self.refiner_step(adversarial=False)
+            return torch.stack([nan, nan, nan, nan, reg, mad, nan, nan]), t.batch_size
         if phase == "disc-pretrain":
-            return torch.stack([*self.discriminator_step(), nan, nan, nan, nan]), t.batch_size // 2
+            return torch.stack([*self.discriminator_step(), nan, nan, nan, nan, nan]), t.batch_size // 2
         r = torch.stack([torch.stack(self.refiner_step(adversarial=True)) for _ in range(self.kg)]).mean(0)
         d = torch.stack([torch.stack(self.discriminator_step()) for _ in range(t.kd)]).mean(0)
         return torch.cat([d, r]), t.batch_size * self.kg + (t.batch_size // 2) * t.kd
