@@ -250,6 +250,23 @@ def _busy_port(W, C):
     (C / "port").write_text(str(s.getsockname()[1]))
 
 
+def _shards(damage: str):
+    """An array-format copy of the tiny synthetic set (shards of 5) in C/in.shards, damaged."""
+    def setup(W, C):
+        from simgan.datasets.conversion import convert
+        d = convert(W / "syn", C / "in.shards", shard_size=5)
+        shard = d / "images-000001.npy"
+        if damage == "truncated":
+            shard.write_bytes(shard.read_bytes()[:90])
+        elif damage == "dtype":
+            np.save(shard, np.zeros((5, 16, 24, 1), np.uint16))
+        elif damage == "labels":
+            (d / "labels.jsonl").write_bytes(b"".join((d / "labels.jsonl").read_bytes().splitlines(True)[:3]))
+        elif damage == "missing":
+            shard.unlink()
+    return setup
+
+
 def _npz(arrays: dict):
     def setup(W, C):
         np.savez(C / "in.npz", **arrays)
@@ -439,6 +456,19 @@ CASES = [
     Case("cfg-missing", _with(TRAIN, config="{C}/nope.yaml"), match="not found"),
     Case("cfg-is-dir", _with(TRAIN, config="{C}/cfgdir"), _empty("cfgdir"), "not a file"),
     # -- refine ---------------------------------------------------------------------------------
+    Case("refine-shards-truncated", _with(REFINE, input="{C}/in.shards"), _shards("truncated"), "images-000001.npy",
+         new=True),
+    Case("refine-shards-wrong-dtype", _with(REFINE, input="{C}/in.shards"), _shards("dtype"), "manifest says", new=True),
+    Case("refine-shards-label-count", _with(REFINE, input="{C}/in.shards"), _shards("labels"), "3 lines for 16",
+         new=True),
+    Case("refine-shards-missing", _with(REFINE, input="{C}/in.shards"), _shards("missing"), "missing", new=True),
+    Case("refine-out-shards-exists", _with(REFINE, out="{C}/in.shards"), _shards("none"), "already exists", new=True),
+    Case("refine-format-bad", REFINE + ["--format", "tar"], match="--format", new=True),
+    Case("refine-shard-size-0", REFINE + ["--shard-size", "0"], match="--shard-size", new=True),
+    Case("convert-shards-truncated", ["convert", "{C}/in.shards", "--out", "{C}/o"], _shards("truncated"), "truncated",
+         new=True),
+    Case("train-shards-corrupt", _with(TRAIN, synthetic="{C}/in.shards"), _shards("truncated"), "images-000001.npy",
+         new=True),
     Case("refine-batch-0", REFINE + ["--batch-size", "0"], match="--batch-size"),
     Case("refine-workers-negative", REFINE + ["--workers", "-1"], match="--workers"),
     Case("refine-run-missing", _with(REFINE, run="{C}/nope"), match="not found"),

@@ -167,3 +167,55 @@ def test_keep_freed_memory_takes_where_glibc():
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is glibc
 
+
+
+def test_refine_into_the_array_format_holds_the_png_refine_pixels(trained, tmp_path):
+    from simgan.datasets import open_dataset
+    from simgan.datasets.shards import ShardImages
+
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "png", batch_size=5, progress=False)
+    res = refine_dataset(run, syn, tmp_path / "out.shards", batch_size=5, shard_size=12, progress=False)
+    arr = open_dataset(tmp_path / "out.shards")
+    assert isinstance(arr, ShardImages) and res.images == 48 and arr.shard_size == 10  # 12 -> whole batches of 5
+    assert (tmp_path / "out.shards" / "labels.jsonl").read_bytes() == (syn / "labels.jsonl").read_bytes()
+    assert np.array_equal(arr.load(), ImageFolder.open(tmp_path / "png").load())
+    # array in, array out: the same pixels again
+    refine_dataset(run, tmp_path / "out.shards", tmp_path / "twice.shards", batch_size=5, progress=False)
+    refine_dataset(run, tmp_path / "png", tmp_path / "twice_png", batch_size=5, progress=False)
+    assert np.array_equal(open_dataset(tmp_path / "twice.shards").load(), ImageFolder.open(tmp_path / "twice_png").load())
+
+
+def test_variants_into_the_array_format(trained, tmp_path):
+    from simgan.datasets import open_dataset
+
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "png", batch_size=8, variants=2, progress=False)
+    refine_dataset(run, syn, tmp_path / "v.shards", batch_size=8, variants=2, progress=False)
+    png, arr = ImageFolder.open(tmp_path / "png"), open_dataset(tmp_path / "v.shards")
+    assert len(arr) == 96 and np.array_equal(arr.load(), png.load())  # image i's variants in a row, as labels list them
+    assert (tmp_path / "v.shards" / "labels.jsonl").read_bytes() == (tmp_path / "png" / "labels.jsonl").read_bytes()
+
+
+def test_interrupted_refine_into_shards_resumes_to_identical_output(trained, tmp_path, monkeypatch):
+    import simgan.pipelines.refine as refine_mod
+
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "straight.shards", batch_size=4, shard_size=8, progress=False)
+    real = refine_mod._refine_batch
+
+    def failing(job, pixels, b):
+        if b == 5:  # the third shard's second batch
+            raise KeyboardInterrupt
+        return real(job, pixels, b)
+
+    monkeypatch.setattr(refine_mod, "_refine_batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        refine_dataset(run, syn, tmp_path / "resumed.shards", batch_size=4, shard_size=8, progress=False)
+    partial = tmp_path / "resumed.shards.partial"
+    assert not (tmp_path / "resumed.shards").exists()
+    assert sorted(p.name for p in partial.glob("images-*.npy")) == ["images-000000.npy", "images-000001.npy"]
+    monkeypatch.setattr(refine_mod, "_refine_batch", real)
+    res = refine_dataset(run, syn, tmp_path / "resumed.shards", batch_size=4, shard_size=8, progress=False)
+    assert res.images == 48
+    assert folder_bytes(tmp_path / "resumed.shards") == folder_bytes(tmp_path / "straight.shards")

@@ -47,3 +47,18 @@ def test_sharded_refine_equals_single_process(tiny_sets, tiny_config, tmp_path):
     assert len(single) == 49 and single == sharded
     assert not (tmp_path / "sharded.partial").exists()
 
+
+
+def test_two_process_refine_into_shards_equals_single_process(tiny_sets, tiny_config, tmp_path):
+    from simgan.config import resolve_config
+    from simgan.pipelines.refine import refine_dataset
+    from simgan.training import train
+    syn, real = tiny_sets
+    train(resolve_config("generic", config_file=tiny_config), syn, real, tmp_path / "run", progress=False)
+    refine_dataset(tmp_path / "run", syn, tmp_path / "single.shards", batch_size=5, shard_size=10, progress=False)
+    run_torchrun(["refine", "--run", tmp_path / "run", "--input", syn, "--out", tmp_path / "two.shards",
+                  "--batch-size", "5", "--shard-size", "10", "--quiet"], tmp_path)
+    files = lambda p: {f.relative_to(p).as_posix(): f.read_bytes() for f in sorted(p.rglob("*"))
+                       if f.is_file() and f.name != "refine.json"}
+    single, two = files(tmp_path / "single.shards"), files(tmp_path / "two.shards")
+    assert len(single) == 5 + 2 and single == two  # 5 shards, labels.jsonl, shards.json

@@ -1,4 +1,5 @@
-"""``simgan convert``: UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ -> the interchange format."""
+"""``simgan convert``: UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ -> the interchange format or
+the array format; and between the interchange format and the array format, both ways."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ def _size(ctx, param, value):
 @click.command("convert")
 @click.argument("src", type=click.Path(path_type=str))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=str),
-              help="New folder to write (PNG images + labels.jsonl); must not exist.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "unityeyes", "mpiigaze", "nyu", "hdf5", "npz"]),
+              help="New folder to write (PNG images + labels.jsonl, or the array format for a name ending in "
+                   ".shards); must not exist.")
+@click.option("--to", type=click.Choice(["auto", "png", "shards"]), default="auto", show_default=True,
+              help="Output format: a PNG folder, or the array format (.npy shards + labels.jsonl); auto: shards "
+                   "when OUT ends in .shards.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Array format: images per shard.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "unityeyes", "mpiigaze", "nyu", "hdf5", "npz", "shards"]),
               default="auto", show_default=True, help="Input format; auto recognises it.")
 @click.option("--size", callback=_size, metavar="WxH|native",
               help="Output size. Default: 55x35 for UnityEyes and MPIIGaze (the paper's eye images), "
@@ -49,9 +56,11 @@ def _size(ctx, param, value):
               help="NYU: camera(s) to read (repeat; default all three: 1 frontal, 2 and 3 side views).")
 @click.option("--threads", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
               help="Threads decoding and encoding images.")
-def convert(src, out, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip, images_key, nyu_kind, cameras,
-            threads):
-    """Convert SRC (UnityEyes, MPIIGaze, NYU hand pose, HDF5 or NPZ) to the interchange format in OUT.
+def convert(src, out, to, shard_size, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip, images_key, nyu_kind,
+            cameras, threads):
+    """Convert SRC (UnityEyes, MPIIGaze, NYU hand pose, HDF5, NPZ, or the array format) to the
+    interchange format in OUT; with OUT.shards (or --to shards), to the array format, from any of
+    those or from a PNG folder. Between the two, labels.jsonl lines are kept byte for byte.
 
     UnityEyes renders are cropped around the eye and their gaze converted to camera coordinates
     (x right, y down, z away); MPIIGaze normalized eyes keep their gaze and head pose, with right
@@ -60,12 +69,12 @@ def convert(src, out, fmt, size, gray, limit, crop_scale, landmarks, eyes, flip,
     in crop pixels. HDF5/NPZ: an images array plus per-image label arrays.
     Every command also reads these formats directly; converting once saves decoding work.
     """
+    from ..datasets import open_dataset
     from ..datasets.conversion import convert as run
-    from ..datasets.folder import LABELS_FILE, decode_image, spec_of
 
     path = run(src, out, format=fmt, size=size, gray=gray, limit=limit, crop_scale=crop_scale,
                landmarks=landmarks, eyes=eyes, flip=flip, images_key=images_key, threads=threads,
-               progress=True, nyu_kind=nyu_kind, cameras=cameras or None)
-    images = sorted((path / "img").iterdir())
-    labels = "with labels" if (path / LABELS_FILE).exists() else "without labels"
-    click.echo(f"wrote {len(images)} images ({spec_of(decode_image(images[0])).describe()}) {labels} to {path}")
+               progress=True, nyu_kind=nyu_kind, cameras=cameras or None, to=to, shard_size=shard_size)
+    ds = open_dataset(path)
+    labels = "with labels" if ds.labelled else "without labels"
+    click.echo(f"wrote {len(ds)} images ({ds.spec.describe()}) {labels} to {path}")

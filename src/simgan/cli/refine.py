@@ -10,8 +10,13 @@ from .common import device_option, is_main_process, precision_option
 @click.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(),
               help="A run directory written by `simgan train`, or a refiner exported by `simgan export`.")
-@click.option("--input", "input_dir", required=True, type=click.Path(), help="Dataset to refine (interchange format).")
-@click.option("--out", required=True, type=click.Path(), help="Folder to create for the refined dataset.")
+@click.option("--input", "input_dir", required=True, type=click.Path(),
+              help="Dataset to refine: a PNG folder, or the array format (DIR.shards), HDF5 or NPZ.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Folder to create for the refined dataset (OUT.shards: the array format).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "png", "shards"]), default="auto", show_default=True,
+              help="Output format: PNG files, or the array format (.npy shards, no codec per image); auto: shards "
+                   "when OUT ends in .shards.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images per batch (default: 16 on a CPU, 4096 on a GPU).")
 @device_option
@@ -26,7 +31,9 @@ from .common import device_option, is_main_process, precision_option
 @click.option("--trust-pickle", is_flag=True, default=False,
               help="Load an older run's pickled refiner.pt (can run code: only files you trust).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def refine(run_dir, input_dir, out, batch_size, device, precision, workers, variants, trust_pickle, quiet):
+@click.option("--shard-size", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Array format: input images per shard (rounded to whole batches); a rerun resumes at shards.")
+def refine(run_dir, input_dir, out, fmt, shard_size, batch_size, device, precision, workers, variants, trust_pickle, quiet):
     """Refine every image of a dataset; labels.jsonl lines are copied byte for byte.
 
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
@@ -36,7 +43,8 @@ def refine(run_dir, input_dir, out, batch_size, device, precision, workers, vari
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
                          precision=precision or "auto", workers=workers, progress=not quiet, trust_pickle=trust_pickle,
-                         echo=lambda m: click.echo(m, err=True), variants=variants)
+                         echo=lambda m: click.echo(m, err=True), variants=variants, format=fmt,
+                         shard_size=shard_size)
     if res.images and is_main_process():
         click.echo(f"refined {res.images} images{f' x {variants} variants' if variants > 1 else ''} into {res.out} ({res.images_per_s:.0f} images/s, "
                    f"peak memory {res.peak_rss_mib:.0f} MiB)")

@@ -31,7 +31,8 @@ def _render_options(n_help: str, domain_help: str):
     return options(
         click.option("--n", "n", type=int, required=True, help=n_help),
         click.option("--out", "out", type=click.Path(file_okay=False), required=True,
-                     help="New dataset folder (must not exist)."),
+                     help="New dataset folder (must not exist): PNG files, or the array format for a name "
+                          "ending in .shards."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Random seed; the same seed gives the same images and labels."),
         click.option("--domain", type=click.Choice(["synthetic", "target"]), default="synthetic", show_default=True,

@@ -149,7 +149,7 @@ def spec_of(image: np.ndarray) -> ImageSpec:
 # reading
 
 
-def _safe_relpath(root: Path, rel: str, where: str) -> str:
+def safe_relpath(root: Path, rel: str, where: str) -> str:
     if not isinstance(rel, str) or not rel:
         raise SimganError(f"{where}: \"file\" must be a non-empty string")
     p = Path(rel)
@@ -184,7 +184,7 @@ def iter_labels(root: Path, labels_path: Path):
             raise SimganError(f"{where}: line is not valid JSON") from None
         if not isinstance(obj, dict) or "file" not in obj:
             raise SimganError(f"{where}: each line must be a JSON object with a \"file\" key")
-        rel = _safe_relpath(root, obj["file"], where)
+        rel = safe_relpath(root, obj["file"], where)
         try:
             exists = (root / rel).is_file()
         except (OSError, ValueError):

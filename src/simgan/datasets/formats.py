@@ -20,16 +20,19 @@ from .folder import IMAGE_EXTENSIONS, LABELS_FILE, Dataset, ImageFolder
 from .hdf5 import HDF5_SUFFIXES, HDF5Images
 from .mpiigaze import DAY_FILE, MPIIGaze
 from .npz import NPZImages
+from .shards import MANIFEST as SHARDS_MANIFEST
+from .shards import ShardImages
 from .unityeyes import UnityEyes
 
-FORMATS = ("unityeyes", "mpiigaze", "hdf5", "npz", "nyu")
+FORMATS = ("unityeyes", "mpiigaze", "hdf5", "npz", "nyu", "shards")
 
 
 def sniff(path: str | os.PathLike) -> str | None:
     """Which of :data:`FORMATS` ``path`` holds, or ``None`` for the interchange format (or unknown).
 
     Files: ``.h5``/``.hdf5`` -> hdf5, ``.npz`` -> npz, ``.mat`` -> mpiigaze. Folders: one with
-    ``labels.jsonl`` is always the interchange format; one with ``N.json`` + ``N.jpg`` pairs is
+    ``shards.json`` is the array format (:mod:`~simgan.datasets.shards`); one with
+    ``labels.jsonl`` is the interchange format; one with ``N.json`` + ``N.jpg`` pairs is
     UnityEyes; one with no images at its top level but ``dayNN.mat`` files below is MPIIGaze.
     """
     p = Path(path)
@@ -44,6 +47,8 @@ def sniff(path: str | os.PathLike) -> str | None:
         if suffix == ".mat":
             return "mpiigaze"
         return None
+    if p.is_dir() and (p / SHARDS_MANIFEST).is_file():
+        return "shards"
     if not p.is_dir() or (p / LABELS_FILE).exists():
         return None
     if (p / "joint_data.mat").is_file():
@@ -88,6 +93,10 @@ def open_format(path: str | os.PathLike, fmt: str, *, size: tuple[int, int] | No
         return HDF5Images(p, images_key=images_key, size=array_size, gray=bool(gray), what=what)
     if fmt == "npz":
         return NPZImages(p, images_key=images_key, size=array_size, gray=bool(gray), what=what)
+    if fmt == "shards":
+        if size not in ("default", None) or gray:
+            raise SimganError("the array format (.shards) is read as stored: convert it to change size or channels")
+        return ShardImages(p, what=what)
     if fmt == "nyu":  # §3.2: hand crops, 224x224 unless asked otherwise
         from .nyu import NYUHands
 

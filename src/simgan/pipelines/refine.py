@@ -2,8 +2,11 @@
 the refined images replace the synthetic ones as training data, §1, §3.1).
 
 The input is streamed in batches (decode, refine, encode), so memory stays flat whatever the
-dataset size. The output is a dataset in the same interchange format: each image at the same
-relative path, refined, and ``labels.jsonl`` with every line byte-identical to the input's.
+dataset size. The output is a dataset in the interchange format (each image at the same relative
+path, refined) or, for ``OUT.shards``, in the array format (:mod:`simgan.datasets.shards`: the
+refined images as ``.npy`` shards, no codec per image); either way ``labels.jsonl`` with every line
+byte-identical to the input's. The input may be a PNG folder or any set ``open_dataset`` reads
+(the array format, HDF5, NPZ), read as arrays.
 
 Nothing half-written ever looks complete: work goes to ``OUT.partial/``, which is renamed to
 ``OUT`` only at the end. An interrupted refine continues where it stopped when run again with
@@ -18,6 +21,7 @@ import json
 import os
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +29,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..datasets import atomic_write_bytes, from_model, spec_of, to_model
-from ..datasets.folder import DatasetWriter, ImageSpec, PartialDir
+from ..datasets import atomic_write_bytes, from_model, open_dataset, spec_of, to_model
+from ..datasets.conversion import output_format
+from ..datasets.folder import DatasetWriter, ImageSpec, PartialDir, Record, json_line
+from ..datasets.formats import sniff
+from ..datasets.shards import SHARD_IMAGES, ShardWriter
 from ..datasets.stream import FolderIndex
 from ..datasets.workers import FileWorkers, default_workers
 from ..errors import SimganError
@@ -74,6 +81,48 @@ def check_output_names(index: FolderIndex) -> None:
         seen[key] = f
 
 
+class ArrayIndex:
+    """A set read as arrays (the array format, HDF5, NPZ) seen as :class:`FolderIndex` is: records
+    by position, each named by its labels' ``"file"`` (else ``img/NNNNNN.png``) with its labels line."""
+
+    files = None
+
+    def __init__(self, path, what: str = "input"):
+        self.ds = open_dataset(path, what=what)
+        self.root = Path(path)
+        self.labelled = self.ds.labelled
+        self.digits = max(6, len(str(len(self.ds) - 1)))
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def _line(self, i: int) -> bytes | None:
+        if not self.labelled:
+            return None
+        return self.ds.label_line(i) if hasattr(self.ds, "label_line") else json_line(self.ds.labels(i))
+
+    def records(self, start: int, stop: int) -> list[Record]:
+        out = []
+        for i in range(start, min(stop, len(self))):
+            line = self._line(i)
+            rel = json.loads(line).get("file") if line is not None else None
+            out.append(Record(rel if isinstance(rel, str) and rel else f"img/{i:0{self.digits}d}.png", line))
+        return out
+
+    def iter_label_lines(self):
+        for i in range(len(self)):
+            yield self._line(i)
+
+    def read_batch(self, start: int, stop: int) -> np.ndarray:
+        return self.ds.read_many(list(range(start, min(stop, len(self)))))
+
+
+def _done(value) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
+
+
 class _Progress:
     """Per-process count of finished batches, replaced atomically after each batch."""
 
@@ -113,8 +162,12 @@ def ready_for_inference(model: torch.nn.Module, cfg, dev: torch.device, precisio
 
 def refine_dataset(run, input, out, *, batch_size: int | None = None, device: str = "auto", precision: str = "auto",
                    workers: int | None = None, progress: bool = True, echo=None,
-                   trust_pickle: bool = False, variants: int = 1) -> RefineResult:
-    """Refine every image of the interchange folder ``input`` with the refiner of ``run``.
+                   trust_pickle: bool = False, variants: int = 1, format: str = "auto",
+                   shard_size: int = SHARD_IMAGES) -> RefineResult:
+    """Refine every image of ``input`` (a PNG folder, or the array format, HDF5, NPZ) with the
+    refiner of ``run``. ``format``: ``png`` (a folder of PNG files), ``shards`` (the array format)
+    or ``auto`` (shards when ``out`` ends in ``.shards``); ``shard_size``: input images per shard,
+    rounded to whole batches.
 
     Writes ``out`` (which must not exist). Run again with the same arguments after an
     interruption to continue; the finished folder appears only once complete. ``workers``:
@@ -132,10 +185,12 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     set_threads()
     if variants < 1:
         raise SimganError("--variants must be >= 1")
+    if shard_size < 1:
+        raise SimganError("--shard-size must be >= 1")
     info, dev = init_distributed(device)
     try:
         return _refine(run, input, out, batch_size, dev, precision, workers, progress and info.is_main, echo, info,
-                       trust_pickle, variants)
+                       trust_pickle, variants, output_format(out, format), shard_size)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -146,7 +201,7 @@ class _Job:
     """One refine, checked and ready: the input, the refiner, and how the work is cut into batches
     (batch ``b`` of ``n_batches`` goes to the process of rank ``b % world_size``)."""
 
-    index: FolderIndex
+    index: FolderIndex | ArrayIndex
     models: list[torch.nn.Module]  # the final refiner, then its snapshots (training.snapshots)
     channels_last: bool
     spec: ImageSpec
@@ -161,6 +216,12 @@ class _Job:
     def n_batches(self) -> int:
         return (len(self.index) + self.batch_size - 1) // self.batch_size
 
+    def read(self, io, b: int, recs) -> Future:
+        """Batch ``b``'s pixels: decoded by the file workers, or read from the arrays."""
+        if isinstance(self.index, ArrayIndex):
+            return _done(self.index.read_batch(b * self.batch_size, (b + 1) * self.batch_size))
+        return io.decode([self.index.root / r.file for r in recs])
+
     def out_names(self, recs) -> list[list[str]]:
         """The output files of records ``recs``, one list per variant."""
         return [[_out_name(r.file, self.index.labelled, v if self.variants > 1 else None) for r in recs]
@@ -168,7 +229,8 @@ class _Job:
 
 
 def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo,
-            trust_pickle: bool = False, variants: int = 1) -> RefineResult:
+            trust_pickle: bool = False, variants: int = 1, fmt: str = "png",
+            shard_size: int = SHARD_IMAGES) -> RefineResult:
     """Check the arguments and the input, then refine into ``OUT.partial`` and publish."""
     if batch_size is None:
         # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache.
@@ -184,8 +246,14 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
     if out.exists():
         raise SimganError(f"output {out} already exists; choose a new folder or remove it")
     job = _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, info)
+    if fmt == "shards":
+        job.manifest["format"] = "shards"
+        job.manifest["shard_images"] = shard_images(batch_size, shard_size)
     with _open_output(out, job.manifest, info, echo) as writer:
-        count, seconds = _refine_batches(job, writer, workers, progress)
+        if fmt == "shards":
+            count, seconds = _refine_shards(job, writer, workers, progress)
+        else:
+            count, seconds = _refine_batches(job, writer, workers, progress)
         if info.enabled:
             dist.barrier()
         if info.is_main:
@@ -198,10 +266,14 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
 
 def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, info: DistInfo) -> _Job:
     """Index the input, load the refiner, and check that it refines images like the input's."""
-    index = FolderIndex(input, what="input")
-    check_output_names(index)
+    if sniff(input) is not None:  # the array format, HDF5, NPZ, ...: read as arrays
+        index = ArrayIndex(input)
+        spec = index.ds.spec
+    else:
+        index = FolderIndex(input, what="input")
+        check_output_names(index)
+        spec = spec_of(index.read(index.records(0, 1)[0]))
     first = index.records(0, 1)[0]
-    spec = spec_of(index.read(first))
     model, cfg, step = load_refiner(run, dev, trust_pickle=trust_pickle)
     precision = inference_precision(precision, dev)
     # variant v: snapshot v mod K (0: the final R), each loaded as trained, then made ready
@@ -272,7 +344,7 @@ def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bo
         def start_read(b: int):
             recs = job.index.records(b * job.batch_size, (b + 1) * job.batch_size)
             dsts = [[writer.image_path(name) for name in names] for names in job.out_names(recs)]
-            return b, dsts, io.decode([job.index.root / r.file for r in recs])
+            return b, dsts, job.read(io, b, recs)
 
         reads: deque = deque()
         writes: deque = deque()
@@ -291,6 +363,57 @@ def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bo
                 tracker.save(done)
                 if bar is not None:
                     bar.update(m * info.world_size)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return count, seconds
+
+
+def shard_images(batch_size: int, wanted: int = SHARD_IMAGES) -> int:
+    """Input images per shard of a refine into the array format: about ``wanted``, a whole number
+    of batches, so that each batch (and the noise code it is refined with) is the same as in a PNG
+    refine."""
+    return batch_size * max(1, round(wanted / batch_size))
+
+
+def _refine_shards(job: _Job, writer: DatasetWriter, workers: int, progress: bool) -> tuple[int, float]:
+    """Refine into the array format: shard ``k`` (whole batches of the input, each image's K
+    variants in a row) goes to the process of rank ``k % world_size``, and is written whole by
+    one rename; a shard already in ``OUT.partial`` is done (the resume granularity). The next
+    shard's pixels are read while this one is refined. Returns (images refined, seconds)."""
+    info, n, K = job.info, len(job.index), job.variants
+    per = job.manifest["shard_images"]
+    shards = ShardWriter.join(writer, job.spec, n * K, per * K)
+    todo = [k for k in range(info.rank, shards.n_shards, info.world_size) if not shards.done(k)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, initial=n - sum(min(per, n - k * per) for k in todo), desc="refine", unit="img",
+                   dynamic_ncols=True)
+    t0 = time.perf_counter()
+    count = 0
+    with FileWorkers(workers, job.spec) as io:
+        def start_read(k: int) -> list[tuple[int, Future]]:
+            first = k * per // job.batch_size
+            last = min(job.n_batches, (k + 1) * per // job.batch_size)
+            return [(b, job.read(io, b, job.index.records(b * job.batch_size, (b + 1) * job.batch_size)))
+                    for b in range(first, last)]
+
+        nxt = start_read(todo[0]) if todo else None
+        for j, k in enumerate(todo):
+            reads, nxt = nxt, start_read(todo[j + 1]) if j + 1 < len(todo) else None
+            out = np.empty((shards.rows(k), job.spec.height, job.spec.width, job.spec.channels), job.spec.dtype)
+            at = 0
+            for b, pending in reads:
+                variants = _refine_batch(job, pending.result(), b)
+                m = variants[0].shape[0]
+                for v, o in enumerate(variants):  # image i's variants in a row, as labels.jsonl lists them
+                    out[at + v: at + m * K: K] = o
+                at += m * K
+                count += m
+                if bar is not None:
+                    bar.update(m * info.world_size)
+            shards.write_shard(k, out)
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -322,7 +445,7 @@ def _label_lines(index: FolderIndex, variants: int):
             continue
         rec = json.loads(line)
         for v in range(variants):
-            yield json.dumps({**rec, "file": _out_name(rec["file"], True, v)}).encode()
+            yield json.dumps({**rec, "file": _out_name(rec["file"], True, v)}).encode() if "file" in rec else line
 
 
 def _publish(writer: DatasetWriter, job: _Job) -> None:
@@ -330,6 +453,9 @@ def _publish(writer: DatasetWriter, job: _Job) -> None:
     ``refine.json``, the resume bookkeeping removed, then one rename to ``OUT``."""
     if job.index.labelled:
         writer.add_lines(_label_lines(job.index, job.variants))
+    if job.manifest.get("format") == "shards":
+        ShardWriter.join(writer, job.spec, len(job.index) * job.variants,
+                         job.manifest["shard_images"] * job.variants).write_manifest()
     provenance = dict(job.manifest, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     writer.write_text("refine.json", json.dumps(provenance, indent=1).encode())
     for f in writer.partial.glob(".progress-*.json"):

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -159,7 +158,8 @@ def pupil_masks(n: int, *, seed: int = 0, domain: str = "synthetic", height: int
 def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic",
                   height: int = 35, width: int = 55, progress: bool = True, workers: int | None = None,
                   ranges: EyeSceneRanges | None = None, appearance: TargetAppearance | None = None) -> Path:
-    """Render ``n`` eyes into a new dataset folder ``out`` in the interchange format.
+    """Render ``n`` eyes into a new dataset folder ``out`` in the interchange format (``OUT.shards``:
+    the array format, :mod:`simgan.datasets.shards`).
 
     ``out/img/NNNNNN.png`` (8-bit gray) and ``out/labels.jsonl``; everything is written to
     ``out.partial`` and renamed at the end, so ``out`` never holds a half-written set. An
@@ -167,21 +167,20 @@ def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str 
     """
     from tqdm import tqdm
 
-    from ..datasets import DatasetWriter, json_line  # imports torch: only when writing files
+    from ..datasets import json_line  # imports torch: only when writing files
+    from ..datasets.sink import ImageSink
 
     job = _job(n, seed, domain, height, width, None, ranges, appearance)
     digits = max(6, len(str(n - 1)))
     nw = thread_count(workers)
-    with DatasetWriter(out) as writer, \
-            tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False, disable=not progress) as bar, \
-            ThreadPoolExecutor(nw) as png_pool:
+    # PNG encoding and file creation dominate a PNG folder; the sink spreads them over threads too
+    with ImageSink(out, n, threads=nw) as sink, \
+            tqdm(total=n, desc=f"render {domain} eyes", unit="img", leave=False, disable=not progress) as bar:
         for start, imgs, labs, _ in _iter_blocks(job, n, nw):
             names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
-            # PNG encoding and file creation dominate here; spread them over threads too
-            list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
-            writer.add_lines(json_line({"file": name, **lab}) for name, lab in zip(names, labs))
+            sink.add(names, imgs, (json_line({"file": name, **lab}) for name, lab in zip(names, labs)))
             bar.update(len(imgs))
-        return writer.finish()
+        return sink.finish()
 
 
 def benchmark(n: int = 4096, *, domain: str = "synthetic", height: int = 35, width: int = 55,

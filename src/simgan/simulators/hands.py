@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -221,7 +220,8 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
     keep their size relative to the hand, as in NYU's 640x480 frames cropped and resized."""
     from tqdm import tqdm
 
-    from ..datasets import DatasetWriter, json_line
+    from ..datasets import json_line
+    from ..datasets.sink import ImageSink
 
     job = _job(n, seed, domain, render_size or size, views, ranges, sensor)
     check_int(size, "image size", MIN_SIZE, MAX_SIZE)
@@ -232,9 +232,9 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
         pose, view = divmod(k, job.views)
         return f"img/{pose:0{digits}d}.png" if job.views == 1 else f"img/{pose:0{digits}d}_v{view}.png"
 
-    with DatasetWriter(out) as writer, \
+    with ImageSink(out, n * job.views, threads=nw) as sink, \
             tqdm(total=n * job.views, desc=f"render {domain} hands", unit="img", leave=False,
-                 disable=not progress) as bar, ThreadPoolExecutor(nw) as png_pool:
+                 disable=not progress) as bar:
         for start, imgs, labs in _iter_blocks(job, n, nw):
             imgs, labs = downsample(imgs, labs, size)
             if cube_mm is not None:
@@ -244,11 +244,9 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
                     lab["depth_encoding"] = {"kind": "cube", "near_mm": round(float(z - cube_mm / 2), 3),
                                              "cube_mm": cube_mm, "no_reading": 0, "far": 65535}
             names = [name(start * job.views + k) for k in range(len(imgs))]
-            list(png_pool.map(lambda k: writer.write_image(names[k], imgs[k]), range(len(imgs))))
-            if labels:
-                writer.add_lines(json_line({"file": nm, **lab}) for nm, lab in zip(names, labs))
+            sink.add(names, imgs, (json_line({"file": nm, **lab}) for nm, lab in zip(names, labs)) if labels else None)
             bar.update(len(imgs))
-        return writer.finish()
+        return sink.finish()
 
 
 def benchmark(n: int = 512, *, domain: str = "synthetic", size: int = 224, repeats: int = 3,
