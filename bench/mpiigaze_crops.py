@@ -4,11 +4,11 @@
         [--set section.key=value ...]
 
 Renders 1,000 synthetic eyes (``simulate eyes --seed 0``, once per DIR), trains SimGAN with the
-generic preset (50 D-pretraining steps + 60 rounds of batch 32, history 3200, the settings given
-with ``--set`` on top), refines the synthetic set and measures realism against the crops
+generic preset as it is (50 D-pretraining steps + 150 rounds of batch 32; the settings given with
+``--set`` on top), refines the synthetic set and measures realism against the crops
 (``evaluate realism --max-images 300``: two-sample test, kernel distance, the frame and looks
 measures, and FID / KID with the ``simgan[fid]`` extra). Prints one JSON line. The crops are read
-in place and never copied. docs/results/mpiigaze.md has the figures.
+in place and never copied. docs/results/realism.md has the figures.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ def main() -> None:
     name = a.name or f"s{a.seed}" + "".join(f"_{x}" for x in a.assignments)
     run_dir = out / name
     t = time.time()
-    settings = merge_settings({"train": {"disc_pretrain": 50, "steps": 60, "batch_size": 32, "buffer_size": 3200,
-                                         "seed": a.seed, "device": "cpu"}}, parse_set(a.assignments))
+    settings = merge_settings({"train": {"seed": a.seed, "device": "cpu"}}, parse_set(a.assignments))
     cfg = simgan.resolve_config("generic", overrides=settings)
     run = simgan.train(cfg, syn, a.crops, run_dir / "run", progress=False, echo=lambda m: None)
     simgan.refine_dataset(run.run, input=syn, out=run_dir / "refined", device="cpu", progress=False)

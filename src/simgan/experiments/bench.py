@@ -204,6 +204,27 @@ def cpu_flags() -> list[str]:
     return [f for f in wanted if f in have]
 
 
+def as_shards(data: Path, tmp: Path) -> Path:
+    """``data`` converted to the array format once (``tmp/NAME.shards``)."""
+    from ..datasets.conversion import convert
+    out = tmp / f"{data.name}.shards"
+    return out if out.exists() else convert(data, out)
+
+
+def loader_speed(data: Path, tmp: Path) -> dict:
+    """Images per second that training's loading of a set into memory reaches (``Dataset.load``,
+    what :class:`~simgan.training.sampling.ImageSource` is built from): the PNG folder (decoded on 4
+    threads) and the same images in the array format."""
+    from ..datasets import open_dataset
+    arr = as_shards(data, tmp)
+    out = {}
+    for name, path in (("png", data), ("shards", arr)):
+        t = time.perf_counter()
+        n = len(open_dataset(path).load())
+        out[name] = n / (time.perf_counter() - t)
+    return out
+
+
 def refine_breakdown(run: Path, data: Path, tmp: Path, device: torch.device, precision: str, *, n: int,
                      batch: int) -> dict:
     """Microseconds per image of each stage of refining, run one after another in this process:
@@ -416,6 +437,10 @@ def bench_training(report: dict, syn: Path, real: Path, tmp: Path, dev: torch.de
     best64 = max(report["training_images_per_s"][p] for p in precisions)
     echo(f"   the same round written the straightforward way (fp32 NCHW, per-image tensors, .item() each "
          f"step), batch 64: {base:.1f} images/s -> simgan at batch 64 is {best64 / base:.2f}x")
+    loader = loader_speed(syn, tmp)
+    report["loader_images_per_s"] = loader
+    echo(f"   loading the training set into memory: PNG folder {loader['png']:.0f} images/s, array format "
+         f"{loader['shards']:.0f} images/s (beside the step's {best64:.0f})")
     if with_compile:
         prec, batch = precisions[-1], train_batches[-1]
         ips = training_speed(syn, real, tmp, dev, prec, rounds=train_rounds, compile_=True, batch=batch)
@@ -456,6 +481,14 @@ def bench_refine(report: dict, run: Path, syn: Path, tmp: Path, dev: torch.devic
          f"{bounds['model_share_of_roofline']:.0%} of the best roofline; the rest (files, conversions) takes "
          f"{bounds['other_us_per_image']:.0f} us per image, so with the model at the roofline refine could reach "
          f"{bounds['ceiling_images_per_s']:.0f} images/s = {bounds['ceiling_share_of_roofline']:.0%} of it")
+    arr = as_shards(syn, tmp)
+    ips, rss = _refine_subprocess(run, arr, tmp / f"refined_{fastest_prec}.shards", dev, fastest_prec, refine_batch)
+    roof_prec = max([v for k, v in roof.items() if k.startswith(fastest_prec)] or [best])
+    report["refine_array_images_per_s"] = {fastest_prec: ips}
+    report["refine_array_share_of_roofline"] = ips * gflop / roof_prec
+    report["refine_array_peak_rss_mib"] = rss
+    echo(f"   array format in and out ({fastest_prec}, .npy shards, no codec): {ips:.1f} images/s = "
+         f"{ips * gflop / roof_prec:.0%} of the {fastest_prec} roofline, {ips / fastest:.2f}x the PNG refine")
     base = straightforward_refine_speed(syn, tmp, dev, n=min(refine_n, 2000))
     report["straightforward_refine_images_per_s"] = base
     echo(f"   the straightforward refine (Pillow per file, fp32 NCHW, batch 64, end to end): {base:.1f} images/s "
