@@ -28,6 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import SimganError
 from ..files import atomic_write_bytes, fsync_dir
+from . import png
 
 LABELS_FILE = "labels.jsonl"
 
@@ -83,9 +84,14 @@ def decode_image(path: Path | str) -> np.ndarray:
     """Read one image file as an ``H x W x C`` array (uint8, or uint16 for 16-bit gray).
 
     Palette and alpha images are converted to gray or RGB; anything unreadable raises a
-    :class:`SimganError` naming the file.
+    :class:`SimganError` naming the file. Plain gray and RGB PNGs are decoded by the fast codec
+    (:mod:`simgan.datasets.png`) to the same pixels.
     """
     try:
+        if str(path).lower().endswith(".png"):
+            fast = png.decode(path, Image.MAX_IMAGE_PIXELS)
+            if fast is not None:
+                return fast
         with Image.open(path) as im:
             im.load()
             mode = im.mode
@@ -114,12 +120,18 @@ def decode_image(path: Path | str) -> np.ndarray:
         raise SimganError(f"cannot read image {path}: corrupt or not an image ({exc})") from None
 
 
+PNG_LEVEL = 1  # zlib level: docs/results/speed.md (higher levels cost time for a few % of size)
+
+
 def encode_png(path: Path | str, image: np.ndarray) -> None:
-    """Write an ``H x W x C`` uint8 (gray/RGB) or uint16 (gray) array as a PNG file."""
+    """Write an ``H x W x C`` uint8 (gray/RGB) or uint16 (gray) array as a PNG file (the fast
+    codec of :mod:`simgan.datasets.png`, else Pillow; the same pixels either way)."""
     if image.ndim == 2:
         image = image[:, :, None]
     if image.dtype.byteorder not in "=|":  # e.g. big-endian uint16 from an HDF5 or .npy file
         image = image.astype(image.dtype.newbyteorder("="))
+    if image.dtype in (np.uint8, np.uint16) and png.encode(path, image, PNG_LEVEL):
+        return
     channels = image.shape[2]
     if image.dtype == np.uint8:
         if channels == 1:
@@ -137,7 +149,7 @@ def encode_png(path: Path | str, image: np.ndarray) -> None:
         im = Image.frombytes("I;16", (plane.shape[1], plane.shape[0]), plane.tobytes())
     else:
         raise SimganError(f"unsupported pixel type {image.dtype} for {path}")
-    im.save(path, format="PNG", compress_level=1)
+    im.save(path, format="PNG", compress_level=PNG_LEVEL)
 
 
 def spec_of(image: np.ndarray) -> ImageSpec:
