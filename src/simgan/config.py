@@ -153,6 +153,9 @@ class TaskConfig:
     kind: str | None = setting(None, "the label's kind (null: inferred from its values)",
                                choices=(None, "class", "vector", "points"))
     steps: int = setting(800, "mini-batches of 64 that train the task network before R's training", ge=1)
+    augment: bool = setting(False, "train the task network on synthetic images with random tone, contrast, polarity "
+                                   "and noise, so that its output follows what the label describes, not the look R "
+                                   "is meant to change")
 
 
 @dataclass

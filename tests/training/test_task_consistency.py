@@ -115,3 +115,25 @@ def test_a_heavy_term_keeps_the_task_output(tiny_sets, tiny_config, tmp_path):
         with torch.no_grad():
             change[name] = float(tc.loss(R.eval()(src.batch(idx), generator=torch.Generator().manual_seed(0)), idx))
     assert change["on"] < 0.5 * change["off"], change
+
+
+def test_appearance_jitter_changes_the_look_not_the_layout():
+    from simgan.training.task_consistency import appearance_jitter
+
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 2:6, 2:6] = 1.0  # a bright square on black
+    y = appearance_jitter(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert torch.equal(y, appearance_jitter(x, torch.Generator().manual_seed(0)))  # reproducible
+    inside, outside = y[:, :, 2:6, 2:6].mean((1, 2, 3)), y[:, :, :2, :].mean((1, 2, 3))
+    flipped = inside < outside
+    assert 10 < int(flipped.sum()) < 54  # polarity flips for about half of the images
+    assert ((inside - outside).abs() > 0.2).all()  # the square still stands out in every one
+
+
+def test_an_augmented_task_network_still_learns_the_label(tiny_sets):
+    syn, _ = tiny_sets
+    ds, src = source_of(syn)
+    cfg = resolve_config("generic", overrides={"task": {"weight": 1.0, "label": "pupil"}}).task
+    tc = TaskConsistency.train(read_labels(cfg, ds, DistInfo()), src, DistInfo(), steps=150, seed=0, augment=True)
+    assert tc.fit > 0.3

@@ -47,7 +47,8 @@ class TaskConsistency:
         self.fit = fit  # accuracy (class) or R² (vector, points) on the synthetic set
 
     @classmethod
-    def train(cls, labels: "TaskLabels", source, dist: DistInfo, *, steps: int, seed: int) -> "TaskConsistency":
+    def train(cls, labels: "TaskLabels", source, dist: DistInfo, *, steps: int, seed: int,
+              augment: bool = False) -> "TaskConsistency":
         """Learn ``labels`` (this process's share of them) from the images of ``source`` (the same
         share of the synthetic set, :class:`~.sampling.ImageSource`) for ``steps`` mini-batches.
         Under ``torchrun`` rank 0's network is given to every process."""
@@ -72,7 +73,8 @@ class TaskConsistency:
         net.train()
         for _ in range(steps):
             idx = torch.randint(len(source), (min(BATCH, len(source)),), generator=g)
-            loss = lossf(net(source.batch(idx)), t[idx.to(t.device)])
+            x = source.batch(idx)
+            loss = lossf(net(appearance_jitter(x, g) if augment else x), t[idx.to(t.device)])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -122,6 +124,21 @@ class TaskConsistency:
         tc = cls.on(net.to(source.device), source, state["kind"], state["classes"])
         tc.fit = state["fit"]
         return tc
+
+
+def appearance_jitter(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Images (in [-1, 1]) with a random look each: per image and channel a gain in [0.4, 1.2]
+    whose sign flips half the time (polarity) and an offset in [-0.5, 0.5], then Gaussian noise of
+    a random strength up to 0.2. What stays is the layout of edges, which is what a label of
+    the synthetic set describes."""
+    n, c = x.shape[:2]
+    gain = torch.empty(n, c, 1, 1).uniform_(0.4, 1.2, generator=g)
+    sign = torch.where(torch.rand(n, 1, 1, 1, generator=g) < 0.5, -1.0, 1.0)
+    offset = torch.empty(n, c, 1, 1).uniform_(-0.5, 0.5, generator=g)
+    sigma = torch.empty(n, 1, 1, 1).uniform_(0.0, 0.2, generator=g)
+    noise = torch.randn(x.shape, generator=g) * sigma
+    jitter = (x.cpu() * gain * sign + offset + noise).clamp(-1, 1)
+    return jitter.to(x.device, x.dtype)
 
 
 @dataclass

@@ -117,7 +117,7 @@ class Trainer:
             self.task = TaskConsistency.from_state(checkpoint["task"], self.synthetic)
         elif self.task_labels is not None:
             self.task = TaskConsistency.train(self.task_labels, self.synthetic, self.dist, steps=cfg.task.steps,
-                                              seed=t.seed)
+                                              seed=t.seed, augment=cfg.task.augment)
         deterministic_kernels(dev)
         torch.manual_seed(t.seed)
         layout = torch.channels_last if t.channels_last else torch.contiguous_format
