@@ -74,10 +74,12 @@ def test_verdict_says_a_run_collapsed_or_left_a_frame():
     from simgan.training.health import verdict
 
     rows = [{"phase": "adversarial", "mean_abs_diff": 0.3, "d_acc_real": 0.6, "d_acc_refined": 0.4}] * 8
-    cfg = resolve_config("generic")
+    cfg = resolve_config("generic", overrides={"refiner": {"padding": "zeros"}})
     looks = {"frame": True, "frame_ratio": 4.2, "collapsed": True, "neighbour_ratio": 0.1,
              "synthetic": {"neighbour_ratio": 0.6}}
     v = verdict(rows, cfg, looks=looks)["verdict"]
     assert "have a frame" in v and "4.2x" in v and "refiner.padding: reflect" in v
-    assert "0.10x as far as in real images, 0.60x for the synthetic ones: R collapsed them (mode collapse)." in v
+    assert "0.1x as far as in real images, 0.6x for the synthetic ones: R collapsed them (mode collapse)." in v
+    reflecting = verdict(rows, resolve_config("generic"), looks=looks)["verdict"]  # the preset pads by reflection
+    assert "have a frame" in reflecting and "refiner.padding: reflect" not in reflecting
     assert verdict(rows, cfg)["verdict"].endswith("look at the sample grids for artifacts.")

@@ -45,9 +45,9 @@ DEMO_SETTINGS: dict[str, DemoSettings] = {
     "default": DemoSettings(n_synthetic=20000, n_real=20000, n_target_train=20000, n_test=2000, gaze_epochs=2.0),
     # every step on few images and few rounds: a smoke run, not a measurement
     "quick": DemoSettings(
-        n_synthetic=2000, n_real=2000, n_target_train=2000, n_test=500, gaze_epochs=1.0,
-        simgan={"train": {"disc_pretrain": 20, "steps": 40, "buffer_size": 640, "sample_every": 20,
-                          "checkpoint_every": 20, "ema_decay": 0.9}},  # about the last eighth of R's updates
+        n_synthetic=1000, n_real=1000, n_target_train=1000, n_test=500, gaze_epochs=1.0,
+        simgan={"train": {"disc_pretrain": 15, "steps": 30, "buffer_size": 640, "sample_every": 15,
+                          "checkpoint_every": 15, "ema_decay": 0.9}},  # about the last sixth of R's updates
         gaze={"eval_every_images": 1024}, realism_images=500, preservation_images=300),
 }
 

@@ -159,29 +159,32 @@ def verdict(rows: list[dict], cfg: SimGANConfig, kg: int | None = None, looks: d
         measured_on += "; the sample grids and refining use the running average of its weights"
         note = (" These figures describe the training R; the sample grids and refining use the running average "
                 "of its weights.")
-    note += looks_sentence(looks)
+    note += looks_sentence(looks, cfg.refiner.padding)
     return {"verdict": f"{what}: {advice}.{note}", "changed": changed, "fooled": fooled, "mean_abs_change": mad,
             "d_acc_real": acc_real, "d_acc_refined": acc_ref, "fooled_rounds": fooled_rounds,
             "logged_rounds": len(adv), "measured_on": measured_on, "looks": looks}
 
 
-def looks_sentence(looks: dict | None) -> str:
+def looks_sentence(looks: dict | None, padding: str = "zeros") -> str:
     """What the frame and looks measures of refined images say, in words ("" when nothing shows).
     ``looks`` may carry ``synthetic``: the same measures of the unrefined images, to tell a refiner
-    that collapsed from one that did not add the real images' variety."""
+    that collapsed from one that did not add the real images' variety. ``padding``: R's, so that the
+    advice is never a setting the run already has."""
     if not looks:
         return ""
     out = ""
     if looks.get("frame"):
+        hint = ("try refiner.padding: reflect" if padding == "zeros" else
+                "R already pads by reflection: train longer, or look at the sample grids for what D sees there")
         out += (f" Refined images have a frame: their border band differs from the band inside it "
-                f"{looks['frame_ratio']:.1f}x as much as in real images (try refiner.padding: reflect).")
+                f"{looks['frame_ratio']:.1f}x as much as in real images ({hint}).")
     if looks.get("collapsed"):
         syn = (looks.get("synthetic") or {}).get("neighbour_ratio")
         out += (f" Refined images crowd into a few looks (mean colour and contrast): an image's nearest other look "
-                f"is {looks['neighbour_ratio']:.2f}x as far as in real images")
-        out += (f", {syn:.2f}x for the synthetic ones: R did not give them the real images' variety."
+                f"is {looks['neighbour_ratio']:.2g}x as far as in real images")
+        out += (f", {syn:.2g}x for the synthetic ones: R did not give them the real images' variety."
                 if syn is not None and syn <= looks["neighbour_ratio"] else
-                (f", {syn:.2f}x for the synthetic ones: R collapsed them (mode collapse)." if syn is not None
+                (f", {syn:.2g}x for the synthetic ones: R collapsed them (mode collapse)." if syn is not None
                  else " (mode collapse)."))
     return out
 
