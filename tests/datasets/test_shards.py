@@ -99,3 +99,14 @@ def test_simulators_write_the_array_format(tmp_path):
     arr = simulate_eyes(tmp_path / "eyes.shards", 20, seed=3, progress=False)
     assert (arr / "labels.jsonl").read_bytes() == (png / "labels.jsonl").read_bytes()
     assert np.array_equal(open_dataset(arr).load(), open_dataset(png).load())
+
+
+def test_label_lines_in_spans_and_few_shards_mapped(tmp_path):
+    from simgan.datasets.shards import MAPPED
+
+    recs = [{"v": i} for i in range(10)]
+    ds = open_dataset(write_shards(tmp_path / "a.shards", images(10), recs, shard_size=2))
+    assert [json.loads(line) for line in ds.label_lines(3, 7)] == recs[3:7]
+    assert ds.label_lines(8, 20) == [ds.label_line(8), ds.label_line(9)]
+    ds.load()
+    assert len(ds._maps) <= MAPPED  # the pages of every other shard are unmapped: memory stays flat

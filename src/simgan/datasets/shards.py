@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -39,6 +40,7 @@ SUFFIX = ".shards"
 MANIFEST = "shards.json"
 FORMAT = "simgan-shards"
 VERSION = 1
+MAPPED = 2  # shards kept memory-mapped by a reader at a time
 SHARD_IMAGES = 4096  # images per shard by default: 8 MB of 55x35 eyes, 400 MB of 224x224x16-bit depth at most
 
 
@@ -77,9 +79,10 @@ class ShardImages(Dataset):
         self._spec = ImageSpec(h, w, c, 8 if dtype == np.uint8 else 16)
         self.dtype = dtype
         self.n_shards = (self.count + self.shard_size - 1) // self.shard_size
-        self._maps: dict[int, np.ndarray] = {}
+        self._maps: dict[int, np.ndarray] = {}  # the few shards mapped now, most recent last
         for k in range(self.n_shards):
             self._shard(k)  # every header checked now: bad input is found before any work
+        self._maps.clear()
         self.labels_path = self.root / LABELS_FILE
         self.labelled = self.labels_path.is_file()
         self._offsets = self._index_labels() if self.labelled else None
@@ -99,17 +102,21 @@ class ShardImages(Dataset):
             raise _fail(path, f"not a readable .npy array ({exc}); the shard is truncated or corrupt") from None
         if arr.shape != want or arr.dtype != self.dtype:
             raise _fail(path, f"holds {arr.dtype} {arr.shape}, the manifest says {self.dtype} {want}")
+        # Pages of a mapped file that were read count in the process's resident memory until it is
+        # unmapped: only the last MAPPED shards stay mapped, so memory stays flat in the set's size.
         self._maps[k] = arr
+        while len(self._maps) > MAPPED:
+            del self._maps[next(iter(self._maps))]
         return arr
 
     def _index_labels(self) -> np.ndarray:
-        offsets = [0]
+        offsets = array("q", [0])  # 8 bytes per line, not a Python int object
         with open(self.labels_path, "rb") as fh:
             for line in fh:
                 offsets.append(offsets[-1] + len(line))
         if len(offsets) - 1 != self.count:
             raise _fail(self.labels_path, f"has {len(offsets) - 1} lines for {self.count} images")
-        return np.asarray(offsets, np.int64)
+        return np.frombuffer(offsets, np.int64).copy()
 
     def __len__(self) -> int:
         return self.count
@@ -140,6 +147,14 @@ class ShardImages(Dataset):
         with open(self.labels_path, "rb") as fh:
             fh.seek(int(self._offsets[i]))
             return fh.read(int(self._offsets[i + 1] - self._offsets[i])).rstrip(b"\r\n")
+
+    def label_lines(self, start: int, stop: int) -> list[bytes]:
+        """Lines ``start..stop-1`` of ``labels.jsonl``, in one read."""
+        stop = min(stop, self.count)
+        with open(self.labels_path, "rb") as fh:
+            fh.seek(int(self._offsets[start]))
+            data = fh.read(int(self._offsets[stop] - self._offsets[start]))
+        return [line.rstrip(b"\r") for line in data.split(b"\n")[:stop - start]]
 
     def labels(self, i: int) -> dict:
         if not self.labelled:

@@ -102,9 +102,15 @@ class ArrayIndex:
         return self.ds.label_line(i) if hasattr(self.ds, "label_line") else json_line(self.ds.labels(i))
 
     def records(self, start: int, stop: int) -> list[Record]:
+        stop = min(stop, len(self))
+        if not self.labelled:
+            lines = [None] * (stop - start)
+        elif hasattr(self.ds, "label_lines"):
+            lines = self.ds.label_lines(start, stop)
+        else:
+            lines = [self._line(i) for i in range(start, stop)]
         out = []
-        for i in range(start, min(stop, len(self))):
-            line = self._line(i)
+        for i, line in zip(range(start, stop), lines):
             rel = json.loads(line).get("file") if line is not None else None
             out.append(Record(rel if isinstance(rel, str) and rel else f"img/{i:0{self.digits}d}.png", line))
         return out
