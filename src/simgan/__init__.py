@@ -20,6 +20,7 @@ _LAZY = {
     "train": ("training", "train"),
     "refine_dataset": ("pipelines.refine", "refine_dataset"),
     "refine_array": ("pipelines.refine", "refine_array"),
+    "BatchRefiner": ("pipelines.refine", "BatchRefiner"),
     "evaluate_gaze": ("evaluation", "evaluate_gaze"),
     "evaluate_realism": ("evaluation", "evaluate_realism"),
     "evaluate_preservation": ("evaluation", "evaluate_preservation"),

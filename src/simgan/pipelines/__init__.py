@@ -1,5 +1,5 @@
 """Inference with a trained refiner: whole datasets refined with their labels kept."""
 
-from .refine import refine_array, refine_dataset
+from .refine import BatchRefiner, refine_array, refine_dataset
 
-__all__ = ["refine_array", "refine_dataset"]
+__all__ = ["BatchRefiner", "refine_array", "refine_dataset"]

@@ -488,6 +488,36 @@ def refine_array(run, images: np.ndarray, *, batch_size: int = 256, device: str 
     return out
 
 
+class BatchRefiner:
+    """A run's refiner as a callable on batches of arrays, for engines that hand out numpy batches:
+    Ray Data's ``map_batches`` (the README's example), or any other. ``batch[column]`` (``N×H×W×C``
+    or ``N×H×W`` integer pixels) comes back refined; every other column passes through unchanged,
+    so labels travel with their images. A refiner that takes a noise code draws it from a
+    generator seeded by the batch's first ``seed`` value when the batch has that column, else by 0.
+    """
+
+    def __init__(self, run, *, device: str = "auto", precision: str = "auto", column: str = "image"):
+        from ..runtime import resolve_device
+
+        set_threads()
+        self.dev = resolve_device(device)
+        self.model, self.cfg, _, self.precision = inference_refiner(run, self.dev, precision)
+        self.max_value = (1 << (self.cfg.image.bit_depth or 8)) - 1
+        self.column = column
+
+    def __call__(self, batch: dict) -> dict:
+        images = np.asarray(batch[self.column])
+        flat = images.ndim == 3
+        x = to_model(images[..., None] if flat else images, self.max_value, device=self.dev)
+        if self.cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        seed = int(np.asarray(batch["seed"]).reshape(-1)[0]) if "seed" in batch and len(images) else 0
+        with torch.no_grad(), autocast(self.dev, self.precision):
+            y = self.model(x, generator=torch.Generator().manual_seed(seed))
+        out = from_model(y.float(), self.max_value).astype(images.dtype, copy=False)
+        return {**batch, self.column: out[..., 0] if flat else out}
+
+
 def remove_partial(out) -> None:
     """Forget an unfinished refine of ``out`` (only an ``OUT.partial`` that simgan made)."""
     if partial_of(out).exists():
