@@ -285,3 +285,61 @@ def test_never_deletes_a_user_partial_folder(cli, tmp_path):
     code, _, err = cli("simulate", "eyes", "--n", "2", "--out", tmp_path / "z", "--quiet")
     assert code == 0, err and "took over the stale lock" in err
     assert not (tmp_path / "z" / "junk.png").exists() and len(list((tmp_path / "z" / "img").iterdir())) == 2
+
+
+@pytest.mark.parametrize("fmt", ["png", "shards"])
+def test_a_full_disk_during_refine_is_one_line_and_the_rerun_continues(cli, world, tmp_path, monkeypatch, fmt):
+    import errno
+
+    import numpy as np
+
+    import simgan.datasets.shards as shards_mod
+    import simgan.datasets.workers as workers_mod
+    syn, _, _, run = world
+    out = tmp_path / ("ref.shards" if fmt == "shards" else "ref")
+    calls = {"n": 0}
+
+    def full(path, *rest, **kw):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the first batch or shard gets written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *rest, **kw)
+
+    if fmt == "png":
+        real = workers_mod.encode_png
+        monkeypatch.setattr(workers_mod, "encode_png", full)
+    else:
+        real = shards_mod.np.save
+        monkeypatch.setattr(shards_mod.np, "save", full)
+    args = ["refine", "--run", run, "--input", syn, "--out", out, "--batch-size", "4", "--shard-size", "4", "--quiet"]
+    code, _, err = cli(*args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("simgan: error: cannot write ")
+    assert "no space left on the device" in lines[0] and "OUT.partial" in lines[0]
+    assert not out.exists() and out.with_name(out.name + ".partial").is_dir()  # kept for the rerun
+    monkeypatch.undo()
+    code, stdout, err = cli(*args)
+    assert code == 0 and "continuing the unfinished refine" in err, err
+    fresh = tmp_path / ("fresh.shards" if fmt == "shards" else "fresh")
+    assert cli(*_swap(args, out, fresh))[0] == 0
+    from simgan.datasets import open_dataset
+    assert np.array_equal(open_dataset(out).load(), open_dataset(fresh).load())
+
+
+def _swap(args, old, new):
+    return [new if a == old else a for a in args]
+
+
+def test_a_read_only_output_is_one_line(cli, world, tmp_path, monkeypatch):
+    import errno
+
+    import simgan.datasets.folder as folder_mod
+    syn = world[0]
+
+    def read_only(*a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".conv.partial.new1"))
+
+    monkeypatch.setattr(folder_mod.Path, "mkdir", read_only)
+    code, _, err = cli("convert", syn, "--out", tmp_path / "conv.shards")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "the file system is read-only" in lines[0]

@@ -6,6 +6,7 @@ Each subcommand lives in its own module of this package and is imported only whe
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -114,3 +115,35 @@ def main(argv=None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRORS:
+            raise
+        click.echo(f"simgan: error: {storage_message(exc, _out_arg(sys.argv[1:] if argv is None else argv))}",
+                   err=True)
+        sys.exit(2)
+
+
+# A full disk or a read-only file system is not bad input, but at scale users meet it: one line
+# naming the path and what to do, and what was written so far is kept for the rerun.
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _out_arg(argv) -> str | None:
+    """The command's ``--out`` value, to name where a write failed when the error does not."""
+    args = [str(a) for a in argv]
+    for i, a in enumerate(args):
+        if a in ("--out", "-o") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--out="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def storage_message(exc: OSError, out: str | None = None) -> str:
+    where = out or exc.filename or "the output"
+    if exc.errno == errno.EROFS:
+        return (f"cannot write {where}: the file system is read-only; choose an --out on a writable one "
+                "(nothing was changed)")
+    what = "no space left on the device" if exc.errno == errno.ENOSPC else "the disk quota is exhausted"
+    return (f"cannot write {where}: {what}; free space there (or choose another --out) and rerun the same "
+            "command: an unfinished refine continues from its OUT.partial, a run (with --resume) from its last checkpoint")
