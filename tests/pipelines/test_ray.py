@@ -6,6 +6,7 @@ import pytest
 
 from simgan.config import resolve_config
 from simgan.datasets import ImageFolder
+from simgan.datasets.shards import write_shards
 from simgan.pipelines.refine import BatchRefiner, refine_array
 from simgan.training import train
 
@@ -37,8 +38,10 @@ def test_ray_data_map_batches_refines_like_refine_array(run_without_noise):
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
+        shards = write_shards(run.parent / "syn.shards", images, shard_size=20)
         refiner = BatchRefiner(run, column="data", device="cpu")  # loaded once, shipped to Ray's tasks
-        ds = ray.data.from_numpy(images).map_batches(refiner, batch_size=16, batch_format="numpy")
+        ds = ray.data.read_numpy(str(shards), file_extensions=["npy"]).map_batches(  # the README's pipeline
+            refiner, batch_size=16, batch_format="numpy")
         got = np.stack([row["data"] for row in ds.take_all()])
     finally:
         ray.shutdown()
