@@ -31,3 +31,11 @@ def test_refine_bounds_by_hand():
     assert b["other_us_per_image"] == 250 and abs(b["ceiling_images_per_s"] - 800) < 1e-9
     assert abs(b["ceiling_share_of_roofline"] - 0.8) < 1e-12
 
+
+
+def test_codec_costs_and_loader_rates(tmp_path):
+    bench._simulate(tmp_path / "syn", 12, "synthetic", 1)
+    costs = bench.png_codec_costs(tmp_path / "syn", tmp_path, 12)
+    assert "pillow" in costs and all(v > 0 for c in costs.values() for v in c.values())
+    rates = bench.loader_speed(tmp_path / "syn", tmp_path)
+    assert set(rates) == {"png", "shards"} and (tmp_path / "syn.shards" / "shards.json").exists()

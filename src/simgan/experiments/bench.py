@@ -225,6 +225,37 @@ def loader_speed(data: Path, tmp: Path) -> dict:
     return out
 
 
+def png_codec_costs(data: Path, tmp: Path, n: int) -> dict:
+    """Microseconds per image of PNG decode and of encode + write, with Pillow and with the fast
+    codec (:mod:`simgan.datasets.png`) when it is installed, on the same files in one process."""
+    import os
+
+    from ..datasets import decode_image, encode_png, png
+    from ..datasets.folder import list_image_files
+    files = [data / f for f in list_image_files(data)[:n]]
+    out = {}
+    for codec in ("pillow", "opencv") if png.enabled() else ("pillow",):
+        old = os.environ.get("SIMGAN_PNG_CODEC")
+        os.environ["SIMGAN_PNG_CODEC"] = codec
+        try:
+            t = time.perf_counter()
+            images = [decode_image(f) for f in files]
+            dec = (time.perf_counter() - t) / len(files) * 1e6
+            d = tmp / f"codec_{codec}"
+            d.mkdir()
+            t = time.perf_counter()
+            for i, im in enumerate(images):
+                encode_png(d / f"{i:06d}.png", im)
+            enc = (time.perf_counter() - t) / len(files) * 1e6
+        finally:
+            if old is None:
+                os.environ.pop("SIMGAN_PNG_CODEC")
+            else:
+                os.environ["SIMGAN_PNG_CODEC"] = old
+        out[codec] = {"decode_us": dec, "encode_write_us": enc}
+    return out
+
+
 def refine_breakdown(run: Path, data: Path, tmp: Path, device: torch.device, precision: str, *, n: int,
                      batch: int) -> dict:
     """Microseconds per image of each stage of refining, run one after another in this process:
@@ -489,6 +520,12 @@ def bench_refine(report: dict, run: Path, syn: Path, tmp: Path, dev: torch.devic
     report["refine_array_peak_rss_mib"] = rss
     echo(f"   array format in and out ({fastest_prec}, .npy shards, no codec): {ips:.1f} images/s = "
          f"{ips * gflop / roof_prec:.0%} of the {fastest_prec} roofline, {ips / fastest:.2f}x the PNG refine")
+    codecs = png_codec_costs(syn, tmp, min(refine_n, 2000))
+    report["png_codec_us_per_image"] = codecs
+    echo("   PNG work per image (one thread): " + "; ".join(
+        f"{k} decode {v['decode_us']:.0f} us, encode + write {v['encode_write_us']:.0f} us" for k, v in codecs.items())
+        + (f" -> the fast codec takes {sum(codecs['opencv'].values()) / sum(codecs['pillow'].values()):.0%} of "
+           "Pillow's time" if "opencv" in codecs else ""))
     base = straightforward_refine_speed(syn, tmp, dev, n=min(refine_n, 2000))
     report["straightforward_refine_images_per_s"] = base
     echo(f"   the straightforward refine (Pillow per file, fp32 NCHW, batch 64, end to end): {base:.1f} images/s "
