@@ -20,25 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-
-def make_run(path: Path, width: int) -> Path:
-    from simgan.config import preset
-    from simgan.models.refiner import Refiner
-    from simgan.training.rundir import RunDir
-
-    cfg = preset("eyes").override({"image": {"height": 35, "width": 55, "channels": 1, "bit_depth": 8},
-                                   "refiner": {"width": width}})
-    torch.manual_seed(0)
-    R = Refiner(cfg.refiner, 1)
-    with torch.no_grad():
-        R.head.weight.normal_(0, 0.05)
-    rd = RunDir(path)
-    rd.path.mkdir(parents=True, exist_ok=True)
-    rd.save_refiner(R.state_dict(), cfg, 0)
-    return rd.path
 
 
 def tiled(base: Path, out: Path, n: int) -> Path:
@@ -63,13 +44,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=256)
     a = ap.parse_args()
+    from simgan.experiments.bench import fake_run
     from simgan.simulators.eyes import simulate_eyes
 
     a.work.mkdir(parents=True, exist_ok=True)
     base = a.work / "base.shards"
     if not base.exists():
         simulate_eyes(base, 10_000, seed=0, progress=False)
-    run = make_run(a.work / "run", a.width)
+    run = fake_run(a.work / "run", a.width)
     report = {"width": a.width, "batch_size": a.batch_size, "sizes": {}}
     for n in (int(s) for s in a.sizes.split(",")):
         data = tiled(base, a.work / f"in_{n}.shards", n)

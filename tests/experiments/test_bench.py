@@ -9,7 +9,7 @@ from simgan.experiments import bench
 
 def test_refine_breakdown_and_straightforward_baseline(tmp_path):
     bench._simulate(tmp_path / "syn", 12, "synthetic", 1)
-    run = bench._fake_run(tmp_path / "run")
+    run = bench.fake_run(tmp_path / "run")
     cpu = torch.device("cpu")
     stages = bench.refine_breakdown(run, tmp_path / "syn", tmp_path, cpu, "fp32", n=12, batch=8)
     assert list(stages) == ["decode", "to_tensor", "model", "from_tensor", "encode_write"]

@@ -331,10 +331,14 @@ def straightforward_refine_speed(data: Path, tmp: Path, device: torch.device, *,
     return len(files) / (time.perf_counter() - start)
 
 
-def _fake_run(path: Path) -> Path:
-    """A run directory holding an eyes-preset refiner (random weights: speed does not depend on them)."""
+def fake_run(path: Path, width: int | None = None) -> Path:
+    """A run directory holding an eyes-preset refiner (random weights: speed and memory do not depend
+    on them), optionally with ``width`` feature maps instead of the preset's."""
     from ..training.rundir import RunDir
-    cfg = preset("eyes").override({"image": {"height": 35, "width": 55, "channels": 1, "bit_depth": 8}})
+    over = {"image": {"height": 35, "width": 55, "channels": 1, "bit_depth": 8}}
+    if width is not None:
+        over["refiner"] = {"width": width}
+    cfg = preset("eyes").override(over)
     torch.manual_seed(0)
     R = Refiner(cfg.refiner, 1)
     with torch.no_grad():
@@ -388,7 +392,7 @@ def run_bench(*, device: str = "auto", precisions: list[str] | None = None, quic
         _simulate(syn, max(refine_n, memory_sizes[0]), "synthetic", 10)
         _simulate(real, 2000, "target", 11)
         bench_training(report, syn, real, tmp, dev, precisions, train_rounds, with_compile, best, echo)
-        run = _fake_run(tmp / "run")
+        run = fake_run(tmp / "run")
         measured = bench_refine(report, run, syn, tmp, dev, precisions, refine_n, memory_sizes[0], best, echo)
         bench_refine_memory(report, run, tmp, dev, precisions[0], memory_sizes, measured, echo)
     return report
