@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..runtime import rng_state, set_rng_state
+from .checkpoint import Checkpointer
 from .distributed import all_max
 
 # what a time budget scales, and what a run fitted to one keeps when it resumes
@@ -60,29 +60,13 @@ class StepCosts:
 
 
 def _snapshot(trainer) -> dict:
-    state = {"R": trainer.R.state_dict(), "D": trainer.D.state_dict(), "opt_r": trainer.opt_r.state_dict(),
-             "opt_d": trainer.opt_d.state_dict(), "scalers": [trainer.scaler_r.state_dict(), trainer.scaler_d.state_dict()],
-             "ema": trainer.ema.model.state_dict() if trainer.ema is not None else None,
-             "buffer": trainer.buffer.state_dict() if trainer.buffer is not None else None,
-             "samplers": [trainer.syn_sampler.state_dict(), trainer.real_sampler.state_dict()], "rng": rng_state()}
-    return copy.deepcopy(state)
+    """Every piece of training state a checkpoint keeps, copied (:class:`~.checkpoint.Checkpointer`)."""
+    return copy.deepcopy({"shared": Checkpointer.shared_state(trainer), "own": Checkpointer.own_state(trainer)})
 
 
 def _restore(trainer, state: dict) -> None:
-    trainer.R.load_state_dict(state["R"])
-    trainer.D.load_state_dict(state["D"])
-    trainer.opt_r.load_state_dict(state["opt_r"])
-    trainer.opt_d.load_state_dict(state["opt_d"])
-    for scaler, s in zip((trainer.scaler_r, trainer.scaler_d), state["scalers"]):
-        if scaler.is_enabled() and s:
-            scaler.load_state_dict(s)
-    if trainer.ema is not None:
-        trainer.ema.model.load_state_dict(state["ema"])
-    if trainer.buffer is not None:
-        trainer.buffer.load_state_dict(state["buffer"])
-    trainer.syn_sampler.load_state_dict(state["samplers"][0])
-    trainer.real_sampler.load_state_dict(state["samplers"][1])
-    set_rng_state(state["rng"])
+    Checkpointer.load_shared(trainer, state["shared"])
+    Checkpointer.load_own(trainer, state["own"])
 
 
 def _timed(fn, device, repeats: int) -> float:

@@ -157,7 +157,6 @@ class Trainer:
                 self.ema.decay = t.ema_decay
             self.monitor.reschedule()
         t.checkpoint_every = budget.checkpoint_interval(t, costs)
-        self.checkpoints = Checkpointer(self.run, self.cfg)  # snapshot steps follow the schedule
         if self.dist.is_main:
             self.cfg.save(self.run.config)
         lines = budget.plan_lines(t, costs, self.device, start=self.step, scale=scale, budget_s=left)
