@@ -116,6 +116,9 @@ class ArrayIndex:
         return out
 
     def iter_label_lines(self):
+        if hasattr(self.ds, "iter_label_lines"):  # the array format: one pass over its labels.jsonl
+            yield from self.ds.iter_label_lines()
+            return
         for i in range(len(self)):
             yield self._line(i)
 

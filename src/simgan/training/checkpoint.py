@@ -19,6 +19,7 @@ from .snapshots import save_snapshot, snapshot_steps
 class Checkpointer:
     def __init__(self, run: RunDir, cfg):
         self.run, self.cfg = run, cfg
+        self._snapshots: tuple[tuple, set[int]] = ((), set())  # (the schedule they were computed for, steps)
 
     @staticmethod
     def shared_state(t) -> dict:
@@ -73,8 +74,17 @@ class Checkpointer:
 
     def snapshot_if_due(self, t) -> None:
         """Keep the refiner of this step when the snapshot ensemble asks for it (rank 0)."""
-        if t.dist.is_main and t.step in snapshot_steps(self.cfg.train):  # the schedule as it is now (--minutes)
+        if t.dist.is_main and t.step in self._snapshot_steps():
             save_snapshot(self.run.path, t.inference_refiner().state_dict(), t.cfg, t.step)
+
+    def _snapshot_steps(self) -> set[int]:
+        """The snapshot steps of the schedule as it is now (a time budget rescales it before the
+        first step), computed again only when it changes."""
+        t = self.cfg.train
+        key = (t.snapshots, t.snapshot_span, t.steps, t.refiner_pretrain, t.disc_pretrain)
+        if self._snapshots[0] != key:
+            self._snapshots = (key, set(snapshot_steps(t)))
+        return self._snapshots[1]
 
     def restore(self, t, ckpt: dict) -> None:
         """Put checkpoint ``ckpt`` back into trainer ``t``."""
