@@ -286,6 +286,12 @@ class Case:
     new: bool = False  # a command or flag the first torture table did not cover (left out by --old)
 
 
+def _task_partial(W, C):
+    """The OUT.partial of a job array of 2 whose task 0 is done (C/ref.partial)."""
+    from simgan.pipelines.refine import refine_dataset
+    refine_dataset(W / "run", W / "syn", C / "ref", shard="0/2", progress=False)
+
+
 TRAIN = ["train", "--synthetic", "{W}/syn", "--real", "{W}/real", "--out", "{C}/run", "--config", "{W}/tiny.yaml",
          "--preset", "generic", "--quiet"]
 TRAIN_CFG_ANY = ["train", "--synthetic", "{W}/syn", "--real", "{W}/real", "--out", "{C}/run", "--config",
@@ -469,6 +475,9 @@ CASES = [
          new=True),
     Case("train-shards-corrupt", _with(TRAIN, synthetic="{C}/in.shards"), _shards("truncated"), "images-000001.npy",
          new=True),
+    Case("refine-shard-out-of-range", REFINE + ["--shard", "3/3"], match="--shard", new=True),
+    Case("refine-shard-text", REFINE + ["--shard", "first"], match="--shard", new=True),
+    Case("refine-shard-other-array", REFINE + ["--shard", "1/3"], _task_partial, "unfinished refine", new=True),
     Case("refine-batch-0", REFINE + ["--batch-size", "0"], match="--batch-size"),
     Case("refine-workers-negative", REFINE + ["--workers", "-1"], match="--workers"),
     Case("refine-run-missing", _with(REFINE, run="{C}/nope"), match="not found"),

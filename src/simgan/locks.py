@@ -26,6 +26,10 @@ from .errors import SimganError
 LOCK_FILE = ".simgan-lock"
 
 
+class LockBusy(SimganError):
+    """The lock is held by a live process (a job-array task may wait for it and try again)."""
+
+
 def _describe(info: dict) -> str:
     pid, host = info.get("pid", "?"), info.get("host")
     return f"pid {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
@@ -57,7 +61,7 @@ class Lock:
         self.fd: int | None = None
 
     # -- acquiring ----------------------------------------------------------------------------
-    def acquire(self, *, create: bool = True) -> "Lock":
+    def acquire(self, *, create: bool = True) -> Lock:
         while True:
             flags = os.O_RDWR | (os.O_CREAT if create else 0)
             try:
@@ -72,8 +76,8 @@ class Lock:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     info = read_lock_info(self.path) or {}
-                    raise SimganError(f"{self.what} is in use by {_describe(info)}; wait for it to finish "
-                                      f"or stop it") from None
+                    raise LockBusy(f"{self.what} is in use by {_describe(info)}; wait for it to finish "
+                                   f"or stop it") from None
                 raise SimganError(f"cannot lock {self.what}: {exc.strerror or exc}") from None
             # The file may have been unlinked (released) between open and flock: lock the new one.
             try:
@@ -134,7 +138,7 @@ class Lock:
     def held(self) -> bool:
         return self.fd is not None
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         if self.fd is None:
             self.acquire()
         return self

@@ -1,7 +1,8 @@
 """`simgan refine`: whole-dataset refinement, labels byte-identical, resume, flat streaming,
-precision equivalence."""
+precision equivalence, job arrays."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from simgan.config import resolve_config
 from simgan.datasets import ImageFolder, decode_image
-from simgan.pipelines.refine import refine_dataset
+from simgan.errors import SimganError
+from simgan.pipelines.refine import parse_shard, refine_dataset
 from simgan.training import train
 
 
@@ -73,7 +75,6 @@ def test_interrupted_refine_resumes_to_identical_output(trained, tmp_path, monke
 
 
 def test_partial_of_other_inputs_is_not_resumed(trained, tmp_path):
-    from simgan.errors import SimganError
     run, syn = trained
     (tmp_path / "out.partial").mkdir()
     (tmp_path / "out.partial" / ".simgan-refine.json").write_text("{}")
@@ -219,3 +220,104 @@ def test_interrupted_refine_into_shards_resumes_to_identical_output(trained, tmp
     res = refine_dataset(run, syn, tmp_path / "resumed.shards", batch_size=4, shard_size=8, progress=False)
     assert res.images == 48
     assert folder_bytes(tmp_path / "resumed.shards") == folder_bytes(tmp_path / "straight.shards")
+
+
+# -- job arrays: --shard I/N --------------------------------------------------------------------
+# The tasks refine into one OUT.partial, in any order or at once, and together write exactly what
+# one process writes.
+def test_tasks_in_any_order_write_what_one_process_writes(trained, tmp_path):
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "one", batch_size=5, progress=False)
+    out = tmp_path / "tasks"
+    lefts = [refine_dataset(run, syn, out, batch_size=5, progress=False, shard=f"{i}/3").tasks_left for i in (2, 0)]
+    assert lefts == [2, 1] and not out.exists()  # nothing that looks complete before the last task
+    res = refine_dataset(run, syn, out, batch_size=5, progress=False, shard=(1, 3))
+    assert res.tasks_left == 0 and res.images == 15  # batches 1, 4, 7 of 10 (48 images)
+    assert folder_bytes(out) == folder_bytes(tmp_path / "one")  # no task marks or locks left either
+    with pytest.raises(SimganError, match="already exists"):  # a task run again after the end
+        refine_dataset(run, syn, out, batch_size=5, progress=False, shard="1/3")
+
+def test_tasks_into_the_array_format(trained, tmp_path):
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "one.shards", batch_size=4, shard_size=8, progress=False)
+    for i in (1, 0):
+        refine_dataset(run, syn, tmp_path / "t.shards", batch_size=4, shard_size=8, progress=False, shard=(i, 2))
+    assert folder_bytes(tmp_path / "t.shards") == folder_bytes(tmp_path / "one.shards")
+
+
+def test_tasks_at_the_same_time_publish_once(trained, tmp_path):
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "one", batch_size=4, progress=False)
+    start, results, errors = threading.Barrier(3), [], []
+
+    def task(i):
+        start.wait()
+        try:
+            results.append(refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard=(i, 3)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sum(r.images for r in results) == 48
+    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "one")
+
+
+def test_an_interrupted_task_resumes(trained, tmp_path, monkeypatch):
+    import simgan.pipelines.refine as refine_mod
+
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "one", batch_size=4, progress=False)
+    real = refine_mod._refine_batch
+
+    def failing(job, pixels, b):
+        if b == 6:  # task 0's fourth batch
+            raise KeyboardInterrupt
+        return real(job, pixels, b)
+
+    monkeypatch.setattr(refine_mod, "_refine_batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="0/2")
+    monkeypatch.setattr(refine_mod, "_refine_batch", real)
+    assert refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="1/2").tasks_left == 1
+    res = refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="0/2")
+    assert res.tasks_left == 0 and res.images == 12  # batches 6, 8, 10: the rest of task 0's
+    assert folder_bytes(tmp_path / "out") == folder_bytes(tmp_path / "one")
+
+
+def test_a_task_of_another_job_array_is_refused(trained, tmp_path):
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="0/2")
+    before = folder_bytes(tmp_path / "out.partial")
+    with pytest.raises(SimganError, match="unfinished refine with other inputs or settings"):
+        refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="1/3")
+    with pytest.raises(SimganError, match="unfinished refine"):  # nor continued without --shard
+        refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False)
+    assert folder_bytes(tmp_path / "out.partial") == before
+
+
+def test_the_same_task_twice_at_once_is_refused(trained, tmp_path):
+    from simgan.locks import Lock
+
+    run, syn = trained
+    refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="1/2")
+    (tmp_path / "out.partial" / ".task-0-of-2").mkdir()
+    held = Lock(tmp_path / "out.partial" / ".task-0-of-2").acquire()  # task 0 running elsewhere
+    try:
+        with pytest.raises(SimganError, match="task 0/2 .* is in use"):
+            refine_dataset(run, syn, tmp_path / "out", batch_size=4, progress=False, shard="0/2")
+    finally:
+        held.release()
+
+
+@pytest.mark.parametrize("bad", ["3/3", "-1/2", "1/0", "x", "1-2", "2"])
+def test_bad_shard(bad):
+    with pytest.raises(SimganError, match="--shard"):
+        parse_shard(bad)
+
+
+def test_shard_parses():
+    assert parse_shard("3/8") == (3, 8) and parse_shard((0, 1)) == (0, 1) and parse_shard(None) is None

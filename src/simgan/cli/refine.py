@@ -33,18 +33,29 @@ from .common import device_option, is_main_process, precision_option
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Array format: input images per shard (rounded to whole batches); a rerun resumes at shards.")
-def refine(run_dir, input_dir, out, fmt, shard_size, batch_size, device, precision, workers, variants, trust_pickle, quiet):
+@click.option("--shard", metavar="I/N", default=None,
+              help="Task I of a job array of N (counted from 0; SLURM: --array=0-{N-1} and "
+                   "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT): refine every N-th batch into the shared "
+                   "OUT.partial; the last task to finish publishes OUT. Together the tasks write what one process writes.")
+def refine(run_dir, input_dir, out, fmt, shard_size, shard, batch_size, device, precision, workers, variants,
+           trust_pickle, quiet):
     """Refine every image of a dataset; labels.jsonl lines are copied byte for byte.
 
     The output appears only when complete (work goes to OUT.partial). If interrupted, run the
-    same command again to continue. Under torchrun the batches are split across processes.
+    same command again to continue. Under torchrun the batches are split across processes; with
+    --shard I/N, across the tasks of a job array.
     """
     from ..pipelines.refine import refine_dataset
 
     res = refine_dataset(run_dir, input_dir, out, batch_size=batch_size, device=device or "auto",
                          precision=precision or "auto", workers=workers, progress=not quiet, trust_pickle=trust_pickle,
                          echo=lambda m: click.echo(m, err=True), variants=variants, format=fmt,
-                         shard_size=shard_size)
-    if res.images and is_main_process():
+                         shard_size=shard_size, shard=shard)
+    if shard is not None:
+        task = shard.replace(" ", "")
+        click.echo(f"task {task} refined {res.images} images ({res.images_per_s:.0f} images/s, peak memory "
+                   f"{res.peak_rss_mib:.0f} MiB); " + (f"{res.tasks_left} task(s) of the job array not done yet: {res.out} "
+                   f"appears when the last one finishes" if res.tasks_left else f"every task is done: {res.out}"))
+    elif res.images and is_main_process():
         click.echo(f"refined {res.images} images{f' x {variants} variants' if variants > 1 else ''} into {res.out} ({res.images_per_s:.0f} images/s, "
                    f"peak memory {res.peak_rss_mib:.0f} MiB)")

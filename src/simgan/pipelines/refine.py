@@ -13,12 +13,19 @@ Nothing half-written ever looks complete: work goes to ``OUT.partial/``, which i
 the same arguments. Under ``torchrun`` each process refines every ``world_size``-th batch and
 rank 0 publishes the result; since every batch is refined exactly as in a single process, the
 merged output is identical to a single-process run with the same batch size.
+
+A job array (SLURM's ``--array``) splits the same way with ``shard=(I, N)`` (``--shard I/N``):
+task ``I`` refines every ``N``-th batch (or shard) into the shared ``OUT.partial``, holding a lock
+of its own, and leaves a ``done`` mark. The tasks need not run at the same time and never talk to
+each other: whichever task finds all ``N`` marks publishes ``OUT`` (the folder's lock elects one).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -37,8 +44,9 @@ from ..datasets.shards import SHARD_IMAGES, ShardWriter
 from ..datasets.stream import FolderIndex
 from ..datasets.workers import FileWorkers, default_workers
 from ..errors import SimganError
-from ..paths import check_no_overlap, partial_of
+from ..locks import Lock, LockBusy
 from ..memory import peak_rss_mib
+from ..paths import check_no_overlap, partial_of
 from ..runtime import DistInfo, autocast, inference_precision, init_distributed, set_threads
 from ..training.rundir import load_refiner
 from ..training.snapshots import load_snapshots
@@ -49,10 +57,27 @@ MANIFEST = ".simgan-refine.json"
 @dataclass
 class RefineResult:
     out: Path
-    images: int
+    images: int  # the input's images (a job-array task: the images this task refined)
     seconds: float  # this call's refining time (a resumed call counts only its own work)
     images_per_s: float
     peak_rss_mib: float  # this process's peak resident memory (flat in the dataset's size)
+    tasks_left: int = 0  # a job-array task (``shard``): the tasks not done yet; 0 once OUT is published
+
+
+def parse_shard(shard) -> tuple[int, int] | None:
+    """``shard`` (``"I/N"`` or ``(I, N)``: task I of N, counted from 0) as a checked pair."""
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+        if m is None:
+            raise SimganError(f"--shard must be I/N, task I of N counted from 0 (for example 3/8), not {shard!r}")
+        shard = (int(m[1]), int(m[2]))
+    i, n = (int(v) for v in shard)
+    if n < 1 or not 0 <= i < n:
+        raise SimganError(f"--shard {i}/{n}: the task I must be 0 to N-1 (SLURM: --array=0-{max(n - 1, 0)} and "
+                          f"--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+    return i, n
 
 
 def _out_name(rec_file: str, labelled: bool, variant: int | None = None) -> str:
@@ -135,8 +160,8 @@ def _done(value) -> Future:
 class _Progress:
     """Per-process count of finished batches, replaced atomically after each batch."""
 
-    def __init__(self, partial: Path, info: DistInfo):
-        self.path = partial / f".progress-{info.rank}-of-{info.world_size}.json"
+    def __init__(self, partial: Path, part: int, parts: int):
+        self.path = partial / f".progress-{part}-of-{parts}.json"
 
     def load(self) -> int:
         if not self.path.exists():
@@ -172,7 +197,7 @@ def ready_for_inference(model: torch.nn.Module, cfg, dev: torch.device, precisio
 def refine_dataset(run, input, out, *, batch_size: int | None = None, device: str = "auto", precision: str = "auto",
                    workers: int | None = None, progress: bool = True, echo=None,
                    trust_pickle: bool = False, variants: int = 1, format: str = "auto",
-                   shard_size: int = SHARD_IMAGES) -> RefineResult:
+                   shard_size: int = SHARD_IMAGES, shard=None) -> RefineResult:
     """Refine every image of ``input`` (a PNG folder, or the array format, HDF5, NPZ) with the
     refiner of ``run``. ``format``: ``png`` (a folder of PNG files), ``shards`` (the array format)
     or ``auto`` (shards when ``out`` ends in ``.shards``); ``shard_size``: input images per shard,
@@ -190,16 +215,26 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     differ when the refiner takes a noise code (``refiner.noise_channels``) or the run kept snapshots
     (``train.snapshots``). The code is drawn from a generator seeded by the batch and variant, so a
     refine is reproducible.
+
+    ``shard = "I/N"`` makes this call task I of a job array of N (SLURM's ``--array``): it refines
+    every N-th batch into the shared ``OUT.partial``, and the task that finds the others done
+    publishes ``OUT`` (:attr:`RefineResult.tasks_left` says how many are not). The tasks can run
+    at any time, on any machines that see the same folder, and together write exactly what one
+    process writes.
     """
     set_threads()
+    task = parse_shard(shard)
     if variants < 1:
         raise SimganError("--variants must be >= 1")
     if shard_size < 1:
         raise SimganError("--shard-size must be >= 1")
     info, dev = init_distributed(device)
     try:
+        if task is not None and info.enabled:
+            raise SimganError("--shard splits a refine into job-array tasks, and torchrun into processes: use one "
+                              "of the two")
         return _refine(run, input, out, batch_size, dev, precision, workers, progress and info.is_main, echo, info,
-                       trust_pickle, variants, output_format(out, format), shard_size)
+                       trust_pickle, variants, output_format(out, format), shard_size, task)
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -208,7 +243,8 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
 @dataclass
 class _Job:
     """One refine, checked and ready: the input, the refiner, and how the work is cut into batches
-    (batch ``b`` of ``n_batches`` goes to the process of rank ``b % world_size``)."""
+    (batch ``b`` of ``n_batches`` goes to part ``b % parts``: a torchrun process's rank, or a
+    job-array task)."""
 
     index: FolderIndex | ArrayIndex
     models: list[torch.nn.Module]  # the final refiner, then its snapshots (training.snapshots)
@@ -220,10 +256,18 @@ class _Job:
     dev: torch.device
     info: DistInfo
     manifest: dict
+    part: int = 0
+    parts: int = 1
 
     @property
     def n_batches(self) -> int:
         return (len(self.index) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def bar_scale(self) -> int:
+        """Under torchrun the bar (rank 0's) shows the whole job, guessed from rank 0's share; a
+        job-array task's bar shows its own share."""
+        return self.parts if self.info.enabled else 1
 
     def read(self, io, b: int, recs) -> Future:
         """Batch ``b``'s pixels: decoded by the file workers, or read from the arrays."""
@@ -239,7 +283,7 @@ class _Job:
 
 def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo, info: DistInfo,
             trust_pickle: bool = False, variants: int = 1, fmt: str = "png",
-            shard_size: int = SHARD_IMAGES) -> RefineResult:
+            shard_size: int = SHARD_IMAGES, task: tuple[int, int] | None = None) -> RefineResult:
     """Check the arguments and the input, then refine into ``OUT.partial`` and publish."""
     if batch_size is None:
         # A GPU needs large batches to be busy. On a CPU small ones keep the activations in cache.
@@ -258,11 +302,13 @@ def _refine(run, input, out, batch_size, dev, precision, workers, progress, echo
     if fmt == "shards":
         job.manifest["format"] = "shards"
         job.manifest["shard_images"] = shard_images(batch_size, shard_size)
+    work = _refine_shards if fmt == "shards" else _refine_batches
+    if task is not None:
+        job.part, job.parts = task
+        job.manifest["tasks"] = job.parts
+        return _refine_task(job, out, work, workers, progress, echo)
     with _open_output(out, job.manifest, info, echo) as writer:
-        if fmt == "shards":
-            count, seconds = _refine_shards(job, writer, workers, progress)
-        else:
-            count, seconds = _refine_batches(job, writer, workers, progress)
+        count, seconds = work(job, writer, workers, progress)
         if info.enabled:
             dist.barrier()
         if info.is_main:
@@ -299,7 +345,8 @@ def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, in
         manifest["variants"] = variants
     if len(models) > 1:
         manifest["snapshots"] = len(models)
-    return _Job(index, models, cfg.train.channels_last, spec, precision, batch_size, variants, dev, info, manifest)
+    return _Job(index, models, cfg.train.channels_last, spec, precision, batch_size, variants, dev, info, manifest,
+                info.rank, info.world_size)
 
 
 def _open_output(out: Path, manifest: dict, info: DistInfo, echo) -> DatasetWriter:
@@ -309,24 +356,105 @@ def _open_output(out: Path, manifest: dict, info: DistInfo, echo) -> DatasetWrit
     writer = None
     if info.is_main:
         writer = DatasetWriter(out, resume=True, echo=echo)
-        mpath = writer.partial / MANIFEST
-        if not writer.created:
-            try:
-                old = json.loads(mpath.read_text())
-            except (OSError, ValueError):
-                old = None
-            if old != manifest:
-                writer.release()
-                raise SimganError(f"{writer.partial} holds an unfinished refine with other inputs or settings; "
-                                  f"remove it to start over (or rerun with the same --run, --input, --batch-size, "
-                                  f"--precision and process count to continue it)")
-            if echo is not None:
-                echo(f"continuing the unfinished refine in {writer.partial}")
-        else:
-            writer.write_text(MANIFEST, json.dumps(manifest, indent=1).encode())
+        _claim(writer, manifest, echo)
     if info.enabled:
         dist.barrier()
     return writer if writer is not None else DatasetWriter(out, resume=True, owner=False)
+
+
+def _claim(writer: DatasetWriter, manifest: dict, echo) -> None:
+    """Write this refine's manifest into a new ``OUT.partial``, or check that an existing one
+    holds the same refine (else refuse, and leave it as it is)."""
+    if writer.created:
+        writer.write_text(MANIFEST, json.dumps(manifest, indent=1).encode())
+        return
+    if not _same_refine(writer.partial, manifest, missing=False):
+        writer.release()
+        _refuse(writer.partial)
+    if echo is not None:
+        echo(f"continuing the unfinished refine in {writer.partial}")
+
+
+def _same_refine(partial: Path, manifest: dict, *, missing: bool) -> bool:
+    """Whether ``partial``'s manifest is ``manifest`` (``missing``: the answer without one)."""
+    try:
+        old = json.loads((partial / MANIFEST).read_text())
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError):
+        return False
+    return old == manifest
+
+
+def _refuse(partial: Path):
+    raise SimganError(f"{partial} holds an unfinished refine with other inputs or settings; remove it to start "
+                      f"over (or rerun with the same --run, --input, --batch-size, --precision and process count or "
+                      f"--shard N to continue it)")
+
+
+def _quiet(_msg: str) -> None:
+    """Job-array tasks hand ``OUT.partial``'s lock to each other: taking it over is routine."""
+
+
+def _partial_lock(out: Path, patience: float = 60.0) -> DatasetWriter:
+    """``OUT.partial`` locked by this job-array task (created if missing). Other tasks hold the
+    lock only for moments (to join, or to publish), so a busy lock is tried again for a while."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return DatasetWriter(out, resume=True, echo=_quiet)
+        except LockBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _task_dir(partial: Path, k: int, n: int) -> Path:
+    return partial / f".task-{k}-of-{n}"
+
+
+def _refine_task(job: _Job, out: Path, work, workers: int, progress: bool, echo) -> RefineResult:
+    """Task ``job.part`` of a job array of ``job.parts``: join (or create) ``OUT.partial``, refine
+    this task's share under a lock of its own, mark it done, and publish if every task is."""
+    if not _same_refine(partial_of(out), job.manifest, missing=True):
+        _refuse(partial_of(out))  # before taking any lock: a refused task leaves the folder as it was
+    writer = _partial_lock(out)
+    created = writer.created
+    try:
+        _claim(writer, job.manifest, echo if not created else None)
+    finally:
+        writer.release()  # the folder's lock only elects; each task holds its own below
+    writer = DatasetWriter(out, resume=True, owner=False)
+    tdir = _task_dir(writer.partial, job.part, job.parts)
+    tdir.mkdir(exist_ok=True)
+    lock = Lock(tdir, what=f"task {job.part}/{job.parts} of {writer.partial}", echo=echo).acquire()
+    try:
+        count, seconds = work(job, writer, workers, progress)
+        atomic_write_bytes(tdir / "done", b"")
+    finally:
+        lock.release()
+    left = _publish_if_last(out, job)
+    return RefineResult(out, count, seconds, count / max(seconds, 1e-9), peak_rss_mib(), left)
+
+
+def _publish_if_last(out: Path, job: _Job) -> int:
+    """Publish ``OUT`` when every task of the job array is done; returns how many are not. Of two
+    tasks that finish together, the one that takes the folder's lock publishes."""
+    partial = partial_of(out)
+    left = sum(not (_task_dir(partial, k, job.parts) / "done").is_file() for k in range(job.parts))
+    if left:
+        return left
+    try:
+        writer = DatasetWriter(out, resume=True, echo=_quiet)
+    except LockBusy:
+        return 0  # another task is publishing
+    except SimganError:
+        if out.exists():
+            return 0  # another task published it meanwhile
+        raise
+    with writer:
+        _publish(writer, job)
+    return 0
 
 
 def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bool) -> tuple[int, float]:
@@ -336,15 +464,17 @@ def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bo
     thread, because there the model needs every core (docs/results/speed.md). A batch counts as done
     (:class:`_Progress`) only once all its files are written, in order. Returns (images refined,
     seconds)."""
-    info, n = job.info, len(job.index)
-    tracker = _Progress(writer.partial, info)
+    n, bs = len(job.index), job.batch_size
+    tracker = _Progress(writer.partial, job.part, job.parts)
     done = tracker.load()
-    todo = list(range(info.rank, job.n_batches, info.world_size))[done:]
+    mine = list(range(job.part, job.n_batches, job.parts))
+    todo = mine[done:]
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, initial=min(n, done * job.batch_size * info.world_size), desc="refine", unit="img",
-                   dynamic_ncols=True)
+        size = [min(bs, n - b * bs) for b in mine]
+        bar = tqdm(total=n if job.bar_scale > 1 else sum(size), initial=sum(size[:done]) * job.bar_scale,
+                   desc="refine", unit="img", dynamic_ncols=True)
     t0 = time.perf_counter()
     count = 0
     with FileWorkers(workers, job.spec) as io:
@@ -371,7 +501,7 @@ def _refine_batches(job: _Job, writer: DatasetWriter, workers: int, progress: bo
                 done += 1
                 tracker.save(done)
                 if bar is not None:
-                    bar.update(m * info.world_size)
+                    bar.update(m * job.bar_scale)
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -390,15 +520,18 @@ def _refine_shards(job: _Job, writer: DatasetWriter, workers: int, progress: boo
     variants in a row) goes to the process of rank ``k % world_size``, and is written whole by
     one rename; a shard already in ``OUT.partial`` is done (the resume granularity). The next
     shard's pixels are read while this one is refined. Returns (images refined, seconds)."""
-    info, n, K = job.info, len(job.index), job.variants
+    n, K = len(job.index), job.variants
     per = job.manifest["shard_images"]
     shards = ShardWriter.join(writer, job.spec, n * K, per * K)
-    todo = [k for k in range(info.rank, shards.n_shards, info.world_size) if not shards.done(k)]
+    mine = range(job.part, shards.n_shards, job.parts)
+    todo = [k for k in mine if not shards.done(k)]
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, initial=n - sum(min(per, n - k * per) for k in todo), desc="refine", unit="img",
-                   dynamic_ncols=True)
+        total = sum(min(per, n - k * per) for k in mine)
+        left = sum(min(per, n - k * per) for k in todo)
+        bar = tqdm(total=n if job.bar_scale > 1 else total, initial=(total - left) * job.bar_scale, desc="refine",
+                   unit="img", dynamic_ncols=True)
     t0 = time.perf_counter()
     count = 0
     with FileWorkers(workers, job.spec) as io:
@@ -421,7 +554,7 @@ def _refine_shards(job: _Job, writer: DatasetWriter, workers: int, progress: boo
                 at += m * K
                 count += m
                 if bar is not None:
-                    bar.update(m * info.world_size)
+                    bar.update(m * job.bar_scale)
             shards.write_shard(k, out)
     seconds = time.perf_counter() - t0
     if bar is not None:
@@ -469,6 +602,8 @@ def _publish(writer: DatasetWriter, job: _Job) -> None:
     writer.write_text("refine.json", json.dumps(provenance, indent=1).encode())
     for f in writer.partial.glob(".progress-*.json"):
         f.unlink()
+    for d in writer.partial.glob(".task-*-of-*"):  # a job array's task locks and done marks
+        shutil.rmtree(d)
     (writer.partial / MANIFEST).unlink()
     writer.finish()
 
