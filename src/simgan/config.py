@@ -79,6 +79,8 @@ class RefinerConfig:
                            flag="--refiner-padding", choices=PADDINGS)
     noise_channels: int = setting(0, "channels of a per-image N(0, 1) code given to R with its input (§5's future "
                                      "work); `simgan refine --variants` draws several", flag="--noise-channels", ge=0)
+    noise_grid: int = setting(1, "the noise code on a G x G grid per image, blended bilinearly across it (1: one code "
+                                 "for the whole image): a look that can vary across the image", ge=1)
     global_context: bool = setting(False, "R also sees per-image feature statistics (per-image tone and contrast)",
                                    flag="--global-context")
     inward_clamp: bool = setting(True, "R's clamp to the pixel range passes a gradient that brings a saturated pixel "
@@ -245,6 +247,7 @@ class SimGANConfig:
             (r.kernel_size % 2 == 1, f"refiner.kernel_size must be odd, got {r.kernel_size}"),
             (self.task.weight == 0 or bool(self.task.label),
              "task.weight > 0 needs task.label, the synthetic set's label key (--task-label KEY)"),
+            (r.noise_grid == 1 or r.noise_channels > 0, "refiner.noise_grid needs refiner.noise_channels > 0"),
             (self.loss.diversity == 0 or r.noise_channels > 0,
              "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
