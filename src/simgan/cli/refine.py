@@ -54,8 +54,9 @@ def refine(run_dir, input_dir, out, fmt, shard_size, shard, batch_size, device, 
     if shard is not None:
         task = shard.replace(" ", "")
         click.echo(f"task {task} refined {res.images} images ({res.images_per_s:.0f} images/s, peak memory "
-                   f"{res.peak_rss_mib:.0f} MiB); " + (f"{res.tasks_left} task(s) of the job array not done yet: {res.out} "
-                   f"appears when the last one finishes" if res.tasks_left else f"every task is done: {res.out}"))
+                   f"{res.peak_rss_mib:.0f} MiB); " + (f"{res.tasks_left} task{'s' if res.tasks_left > 1 else ''} of the job array not done "
+                   f"yet: {res.out} appears when the last one finishes" if res.tasks_left else
+                   f"every task is done: {res.out}"))
     elif res.images and is_main_process():
         click.echo(f"refined {res.images} images{f' x {variants} variants' if variants > 1 else ''} into {res.out} ({res.images_per_s:.0f} images/s, "
                    f"peak memory {res.peak_rss_mib:.0f} MiB)")

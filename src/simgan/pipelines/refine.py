@@ -362,9 +362,9 @@ def _open_output(out: Path, manifest: dict, info: DistInfo, echo) -> DatasetWrit
     return writer if writer is not None else DatasetWriter(out, resume=True, owner=False)
 
 
-def _claim(writer: DatasetWriter, manifest: dict, echo) -> None:
+def _claim(writer: DatasetWriter, manifest: dict, echo, joined: str = "continuing the unfinished refine in") -> None:
     """Write this refine's manifest into a new ``OUT.partial``, or check that an existing one
-    holds the same refine (else refuse, and leave it as it is)."""
+    holds the same refine (else refuse, and leave it as it is; ``joined``: what to say if not)."""
     if writer.created:
         writer.write_text(MANIFEST, json.dumps(manifest, indent=1).encode())
         return
@@ -372,7 +372,7 @@ def _claim(writer: DatasetWriter, manifest: dict, echo) -> None:
         writer.release()
         _refuse(writer.partial)
     if echo is not None:
-        echo(f"continuing the unfinished refine in {writer.partial}")
+        echo(f"{joined} {writer.partial}")
 
 
 def _same_refine(partial: Path, manifest: dict, *, missing: bool) -> bool:
@@ -421,7 +421,8 @@ def _refine_task(job: _Job, out: Path, work, workers: int, progress: bool, echo)
     writer = _partial_lock(out)
     created = writer.created
     try:
-        _claim(writer, job.manifest, echo if not created else None)
+        _claim(writer, job.manifest, echo if not created else None,
+               joined=f"task {job.part}/{job.parts} joins the job array's")
     finally:
         writer.release()  # the folder's lock only elects; each task holds its own below
     writer = DatasetWriter(out, resume=True, owner=False)
