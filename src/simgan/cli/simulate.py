@@ -26,10 +26,10 @@ def simulate():
     """Render labelled synthetic (or target-domain) images."""
 
 
-def _render_options(n_help: str, domain_help: str):
+def _render_options(n_help: str, domain_help: str, n_required: bool = True):
     """The options every simulator takes: how many, where, the seed and the domain."""
     return options(
-        click.option("--n", "n", type=int, required=True, help=n_help),
+        click.option("--n", "n", type=int, required=n_required, help=n_help),
         click.option("--out", "out", type=click.Path(file_okay=False), required=True,
                      help="New dataset folder (must not exist): PNG files, or the array format for a name "
                           "ending in .shards."),
@@ -41,24 +41,35 @@ def _render_options(n_help: str, domain_help: str):
 
 
 @simulate.command()
-@_render_options("Number of images to render.",
-                 "synthetic: clean renders; target: webcam-like images of the same kind of scenes.")
+@_render_options("Number of images to render (with --sequences: S x T, or leave it out).",
+                 "synthetic: clean renders; target: webcam-like images of the same kind of scenes.", n_required=False)
 @click.option("--height", type=int, default=35, show_default=True, help="Image height in pixels.")
 @click.option("--width", type=int, default=55, show_default=True, help="Image width in pixels.")
+@click.option("--sequences", type=int, default=None,
+              help="Render S sequences of moving eyes instead (fixations, saccades, pursuit, blinks), with "
+                   "'sequence' and 'frame' labels and the ground-truth flow.npy and occlusion.npy.")
+@click.option("--frames", type=int, default=None, help="Frames per sequence, at 30 frames/s (with --sequences).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def eyes(n, out, seed, domain, height, width, quiet):
+def eyes(n, out, seed, domain, height, width, sequences, frames, quiet):
     """Render N labelled gray eye images (gaze, head pose, pupil, iris, eyelids) into OUT.
 
     Labels go to OUT/labels.jsonl: "gaze" is a unit 3-vector in camera coordinates (x right,
     y down, z away from the camera), "pitch"/"yaw" are MPIIGaze's angles of it in radians.
+    With --sequences S --frames T: S sequences of T frames of a moving eye, for refining videos.
     """
+    from ..errors import SimganError
     from ..simulators.eyes import simulate_eyes
 
+    if n is None and sequences is None and frames is None:
+        raise SimganError("give --n N (images), or --sequences S and --frames T")
     t0 = time.perf_counter()
-    path = simulate_eyes(out, n, seed=seed, domain=domain, height=height, width=width, progress=not quiet)
+    path = simulate_eyes(out, n, seed=seed, domain=domain, height=height, width=width, progress=not quiet,
+                         sequences=sequences, frames=frames)
     dt = time.perf_counter() - t0
-    click.echo(f"rendered {n} {domain} eye images ({width}x{height}) in {dt:.1f} s "
-               f"({n / dt:.0f} images/s) -> {path}")
+    count = n if sequences is None or frames is None else sequences * frames
+    what = f"{sequences} sequences of {frames} frames, " if sequences is not None else ""
+    click.echo(f"rendered {what}{count} {domain} eye images ({width}x{height}) in {dt:.1f} s "
+               f"({count / dt:.0f} images/s) -> {path}")
 
 
 @simulate.command()

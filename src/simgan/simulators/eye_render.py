@@ -54,7 +54,7 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _columns(poly: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def columns(poly: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Evaluate polylines ``(n, m, 2)`` that are graphs over x at the pixel columns.
 
     Returns ``y`` and ``1/sqrt(1 + slope^2)`` as ``(n, width)`` arrays; beyond the ends the first
@@ -136,9 +136,9 @@ def rasterize(p: EyeSceneParams, g: EyeGeometry, detail: RenderDetail | None = N
     zero = F32(0.0)
 
     # --- lid opening ---------------------------------------------------------------------
-    yu, nu = _columns(g.upper, W)
-    yl, nl = _columns(g.lower, W)
-    yc, _ = _columns(g.crease, W)
+    yu, nu = columns(g.upper, W)
+    yl, nl = columns(g.lower, W)
+    yc, _ = columns(g.crease, W)
     d_up = (Y - yu[:, None, :]) * nu[:, None, :]  # px below the upper lid margin
     d_low = (yl[:, None, :] - Y) * nl[:, None, :]  # px above the lower lid margin
     opening = np.minimum(d_up, d_low)

@@ -60,6 +60,7 @@ MIN_SIZE = 16  # px, smallest height or width the eye model is drawn at
 MAX_SIZE = 1024
 
 _DOMAIN_CODE = {"synthetic": 0, "target": 1}
+_SEQUENCE_CODE = {"synthetic": 2, "target": 3}  # sequences draw from streams of their own
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,89 @@ def _iter_blocks(job: _Job, n: int, workers: int, want_masks: bool = False) -> I
         yield (b * BLOCK,) + block
 
 
+def _render_sequences(job: _Job, block: int, first: int, count: int, frames: int, motion, want_flow: bool):
+    """Sequences ``first .. first+count-1`` (block ``block``): uint8 ``(count*frames, H, W)``, their
+    labels, and (if asked) flow and occlusion (:mod:`.eye_sequences`)."""
+    from dataclasses import replace
+
+    from .eye_sequences import eye_fixed_iris, eye_flow, gaze_paths, sequence_params
+    from .webcam import _unit_noise
+
+    scene_rng, look_rng = block_streams(job.seed, _SEQUENCE_CODE[job.domain], block)
+    p0 = EyeSceneParams.sample(scene_rng, count, job.ranges)
+    pitch, yaw, closure = gaze_paths(scene_rng, p0.gaze_pitch, p0.gaze_yaw, frames, job.ranges, motion)
+    params = sequence_params(p0, pitch, yaw, closure)
+    geom = project(params, job.height, job.width)
+    params = eye_fixed_iris(params, geom, frames)
+    detail = look = None
+    if job.domain == "target":  # the scene's look stays; the glints ride on the cornea; fresh sensor noise
+        rep = np.repeat(np.arange(count), frames)
+        g0 = project(p0, job.height, job.width)
+        d0, l0 = sample_look(look_rng, p0, g0, job.appearance)
+        detail = d0.take(rep)
+        detail.glint_pos = detail.glint_pos + (geom.cornea - g0.cornea[rep])[:, None, :]
+        m = len(rep)
+        look = replace(l0.take(rep), noise=_unit_noise(look_rng, (m, job.height, job.width)),
+                       noise_low=_unit_noise(look_rng, (m, (job.height + 1) // 2, (job.width + 1) // 2)))
+    n = count * frames
+    images = np.empty((n, job.height, job.width), np.uint8)
+    for start in range(0, n, job.batch_size):
+        sl = slice(start, min(start + job.batch_size, n))
+        img = rasterize(params.take(sl), geom.take(sl), None if detail is None else detail.take(sl))
+        if look is None:
+            images[sl] = np.clip(img * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8)
+        else:
+            images[sl] = apply_camera(img, look.take(sl))
+    labels = scene_labels(params, geom)
+    for i, lab in enumerate(labels):
+        lab["sequence"] = first + i // frames
+        lab["frame"] = i % frames
+        lab["domain"] = job.domain
+        lab["seed"] = job.seed
+    flow = occlusion = None
+    if want_flow:
+        flow, occlusion = eye_flow(params, geom, frames)
+    return images, labels, flow, occlusion
+
+
+def _iter_sequences(job: _Job, sequences: int, frames: int, motion, workers: int, want_flow: bool):
+    """Yield ``(first_frame_index, images, labels, flow, occlusion)`` for every block of sequences,
+    in order; a block holds about :data:`BLOCK` frames (at least one sequence)."""
+    per = max(1, BLOCK // frames)
+    spans = [(b, b * per, min(per, sequences - b * per)) for b in range((sequences + per - 1) // per)]
+    render = lambda b, first, count: _render_sequences(job, b, first, count, frames, motion, want_flow)  # noqa: E731
+    for (_, first, _), block in in_order(render, spans, workers):
+        yield (first * frames,) + block
+
+
+def render_eye_sequences(sequences: int, frames: int, *, seed: int = 0, domain: str = "synthetic", height: int = 35,
+                         width: int = 55, workers: int | None = None, ranges: EyeSceneRanges | None = None,
+                         appearance: TargetAppearance | None = None, motion=None, flow: bool = True):
+    """Render ``sequences`` eye sequences of ``frames`` frames (:mod:`.eye_sequences`).
+
+    Returns ``images`` uint8 ``(N, H, W, 1)`` (``N = sequences * frames``, sequence after sequence),
+    ``labels`` (those of :func:`render_eyes` plus ``sequence`` and ``frame``), and with ``flow``
+    the backward flow ``(N, H, W, 2)`` and the occlusion mask ``(N, H, W)``. Sequence ``s`` depends
+    only on ``(seed, domain, height, width, frames, ranges, appearance, motion, s)``.
+    """
+    from .eye_sequences import EyeMotion, check_sequence_args
+
+    check_sequence_args(sequences, frames)
+    job = _job(sequences * frames, seed, domain, height, width, None, ranges, appearance)
+    motion = motion or EyeMotion()
+    n = sequences * frames
+    images = np.empty((n, job.height, job.width, 1), np.uint8)
+    flows = np.empty((n, job.height, job.width, 2), np.float32) if flow else None
+    masks = np.empty((n, job.height, job.width), np.uint8) if flow else None
+    labels: list[dict] = []
+    for start, imgs, labs, f, m in _iter_sequences(job, sequences, frames, motion, thread_count(workers), flow):
+        images[start:start + len(imgs), :, :, 0] = imgs
+        labels.extend(labs)
+        if flow:
+            flows[start:start + len(imgs)], masks[start:start + len(imgs)] = f, m
+    return images, labels, flows, masks
+
+
 def render_eyes(n: int, *, seed: int = 0, domain: str = "synthetic", height: int = 35, width: int = 55,
                 batch_size: int | None = None, workers: int | None = None, ranges: EyeSceneRanges | None = None,
                 appearance: TargetAppearance | None = None) -> tuple[np.ndarray, list[dict]]:
@@ -155,21 +239,29 @@ def pupil_masks(n: int, *, seed: int = 0, domain: str = "synthetic", height: int
     return np.concatenate([m for _, _, _, m in _iter_blocks(job, n, 1, want_masks=True)])
 
 
-def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic",
+def simulate_eyes(out: str | os.PathLike, n: int | None, *, seed: int = 0, domain: str = "synthetic",
                   height: int = 35, width: int = 55, progress: bool = True, workers: int | None = None,
-                  ranges: EyeSceneRanges | None = None, appearance: TargetAppearance | None = None) -> Path:
+                  ranges: EyeSceneRanges | None = None, appearance: TargetAppearance | None = None,
+                  sequences: int | None = None, frames: int | None = None, motion=None) -> Path:
     """Render ``n`` eyes into a new dataset folder ``out`` in the interchange format (``OUT.shards``:
     the array format, :mod:`simgan.datasets.shards`).
 
     ``out/img/NNNNNN.png`` (8-bit gray) and ``out/labels.jsonl``; everything is written to
     ``out.partial`` and renamed at the end, so ``out`` never holds a half-written set. An
     existing ``out`` is an error. Returns the folder's path.
+
+    ``sequences = S`` with ``frames = T`` renders S sequences of T frames instead (``n``, if given,
+    must be S x T): the labels gain ``sequence`` and ``frame``, and the folder holds the ground-truth
+    ``flow.npy`` and ``occlusion.npy`` (:mod:`.eye_sequences`).
     """
     from tqdm import tqdm
 
     from ..datasets import json_line  # imports torch: only when writing files
     from ..datasets.sink import ImageSink
 
+    if sequences is not None or frames is not None:
+        return _simulate_sequences(out, n, sequences, frames, seed, domain, height, width, progress, workers,
+                                   ranges, appearance, motion)
     job = _job(n, seed, domain, height, width, None, ranges, appearance)
     digits = max(6, len(str(n - 1)))
     nw = thread_count(workers)
@@ -180,6 +272,40 @@ def simulate_eyes(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str 
             names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
             sink.add(names, imgs, (json_line({"file": name, **lab}) for name, lab in zip(names, labs)))
             bar.update(len(imgs))
+        return sink.finish()
+
+
+def _simulate_sequences(out, n, sequences, frames, seed, domain, height, width, progress, workers, ranges,
+                        appearance, motion) -> Path:
+    from tqdm import tqdm
+
+    from ..datasets import json_line
+    from ..datasets.sink import ImageSink
+    from ..datasets.sequences import FLOW_FILE, OCCLUSION_FILE
+    from .eye_sequences import EyeMotion, check_sequence_args
+
+    if sequences is None or frames is None:
+        raise SimganError("eye sequences need both --sequences and --frames")
+    check_sequence_args(sequences, frames)
+    if n is not None and n != sequences * frames:
+        raise SimganError(f"--n {n} differs from --sequences x --frames = {sequences * frames}; give one or the other")
+    total = sequences * frames
+    job = _job(total, seed, domain, height, width, None, ranges, appearance)
+    digits = max(6, len(str(total - 1)))
+    nw = thread_count(workers)
+    with ImageSink(out, total, threads=nw) as sink, \
+            tqdm(total=total, desc=f"render {domain} eye sequences", unit="img", leave=False,
+                 disable=not progress) as bar:
+        flow = np.lib.format.open_memmap(sink.writer.partial / FLOW_FILE, "w+", np.float32, (total, job.height, job.width, 2))
+        occl = np.lib.format.open_memmap(sink.writer.partial / OCCLUSION_FILE, "w+", np.uint8, (total, job.height, job.width))
+        for start, imgs, labs, f, m in _iter_sequences(job, sequences, frames, motion or EyeMotion(), nw, True):
+            names = [f"img/{i:0{digits}d}.png" for i in range(start, start + len(imgs))]
+            sink.add(names, imgs, (json_line({"file": name, **lab}) for name, lab in zip(names, labs)))
+            flow[start:start + len(imgs)], occl[start:start + len(imgs)] = f, m
+            bar.update(len(imgs))
+        flow.flush()
+        occl.flush()
+        del flow, occl
         return sink.finish()
 
 

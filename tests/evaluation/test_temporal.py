@@ -1,0 +1,83 @@
+"""The warping error (Lai et al. 2018) and the checks of a sequence set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from simgan.datasets import write_dataset
+from simgan.datasets.sequences import FLOW_FILE, OCCLUSION_FILE, open_sequences, warp
+from simgan.errors import SimganError
+from simgan.evaluation.temporal import warping_error
+
+
+def test_warp_by_hand():
+    a = np.arange(12, dtype=float).reshape(1, 3, 4)
+    flow = np.zeros((1, 3, 4, 2))
+    flow[..., 0] = 1.0  # every pixel shows what its right neighbour showed
+    assert np.array_equal(warp(a, flow)[0, :, :3], a[0, :, 1:])
+    flow[..., 0], flow[..., 1] = 0.5, 0.0
+    assert np.allclose(warp(a, flow)[0, 0, :3], [0.5, 1.5, 2.5])
+
+
+def _moving_square(frames=6, flicker=0.0, seed=0):
+    """A bright square moving one pixel right per frame, its exact backward flow, and (optionally)
+    a random brightness change per frame."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((frames, 16, 16, 1))
+    for t in range(frames):
+        x[t, 5:10, 2 + t:7 + t] = 200 + flicker * rng.standard_normal()
+    flow = np.zeros((frames, 16, 16, 2))
+    flow[1:, ..., 0] = -1.0
+    occlusion = np.zeros((frames, 16, 16), np.uint8)
+    occlusion[0] = 1
+    occlusion[1:, :, 0] = 1  # the column that enters at the left edge
+    return x, flow, occlusion
+
+
+def test_warping_error_is_zero_for_exact_motion_and_fires_on_flicker():
+    x, flow, occ = _moving_square()
+    assert warping_error(x, flow, occ) == pytest.approx(0.0, abs=1e-12)
+    still = np.repeat(x[:1], 6, axis=0)
+    assert warping_error(still, np.zeros_like(flow), occ) == 0.0
+    flickering, _, _ = _moving_square(flicker=20.0)
+    assert warping_error(flickering, flow, occ) > 1e-4
+    # without the flow the motion itself counts
+    assert warping_error(x, np.zeros_like(flow), occ) > 1e-3
+
+
+def _sequence_folder(tmp_path, frames):
+    images = np.zeros((len(frames), 8, 8, 1), np.uint8)
+    labels = [{"sequence": s, "frame": f} for s, f in frames]
+    out = write_dataset(tmp_path / "seq", images, labels)
+    return out
+
+
+@pytest.mark.parametrize("frames, message", [
+    ([(0, 0), (0, 1), (0, 1)], "frame 1 twice"),
+    ([(0, 0), (0, 2)], "frame 1 missing"),
+    ([(0, 0), (0, 1), (1, 0)], "different lengths"),
+    ([(0, 0), (1, 0), (0, 1)], "not next to each other"),
+])
+def test_bad_sequences_are_named(tmp_path, frames, message):
+    path = _sequence_folder(tmp_path, frames)
+    with pytest.raises(SimganError, match=message):
+        open_sequences(path)
+
+
+def test_flow_of_the_wrong_shape(tmp_path):
+    path = _sequence_folder(tmp_path, [(0, 0), (0, 1)])
+    s = open_sequences(path)
+    assert s.frames == 2 and s.flow is None
+    with pytest.raises(SimganError, match="no flow.npy"):
+        open_sequences(path, need_flow=True)
+    np.save(path / FLOW_FILE, np.zeros((2, 8, 7, 2), np.float32))
+    np.save(path / OCCLUSION_FILE, np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(SimganError, match="expected float32"):
+        open_sequences(path)
+    lines = (path / "labels.jsonl").read_text().splitlines()
+    (path / "labels.jsonl").write_text("\n".join(json.dumps({**json.loads(x), "frame": None}) for x in lines) + "\n")
+    with pytest.raises(SimganError, match="no integer 'sequence' and 'frame'"):
+        open_sequences(path)
