@@ -36,7 +36,7 @@ REDUCTIONS = ("sum", "mean")
 ADVERSARIAL = ("cross-entropy", "least-squares", "hinge")
 PADDINGS = ("zeros", "reflect", "replicate")
 AUGMENTS = ("color", "translation", "cutout")
-SECTIONS = ("image", "refiner", "discriminator", "loss", "task", "train")
+SECTIONS = ("image", "refiner", "discriminator", "loss", "task", "temporal", "train")
 DEFAULT_PRESET = "eyes"
 
 
@@ -79,8 +79,6 @@ class RefinerConfig:
                            flag="--refiner-padding", choices=PADDINGS)
     noise_channels: int = setting(0, "channels of a per-image N(0, 1) code given to R with its input (§5's future "
                                      "work); `simgan refine --variants` draws several", flag="--noise-channels", ge=0)
-    noise_grid: int = setting(1, "the noise code on a G x G grid per image, blended bilinearly across it (1: one code "
-                                 "for the whole image): a look that can vary across the image", ge=1)
     global_context: bool = setting(False, "R also sees per-image feature statistics (per-image tone and contrast)",
                                    flag="--global-context")
     inward_clamp: bool = setting(True, "R's clamp to the pixel range passes a gradient that brings a saturated pixel "
@@ -161,6 +159,23 @@ class TaskConfig:
 
 
 @dataclass
+class TemporalConfig:
+    """Temporal consistency, for refining videos (the paper's second future work, §5;
+    :mod:`simgan.training.temporal`): R's loss gains terms that keep a sequence from flickering.
+    Both are off in every recipe."""
+
+    weight: float = setting(0.0, "weight of the flow term: R's change to frame t must match its change to frame t-1 "
+                                 "moved by the simulator's flow, outside occlusions (Lai et al., ECCV 2018); needs a "
+                                 "synthetic sequence set with flow.npy; 0 disables",
+                            flag="--temporal-consistency", ge=0, metavar="W")
+    shift: float = setting(0.0, "weight of the shift term: R of a slightly moved image (sub-pixel shift, turn, zoom) "
+                                "must be the moved R of the image (Eilertsen et al., CVPR 2019); needs no sequences; "
+                                "0 disables",
+                           flag="--shift-consistency", ge=0, metavar="W")
+    max_shift: float = setting(1.0, "largest shift of the shift term, pixels", gt=0, le=8)
+
+
+@dataclass
 class TrainConfig:
     """Algorithm 1 and its optimisation settings (:mod:`simgan.training`)."""
 
@@ -214,6 +229,7 @@ class SimGANConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     # -- (de)serialisation ----------------------------------------------------------------------
@@ -247,7 +263,6 @@ class SimGANConfig:
             (r.kernel_size % 2 == 1, f"refiner.kernel_size must be odd, got {r.kernel_size}"),
             (self.task.weight == 0 or bool(self.task.label),
              "task.weight > 0 needs task.label, the synthetic set's label key (--task-label KEY)"),
-            (r.noise_grid == 1 or r.noise_channels > 0, "refiner.noise_grid needs refiner.noise_channels > 0"),
             (self.loss.diversity == 0 or r.noise_channels > 0,
              "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
@@ -273,7 +288,7 @@ BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.l
 RETIRED = {
     ("refiner", "tone_curve"): (0,), ("refiner", "grain"): (False,), ("refiner", "noise_kind"): ("image", None),
     ("discriminator", "global_context"): (False,), ("discriminator", "histogram_bins"): (0,),
-    ("train", "lr_decay"): (0, 0.0),
+    ("train", "lr_decay"): (0, 0.0), ("refiner", "noise_grid"): (1,),
 }
 
 

@@ -145,25 +145,6 @@ def test_image_noise_is_one_code_per_image():
         resolve_config("generic", overrides={"refiner": {"noise_kind": "pixel"}})
 
 
-def test_noise_grid_varies_the_code_across_the_image():
-    """refiner.noise_grid G: G x G codes per image, blended bilinearly; a code acts near its grid
-    node and not beyond the next node plus R's receptive field."""
-    r = Refiner(RefinerConfig(width=4, num_blocks=1, noise_channels=2, noise_grid=3), 1)
-    torch.nn.init.normal_(r.head.weight)
-    z = r.sample_noise(2, generator=torch.Generator().manual_seed(0))
-    assert z.shape == (2, 2, 3, 3)
-    x = torch.rand(2, 1, 24, 24)
-    z2 = z.clone()
-    z2[:, :, 0, 0] += 1.0  # the top-left code only
-    a, b = r(x, z), r(x, z2)
-    assert not torch.allclose(a[:, :, 0, 0], b[:, :, 0, 0])
-    # node 0 reaches up to node 1 at pixel 11.5; R's 7x7 field adds 3 pixels
-    assert torch.equal(a[:, :, 15:, :], b[:, :, 15:, :]) and torch.equal(a[:, :, :, 15:], b[:, :, :, 15:])
-    with pytest.raises(SimganError, match="noise_grid needs"):
-        resolve_config("generic", overrides={"refiner": {"noise_grid": 2, "noise_channels": 0},
-                                             "loss": {"diversity": 0}})
-
-
 def test_global_context_sees_the_whole_image():
     """GlobalContext starts as the identity; once trained, a pixel far outside R's 3x3 receptive
     field changes the output everywhere, and each image's output depends on that image alone."""

@@ -321,3 +321,25 @@ def test_bad_shard(bad):
 
 def test_shard_parses():
     assert parse_shard("3/8") == (3, 8) and parse_shard((0, 1)) == (0, 1) and parse_shard(None) is None
+
+
+def test_a_sequence_set_gets_one_noise_code_per_sequence(trained, tmp_path):
+    from simgan.datasets import write_dataset
+
+    run, syn = trained
+    x = ImageFolder.open(syn).load()[:2]
+    frames = np.concatenate([np.repeat(x[:1], 4, 0), np.repeat(x[:1], 4, 0), np.repeat(x[1:], 4, 0)])
+    labels = [{"sequence": s, "frame": f} for s in range(3) for f in range(4)]
+    write_dataset(tmp_path / "seq", frames, labels)
+    write_dataset(tmp_path / "frames", frames, [{"n": i} for i in range(12)])
+    res = refine_dataset(run, tmp_path / "seq", tmp_path / "out", batch_size=3, progress=False)
+    assert res.images == 12
+    y = ImageFolder.open(tmp_path / "out").load()
+    # one look per sequence, across batches; two sequences of the same image get two looks
+    assert all(np.array_equal(y[0], y[i]) for i in range(1, 4)) and np.array_equal(y[8], y[11])
+    assert not np.array_equal(y[0], y[4])
+    assert json.loads((tmp_path / "out" / "refine.json").read_text())["noise"] == "per sequence"
+    # the same frames without sequence labels: a code per image, so frames of one image differ
+    refine_dataset(run, tmp_path / "frames", tmp_path / "per_image", batch_size=3, progress=False)
+    z = ImageFolder.open(tmp_path / "per_image").load()
+    assert not all(np.array_equal(z[0], z[i]) for i in range(1, 4))

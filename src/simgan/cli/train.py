@@ -39,7 +39,7 @@ def _option(section: str, f) -> tuple[str, click.Option]:
 
 
 # the sections in the order --help lists their flags: the run first, the networks last
-FLAG_SECTIONS = ("train", "loss", "task", "refiner", "discriminator")
+FLAG_SECTIONS = ("train", "loss", "task", "temporal", "refiner", "discriminator")
 SETTING_OPTIONS = dict(_option(section, f) for section in FLAG_SECTIONS for f in config_fields(section)
                        if f.metadata.get("flag"))
 

@@ -17,6 +17,7 @@ measure relies on it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,14 +69,19 @@ class SequenceSet:
 
 
 def open_sequences(path, *, need_flow: bool = False) -> SequenceSet:
-    """Open a sequence set and check it (one line naming the problem otherwise): every image has
+    """Open a sequence set (a folder, or a dataset already open) and check it (one line naming the problem otherwise): every image has
     integer ``sequence`` and ``frame`` labels; each sequence has frames 0 .. T-1 exactly once, in
     order and next to each other; every sequence has the same T; ``flow.npy`` and
     ``occlusion.npy``, when present (required with ``need_flow``), have one row per image of the
     images' size."""
     from ..datasets import open_dataset
 
-    ds = open_dataset(path)
+    if isinstance(path, (str, os.PathLike)):
+        ds = open_dataset(path)
+    else:
+        ds, path = path, getattr(path, "root", None)
+        if path is None:
+            raise SimganError("a sequence set must be a folder (its flow.npy lies beside its labels.jsonl)")
     n = len(ds)
     seq = np.empty(n, np.int64)
     frame = np.empty(n, np.int64)

@@ -206,3 +206,44 @@ def task_consistency_loss(outputs: torch.Tensor, reference: torch.Tensor, kind: 
     if kind == "class":
         return F.cross_entropy(outputs.float(), reference)
     return (outputs.float() - reference).pow(2).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# temporal consistency (refining videos, the paper's second future work, §5)
+
+
+def warp(previous: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """``previous`` (N×C×H×W) sampled bilinearly at ``(x + u, y + v)`` for every pixel, ``flow``
+    N×H×W×2 holding ``(u, v)`` in pixels (the backward flow of :mod:`simgan.datasets.sequences`);
+    the nearest border pixel outside the image. Differentiable in ``previous``."""
+    n, _, h, w = previous.shape
+    ys, xs = torch.meshgrid(torch.arange(h, device=flow.device, dtype=torch.float32),
+                            torch.arange(w, device=flow.device, dtype=torch.float32), indexing="ij")
+    gx = (xs + flow[..., 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[..., 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(previous.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def flow_consistency_loss(refined: torch.Tensor, x: torch.Tensor, refined_prev: torch.Tensor, x_prev: torch.Tensor,
+                          flow: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The temporal term of Lai et al. (ECCV 2018) with the simulator's true flow: R's change to
+    frame t, ``R(x_t) - x_t``, against its change to frame t-1 moved by the flow, ``warp(R(x_{t-1})
+    - x_{t-1})``; the mean absolute difference over the pixels ``valid`` (N×H×W, 1 where the flow
+    holds), in the models' pixel units. Comparing changes, not images, leaves the scene's own
+    motion and lighting out: only what R adds must move with the scene."""
+    change = refined.float() - x.float()
+    moved = warp(refined_prev.float() - x_prev.float(), flow)
+    m = valid[:, None].float()
+    return ((change - moved).abs() * m).sum() / (m.sum() * change.shape[1]).clamp(min=1.0)
+
+
+def shift_consistency_loss(refined_of_moved: torch.Tensor, moved_refined: torch.Tensor, margin: int) -> torch.Tensor:
+    """The single-frame regulariser of Eilertsen et al. (CVPR 2019): ``R(T x)`` against ``T R(x)``
+    for a small motion ``T`` (the caller's), mean absolute difference over the pixels at least
+    ``margin`` from the border (where neither side sees past the image). A refiner that passes it
+    changes an image the same way wherever its content sits on the pixel grid, so a slowly moving
+    scene does not shimmer."""
+    h, w = moved_refined.shape[2:]
+    inner = (slice(None), slice(None), slice(margin, h - margin), slice(margin, w - margin))
+    return (refined_of_moved.float()[inner] - moved_refined.float()[inner]).abs().mean()

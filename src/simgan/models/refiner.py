@@ -22,7 +22,6 @@ eyes (§3.1): k=3, 64 maps, 4 blocks.  hands (§3.2): k=7, 64 maps, 10 blocks.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import RefinerConfig
@@ -72,8 +71,6 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if z is not None:
-            if z.shape[2] * z.shape[3] > 1:  # a grid of codes (refiner.noise_grid), blended across the image
-                z = F.interpolate(z.float(), size=x.shape[2:], mode="bilinear", align_corners=True)
             x = torch.cat([x, z.to(x.dtype).expand(-1, -1, *x.shape[2:])], dim=1)
         return self.act(self.conv(x.to(self.conv.weight.dtype)))
 
@@ -155,7 +152,6 @@ class Refiner(nn.Module):
         self.cfg = cfg
         self.channels = channels
         self.noise_channels = cfg.noise_channels
-        self.noise_grid = cfg.noise_grid
         self.residual = cfg.residual
         self.inward_clamp = cfg.inward_clamp
         self.stem = Stem(channels, cfg.noise_channels, cfg.width, cfg.kernel_size, cfg.padding)
@@ -207,8 +203,8 @@ class Refiner(nn.Module):
 
     def sample_noise(self, n: int, *, generator: torch.Generator | None = None, device=None,
                      dtype=torch.float32) -> torch.Tensor:
-        """The per-image N(0, 1) code for ``n`` images: ``n×k×G×G`` (G: ``refiner.noise_grid``)."""
-        shape = (n, self.noise_channels, self.noise_grid, self.noise_grid)
+        """The per-image N(0, 1) code for ``n`` images: ``n×k×1×1``."""
+        shape = (n, self.noise_channels, 1, 1)
         if generator is None:
             return torch.randn(shape, device=device, dtype=dtype)
         return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)

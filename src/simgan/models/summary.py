@@ -71,10 +71,11 @@ def coverage_line(d, height: int, width: int) -> str:
 def options_on(cfg: SimGANConfig) -> list[str]:
     """The options beyond the paper's method that ``cfg`` turns on, in words."""
     r, d, t, loss = cfg.refiner, cfg.discriminator, cfg.train, cfg.loss
-    on = [(r.noise_channels, f"per-image noise code of {r.noise_channels} channels"
-                             + (f" on a {r.noise_grid}x{r.noise_grid} grid" if r.noise_grid > 1 else "")),
+    on = [(r.noise_channels, f"per-image noise code of {r.noise_channels} channels"),
           (loss.diversity, f"diversity term {loss.diversity:g} (cap {loss.diversity_cap:g})"),
           (cfg.task.weight, f"task consistency {cfg.task.weight:g} on {cfg.task.label!r}"),
+          (cfg.temporal.weight, f"temporal consistency {cfg.temporal.weight:g} along the flow"),
+          (cfg.temporal.shift, f"shift consistency {cfg.temporal.shift:g}"),
           (t.snapshots > 1, f"{t.snapshots} snapshots over the last {t.snapshot_span:g} of the rounds"),
           (t.ema_decay, f"running average of R (decay {t.ema_decay:g})"),
           (r.global_context, "R per-image context"), (r.texture_noise, "R texture noise"),

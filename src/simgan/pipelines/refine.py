@@ -14,6 +14,11 @@ the same arguments. Under ``torchrun`` each process refines every ``world_size``
 rank 0 publishes the result; since every batch is refined exactly as in a single process, the
 merged output is identical to a single-process run with the same batch size.
 
+A sequence set (frames with ``sequence`` and ``frame`` labels, :mod:`simgan.datasets.sequences`)
+is refined with one noise code per sequence, not per frame, so that a refiner that takes noise
+gives every frame of a sequence the same look (a code drawn afresh per frame would make the
+sequence flicker); variant ``v`` of every frame uses the same snapshot, as for single images.
+
 A job array (SLURM's ``--array``) splits the same way with ``shard=(I, N)`` (``--shard I/N``):
 task ``I`` refines every ``N``-th batch (or shard) into the shared ``OUT.partial``, holding a lock
 of its own, and leaves a ``done`` mark. The tasks need not run at the same time and never talk to
@@ -258,6 +263,7 @@ class _Job:
     manifest: dict
     part: int = 0
     parts: int = 1
+    sequence_ids: np.ndarray | None = None  # a sequence set: each image's sequence (one noise code each)
 
     @property
     def n_batches(self) -> int:
@@ -345,8 +351,38 @@ def _open_job(run, input, dev, precision, trust_pickle, batch_size, variants, in
         manifest["variants"] = variants
     if len(models) > 1:
         manifest["snapshots"] = len(models)
+    ids = sequence_ids(index) if cfg.refiner.noise_channels else None
+    if ids is not None:
+        manifest["noise"] = "per sequence"
     return _Job(index, models, cfg.train.channels_last, spec, precision, batch_size, variants, dev, info, manifest,
-                info.rank, info.world_size)
+                info.rank, info.world_size, ids)
+
+
+def sequence_ids(index) -> np.ndarray | None:
+    """Each image's ``sequence`` label when every image has integer ``sequence`` and ``frame``
+    labels (a sequence set), else ``None``. Reads the labels once, only when the first image
+    has them."""
+    first = index.records(0, 1)[0].labels() if index.labelled else {}
+    if "sequence" not in first or "frame" not in first:
+        return None
+    ids = np.empty(len(index), np.int64)
+    for i, line in enumerate(index.iter_label_lines()):
+        rec = json.loads(line)
+        s, f = rec.get("sequence"), rec.get("frame")
+        if not (isinstance(s, int) and isinstance(f, int)) or isinstance(s, bool) or isinstance(f, bool):
+            return None  # not a sequence set after all: a code per image
+        ids[i] = s
+    return ids
+
+
+def sequence_noise(model: torch.nn.Module, ids: np.ndarray, variant: int) -> torch.Tensor:
+    """Noise codes for images of sequences ``ids``: one per sequence (and variant), drawn from a
+    generator seeded by them, so every frame of a sequence gets the same code wherever it is."""
+    codes = {}
+    for s in np.unique(ids).tolist():
+        g = torch.Generator().manual_seed((int(s) * 1009 + variant) % (2 ** 63))
+        codes[s] = model.sample_noise(1, generator=g)
+    return torch.cat([codes[s] for s in ids.tolist()])
 
 
 def _open_output(out: Path, manifest: dict, info: DistInfo, echo) -> DatasetWriter:
@@ -573,8 +609,12 @@ def _refine_batch(job: _Job, pixels: np.ndarray, b: int) -> list[np.ndarray]:
     for v in range(job.variants):
         model = job.models[v % len(job.models)]
         g = torch.Generator().manual_seed(b * 1000 + v)  # R's noise code, if it takes one
+        z = None
+        if job.sequence_ids is not None:
+            ids = job.sequence_ids[b * job.batch_size:b * job.batch_size + x.shape[0]]
+            z = sequence_noise(model, ids, v).to(device=x.device, dtype=x.dtype)
         with torch.no_grad(), autocast(job.dev, job.precision):
-            y = model(x, generator=g)
+            y = model(x, z, generator=g)
         outs.append(from_model(y.float(), job.spec.max_value))
     return outs
 

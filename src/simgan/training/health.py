@@ -18,7 +18,7 @@ from ..errors import SimganError
 from ..models.losses import effective_lambda
 
 METRICS = ("d_loss", "d_acc_real", "d_acc_refined", "r_loss_real", "r_loss_reg", "mean_abs_diff", "r_diversity",
-           "r_task")
+           "r_task", "r_flow", "r_shift")
 
 
 class TrainingDiverged(SimganError):

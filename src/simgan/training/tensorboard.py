@@ -25,6 +25,7 @@ TAGS = {
     "d_acc_real": "accuracy/d_real", "d_acc_refined": "accuracy/d_refined",
     "mean_abs_diff": "refinement/mean_abs_change", "kg": "schedule/kg", "lr": "schedule/lr",
     "images_per_s": "speed/images_per_s", "r_diversity": "loss/r_diversity", "r_task": "loss/r_task",
+    "r_flow": "loss/r_flow", "r_shift": "loss/r_shift",
 }
 
 

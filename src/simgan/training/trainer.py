@@ -44,6 +44,7 @@ from .optim import make_optimizer
 from .rundir import RunDir
 from .sampling import BatchSampler, ImageSource, load_shard, open_training_sets
 from .task_consistency import TaskConsistency, read_labels
+from .temporal import FlowPairs, shift_term
 
 __all__ = ["PHASES", "METRICS", "Trainer", "TrainResult", "TrainingDiverged", "train"]
 
@@ -92,6 +93,7 @@ class Trainer:
                           "--real": None if isinstance(real, Dataset) else real}, {"--out": out}, partial=False)
         self.geometry = patch_geometry(cfg.discriminator, self.spec.height, self.spec.width)
         self.task_labels = read_labels(cfg.task, syn_ds, self.dist) if cfg.task.weight > 0 else None
+        self.flow_pairs = FlowPairs.load(syn_ds, self.device, self.dist.enabled) if cfg.temporal.weight > 0 else None
         self.cfg = cfg
         self.run = RunDir(Path(out))
         self.monitor = Monitor(cfg, self.run, self.dist, self.phase_of, self.spec.max_value, echo=echo,
@@ -160,7 +162,8 @@ class Trainer:
         if self.dist.is_main:
             self.cfg.save(self.run.config)
         lines = budget.plan_lines(t, costs, self.device, start=self.step, scale=scale, budget_s=left)
-        return ([self.task.describe(self.cfg.task.label)] if self.task is not None else []) + lines
+        return ([self.task.describe(self.cfg.task.label)] if self.task is not None else []) + \
+            ([self.flow_pairs.describe()] if self.flow_pairs is not None else []) + lines
 
     @property
     def total_steps(self) -> int:
@@ -190,8 +193,8 @@ class Trainer:
     # -- the two updates of Algorithm 1 -----------------------------------------------------------
     def refiner_step(self, adversarial: bool) -> tuple[torch.Tensor, ...]:
         """One step of R on Eq. 4 with D fixed (pretraining: self-regularisation only); returns the
-        realism and self-regularisation terms, R's mean change, the diversity term and the task-
-        consistency term (NaN where not computed)."""
+        realism and self-regularisation terms, R's mean change, the diversity term, the task-
+        consistency term and the two temporal terms (NaN where not computed)."""
         t, lc = self.cfg.train, self.cfg.loss
         diverse = adversarial and lc.diversity > 0  # each image twice, with two noise codes
         idx = self.syn_sampler.next(t.batch_size // 2 if diverse else t.batch_size)
@@ -203,13 +206,17 @@ class Trainer:
             if t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             z = self.R.sample_noise(x.shape[0], device=x.device, dtype=x.dtype)
+        tc = self.cfg.temporal
+        temporal = adversarial and (tc.weight > 0 or tc.shift > 0)
+        if temporal and z is None and self.R.noise_channels:  # the terms compare refinements under one code
+            z = self.R.sample_noise(x.shape[0], device=x.device, dtype=x.dtype)
         self.R_train.train()
         with autocast(self.device, self.precision):
             refined, before = self.R_train(x, z)
             if adversarial:
                 self.D.eval().requires_grad_(False)  # D is fixed while R is updated
                 logits = self.D(self.augment(refined))
-        div = task = torch.full((), float("nan"), device=self.device)
+        div = task = flow = shift = torch.full((), float("nan"), device=self.device)
         if adversarial:  # Eq. 4, minus the diversity-sensitive term when R takes noise, plus task consistency
             loss, real_loss, reg = losses.refiner_loss(logits, before, x, self.psi, lc.lambda_reg,
                                                        adversarial=lc.adversarial, reduction=lc.reduction)
@@ -221,6 +228,15 @@ class Trainer:
                 task = self.task.loss(refined, idx)
                 per_image = self.geometry.patches if lc.reduction == "sum" else 1
                 loss = loss + self.cfg.task.weight * per_image * task
+            per_image = self.geometry.patches if lc.reduction == "sum" else 1
+            if tc.weight > 0:
+                with autocast(self.device, self.precision):
+                    flow = self.flow_pairs.loss(self.R_train, self.synthetic, idx, x, refined, z)
+                loss = loss + tc.weight * per_image * flow
+            if tc.shift > 0:
+                with autocast(self.device, self.precision):
+                    shift = shift_term(self.R_train, x, refined, z, self.cfg, self.R.receptive_field)
+                loss = loss + tc.shift * per_image * shift
         else:  # pretraining R: the self-regularisation term alone
             reg = losses.self_regularization_loss(before, x, self.psi, reduction=lc.reduction)
             real_loss, loss = torch.full((), float("nan"), device=self.device), reg
@@ -228,7 +244,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.R)
         return (real_loss.detach(), reg.detach(), (refined.detach().float() - x).abs().mean(), div.detach(),
-                task.detach())
+                task.detach(), flow.detach(), shift.detach())
 
     def discriminator_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step of D on Eq. 2 with R fixed; half of the refined images come from the history."""
@@ -273,10 +289,10 @@ class Trainer:
         nan = torch.full((), float("nan"), device=self.device)
         phase, _ = self.phase_of(self.step)
         if phase == "refiner-pretrain":
-            _, reg, mad, _, _ = self.refiner_step(adversarial=False)
-            return torch.stack([nan, nan, nan, nan, reg, mad, nan, nan]), t.batch_size
+            _, reg, mad, *_ = self.refiner_step(adversarial=False)
+            return torch.stack([nan, nan, nan, nan, reg, mad, nan, nan, nan, nan]), t.batch_size
         if phase == "disc-pretrain":
-            return torch.stack([*self.discriminator_step(), nan, nan, nan, nan, nan]), t.batch_size // 2
+            return torch.stack([*self.discriminator_step(), *[nan] * 7]), t.batch_size // 2
         r = torch.stack([torch.stack(self.refiner_step(adversarial=True)) for _ in range(self.kg)]).mean(0)
         d = torch.stack([torch.stack(self.discriminator_step()) for _ in range(t.kd)]).mean(0)
         return torch.cat([d, r]), t.batch_size * self.kg + (t.batch_size // 2) * t.kd
