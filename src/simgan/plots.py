@@ -93,3 +93,57 @@ def save_loss_curves(metrics_path: Path, path: Path) -> Path | None:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def save_animation(columns: Sequence[np.ndarray], labels: Sequence[str], frames: int, path: Path, *,
+                   scale: int | None = None, fps: float = 10.0, pad: int = 2) -> Path:
+    """An animated GIF: each of ``columns`` (N×H×W×C images, sequences of ``frames`` frames one
+    after another) is a column, each sequence a row, all playing in step (slowed to ``fps``)."""
+    cols = [_to_display(c) for c in columns]
+    n_seq = min(len(c) for c in cols) // frames
+    h, w = cols[0].shape[1:3]
+    if scale is None:
+        scale = max(1, min(3, 160 // max(h, w)))
+    cw, ch, top = w * scale, h * scale, 14
+    size = (len(cols) * (cw + pad) + pad, top + n_seq * (ch + pad) + pad)
+    pictures = []
+    for t in range(frames):
+        canvas = Image.new("RGB", size, (255, 255, 255))
+        draw = ImageDraw.Draw(canvas)
+        for c, (images, label) in enumerate(zip(cols, labels)):
+            x = pad + c * (cw + pad)
+            draw.text((x + 2, 1), label, fill=(0, 0, 0))
+            for r in range(n_seq):
+                tile = Image.fromarray(images[r * frames + t]).resize((cw, ch), Image.NEAREST)
+                canvas.paste(tile, (x, top + pad + r * (ch + pad)))
+        pictures.append(canvas.convert("P", palette=Image.ADAPTIVE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=int(1000 / fps), loop=0)
+    tmp.replace(path)
+    return path
+
+
+def save_curves(curves: dict, path: Path, *, xlabel: str, ylabel: str, scale: float = 1.0) -> Path:
+    """One line per entry of ``curves`` (name -> values at x = 0, 1, ...; NaN: no value)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, ys in curves.items():
+        ax.plot(np.arange(len(ys)), np.asarray(ys, float) * scale, label=name, linewidth=1.0)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_yscale("log")
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+

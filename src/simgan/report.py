@@ -56,10 +56,10 @@ def table(headers: Sequence, rows: Sequence[Sequence]) -> str:
     return format_table(headers, rows, style="html")
 
 
-def img(path: Path, alt: str, width: str = "100%") -> str:
-    """A PNG inlined as a data URI (the page stays one file)."""
+def img(path: Path, alt: str, width: str = "100%", mime: str = "image/png") -> str:
+    """An image (a PNG unless ``mime`` says otherwise) inlined as a data URI (the page stays one file)."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="max-width:{width}">'
+    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{data}" style="max-width:{width}">'
 
 
 def note(text: str) -> str:

@@ -15,7 +15,7 @@ import click
 def presets(name, config_file, size, as_yaml):
     """List the presets and every setting that departs from the paper's, or show one in detail:
     its networks, receptive fields, patch map and options (eyes: §3.1, hands: §3.2, generic: any
-    shape, eyes-demo / hands-demo / digits-demo: what the demos train)."""
+    shape, eyes-demo / hands-demo / digits-demo / video-demo: what the demos train)."""
     from ..errors import SimganError
     from ..models.summary import describe_settings
 

@@ -42,3 +42,51 @@ def warping_error(frames: np.ndarray, flow: np.ndarray, occlusion: np.ndarray, *
         m = occlusion[t] == 0
         errors.extend((diff * m).reshape(len(t), -1).sum(1) / m.reshape(len(t), -1).sum(1))
     return float(np.mean(errors))
+
+
+def warping_error_curve(frames: np.ndarray, flow: np.ndarray, occlusion: np.ndarray, length: int, *,
+                        max_value: float = 255.0) -> np.ndarray:
+    """The warping error per frame number: entry ``t`` is the mean over sequences (of ``length``
+    frames each) of frame ``t``'s error against frame ``t - 1``; entry 0 is NaN."""
+    x = np.asarray(frames, np.float64) / max_value
+    if x.ndim == 3:
+        x = x[..., None]
+    n = len(x)
+    if n % length:
+        raise SimganError(f"{n} frames are not whole sequences of {length}")
+    sums, counts = np.zeros(length), np.zeros(length)
+    for t in range(1, length):
+        idx = np.arange(t, n, length)
+        m = occlusion[idx] == 0
+        diff = np.square(x[idx] - warp(x[idx - 1], flow[idx])).mean(-1)
+        ok = m.reshape(len(idx), -1).sum(1) > 0
+        if ok.any():
+            per = (diff * m).reshape(len(idx), -1).sum(1)[ok] / m.reshape(len(idx), -1).sum(1)[ok]
+            sums[t], counts[t] = per.sum(), len(per)
+    out = np.full(length, np.nan)
+    out[1:] = np.where(counts[1:] > 0, sums[1:] / np.maximum(counts[1:], 1), np.nan)
+    return out
+
+
+def pupil_jitter(frames: np.ndarray, pupils: np.ndarray, length: int, *, max_value: int = 255) -> float:
+    """How much a pupil fitted in each frame jumps from frame to frame beyond the true pupil's
+    motion: the mean, over consecutive frames of a sequence where both fits succeed, of
+    ``|(fit_t - true_t) - (fit_{t-1} - true_{t-1})|`` in pixels (:func:`simgan.evaluation.
+    preservation.fit_pupil`, searched near the true centre). A label-sensitive flicker measure:
+    the fit follows what the image shows, so a refiner that moves the pupil's look from frame to
+    frame raises it."""
+    from .preservation import fit_pupil
+
+    x = np.asarray(frames)
+    pupils = np.asarray(pupils, float)
+    errors = np.full((len(x), 2), np.nan)
+    for i in range(len(x)):
+        fit = fit_pupil(x[i], max_value=max_value, near=(float(pupils[i][0]), float(pupils[i][1])))
+        if fit.ok:
+            errors[i] = (fit.region.x - pupils[i][0], fit.region.y - pupils[i][1])
+    steps = [np.hypot(*(errors[i] - errors[i - 1])) for i in range(1, len(x))
+             if i % length and np.isfinite(errors[i]).all() and np.isfinite(errors[i - 1]).all()]
+    if not steps:
+        raise SimganError("no two consecutive frames with a fitted pupil: is this a set of eye sequences?")
+    return float(np.mean(steps))
+

@@ -10,7 +10,7 @@ import time
 
 from ..errors import SimganError
 
-DEMOS = ("eyes", "digits", "hands")
+DEMOS = ("eyes", "digits", "hands", "video")
 
 
 def run_demo(name: str = "eyes", out=None, *, quick: bool = False, full: bool = False, device: str = "auto",
@@ -33,6 +33,9 @@ def run_demo(name: str = "eyes", out=None, *, quick: bool = False, full: bool = 
         from .demo_digits import run_digits_demo
         return run_digits_demo(out, quick=quick, device=device, seed=seed, echo=echo,
                                config_overrides=config_overrides)
+    if name == "video":
+        from .demo_video import run_video_demo
+        return run_video_demo(out, quick=quick, device=device, seed=seed, echo=echo, config_overrides=config_overrides)
     if name == "hands":
         from .demo_hands import run_hands_demo
         return run_hands_demo(out, mode="quick" if quick else "full" if full else "default", device=device,

@@ -1,7 +1,7 @@
 """The presets: SimGAN recipes as YAML files, shipped with the package.
 
 ``eyes.yaml`` and ``hands.yaml`` are the paper's §3.1 and §3.2 settings; ``generic.yaml`` is for
-any other image shape; ``eyes-demo.yaml``, ``hands-demo.yaml`` and ``digits-demo.yaml`` are what
+any other image shape; ``eyes-demo.yaml``, ``hands-demo.yaml``, ``digits-demo.yaml`` and ``video-demo.yaml`` are what
 the demos train. A recipe may name the preset it builds on (``preset: eyes``) and then holds only
 its departures, each with its reason as a trailing comment. Any of these files is also a valid
 ``--config`` file: ``simgan train --preset eyes-demo`` and ``simgan train --config eyes-demo.yaml``

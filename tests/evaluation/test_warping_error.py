@@ -81,3 +81,18 @@ def test_flow_of_the_wrong_shape(tmp_path):
     (path / "labels.jsonl").write_text("\n".join(json.dumps({**json.loads(x), "frame": None}) for x in lines) + "\n")
     with pytest.raises(SimganError, match="no integer 'sequence' and 'frame'"):
         open_sequences(path)
+
+
+def test_curve_and_pupil_jitter():
+    from simgan.evaluation.temporal import pupil_jitter, warping_error_curve
+    from simgan.simulators.eyes import render_eye_sequences
+
+    x, flow, occ = _moving_square(frames=4)
+    curve = warping_error_curve(np.concatenate([x, x]), np.concatenate([flow, flow]), np.concatenate([occ, occ]), 4)
+    assert np.isnan(curve[0]) and np.allclose(curve[1:], 0.0)
+    images, labels, _, _ = render_eye_sequences(2, 8, seed=3)
+    pupils = np.array([lab["pupil"] for lab in labels])
+    still = pupil_jitter(images, pupils, 8)
+    shaken = images.copy()
+    shaken[1::2] = np.roll(images[1::2], 2, axis=2)  # every other frame two pixels to the right
+    assert still < 0.5 and pupil_jitter(shaken, pupils, 8) > still + 1.0
