@@ -425,6 +425,8 @@ CASES = [
     Case("simulate-sequences-no-frames", SIM + ["--sequences", "2", "--out", "{C}/s"], match="--frames", new=True),
     Case("simulate-sequences-one-frame", SIM + ["--sequences", "2", "--frames", "1", "--out", "{C}/s"],
          match="--frames", new=True),
+    Case("simulate-hand-sequences-views", ["simulate", "hands", "--quiet", "--sequences", "2", "--frames", "3",
+                                           "--views", "3", "--out", "{C}/s"], match="one view", new=True),
     Case("simulate-sequences-n-mismatch", SIM + ["--sequences", "2", "--frames", "3", "--n", "7", "--out", "{C}/s"],
          match="--n 7", new=True),
     Case("demo-set-bad-value", ["demo", "digits", "--set", "task.weight=-1", "--out", "{C}/d"], match="task.weight",

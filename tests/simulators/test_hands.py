@@ -208,3 +208,21 @@ def test_downsample_keeps_labels_on_their_pixels():
     # the cube's centre maps to the middle of the 16-bit range, its ends to 1 and 65535
     assert cube_encode(np.array([[0, 500, 300, 700, 900]], np.uint16), [500])[0].tolist() == [0, 32768, 1, 65535, 65535]
 
+
+
+def test_hand_sequences_move_smoothly_and_renew_the_sensor_noise():
+    from simgan.simulators.hands import render_hand_sequences
+
+    images, labels = render_hand_sequences(3, 6, seed=2, size=64)
+    assert images.shape == (18, 64, 64, 1)
+    assert [(lab["sequence"], lab["frame"]) for lab in labels[5:7]] == [(0, 5), (1, 0)]
+    again, _ = render_hand_sequences(3, 6, seed=2, size=64)
+    assert again.tobytes() == images.tobytes()
+    uv = np.array([lab["uv"] for lab in labels]).reshape(3, 6, 14, 2)
+    step = np.abs(np.diff(uv, axis=1)).max()  # px per frame within a sequence
+    jump = np.abs(uv[1:, 0] - uv[:-1, -1]).max()  # from one sequence's last frame to the next one's first
+    assert step < jump and step < 12
+    target, _ = render_hand_sequences(2, 4, seed=2, size=64, domain="target")
+    a, b = target[0, ..., 0].astype(int), target[1, ..., 0].astype(int)
+    # the same background, but a fresh draw of the sensor's noise and dropouts
+    assert 0 < np.mean(a != b) and np.median(np.abs(a - b)[(a > 0) & (b > 0)]) < 60

@@ -73,24 +73,35 @@ def eyes(n, out, seed, domain, height, width, sequences, frames, quiet):
 
 
 @simulate.command()
-@_render_options("Number of hand poses to render (images: N x views).",
+@_render_options("Number of hand poses to render (images: N x views; with --sequences: S x T, or leave it out).",
                  "synthetic: exact depth of the hand alone; target: the same kind of scenes through a "
-                 "structured-light sensor (Kinect-like).")
+                 "structured-light sensor (Kinect-like).", n_required=False)
 @click.option("--size", type=int, default=224, show_default=True, help="Image width and height in pixels.")
 @click.option("--views", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="3: every pose also from two side cameras (+-55 deg), as NYU's three Kinects.")
+@click.option("--sequences", type=int, default=None,
+              help="Render S sequences instead: poses blended from one grasp pose to another while the hand turns "
+                   "and drifts slowly, with 'sequence' and 'frame' labels; a target sequence keeps its scene and "
+                   "draws the sensor's noise and edge dropouts afresh per frame.")
+@click.option("--frames", type=int, default=None, help="Frames per sequence (with --sequences).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def hands(n, out, seed, domain, size, views, quiet):
+def hands(n, out, seed, domain, size, views, sequences, frames, quiet):
     """Render N labelled depth images of a hand (16-bit PNG, millimetres, 0 = no reading) into OUT.
 
     Labels go to OUT/labels.jsonl: the 14 NYU evaluation joints as "uv" (pixels of the written
     image), "depth" (mm) and "xyz" (camera space, mm), the camera "intrinsics" and the "pose".
+    With --sequences S --frames T: S sequences of T frames of a moving hand, for refining videos.
     """
+    from ..errors import SimganError
     from ..simulators.hands import simulate_hands
 
+    if n is None and sequences is None and frames is None:
+        raise SimganError("give --n N (poses), or --sequences S and --frames T")
     t0 = time.perf_counter()
-    path = simulate_hands(out, n, seed=seed, domain=domain, size=size, views=int(views), progress=not quiet)
+    path = simulate_hands(out, n, seed=seed, domain=domain, size=size, views=int(views), progress=not quiet,
+                          sequences=sequences, frames=frames)
     dt = time.perf_counter() - t0
-    total = n * int(views)
-    click.echo(f"rendered {total} {domain} hand depth images ({size}x{size}, {views} view(s)) in {dt:.1f} s "
+    total = n * int(views) if sequences is None else sequences * frames
+    what = f"{sequences} sequences of {frames} frames, " if sequences is not None else ""
+    click.echo(f"rendered {what}{total} {domain} hand depth images ({size}x{size}, {views} view(s)) in {dt:.1f} s "
                f"({total / dt:.0f} images/s, PNG writing included) -> {path}")

@@ -88,6 +88,19 @@ def _render_block(job: _Job, block: int, count: int) -> tuple[np.ndarray, list[d
     on ``count``."""
     scene_rng, look_rng = block_streams(job.seed, _DOMAIN_CODE[job.domain], block)
     params = sample_params(scene_rng, BLOCK, job.ranges)
+    images, labels = _render_params(job, params, look_rng, count)
+    for i, lab in enumerate(labels):
+        lab["pose_index"] = block * BLOCK + i // job.views
+    return images, labels
+
+
+# Numeric kernel (longer than 60 lines on purpose): every view of every pose, from the skeleton to the sensor.
+def _render_params(job: _Job, params: dict, look_rng: np.random.Generator, count: int,
+                   scenery: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Images and labels of the first ``count`` poses of ``params`` (all of them are rendered).
+    A target scene's background planes and clutter are drawn from ``look_rng`` per view, unless
+    ``scenery`` gives them (one row per pose: a sequence's frames share their scene)."""
+    n = len(params["scale"])
     a, b, r, joints = skeleton(params)
     S = job.size
     K = intrinsics(S)
@@ -102,7 +115,7 @@ def _render_block(job: _Job, block: int, count: int) -> tuple[np.ndarray, list[d
             img = np.where(np.isfinite(depth), np.rint(depth), 0).astype(np.uint16)
         else:
             centre = view_transform(params["center"][:, None, :], params["center"], ang)[:, 0]
-            planes, spheres = surroundings(look_rng, centre, S, job.sensor)
+            planes, spheres = scenery if scenery is not None else surroundings(look_rng, centre, S, job.sensor)
             sa = spheres[:, :, :3]
             scene = np.minimum(depth, render_depth(sa, sa, np.repeat(spheres[:, :, 3:], 2, axis=2), S))
             scene = np.minimum(scene, plane_depth(planes, S))
@@ -110,7 +123,7 @@ def _render_block(job: _Job, block: int, count: int) -> tuple[np.ndarray, list[d
         uv = project(jv, S)
         # visibility: the clean surface at the joint's pixel lies within 25 mm in front of it
         px = np.clip(np.rint(uv).astype(int), 0, S - 1)
-        surf = depth[np.arange(BLOCK)[:, None], px[..., 1], px[..., 0]]
+        surf = depth[np.arange(n)[:, None], px[..., 1], px[..., 0]]
         inside = (uv >= -0.5).all(-1) & (uv <= S - 0.5).all(-1)
         visible = inside & (surf >= jv[..., 2] - 25.0) & (surf <= jv[..., 2] + 1.0)
         per_view.append((img, uv, jv, visible))
@@ -127,7 +140,7 @@ def _render_block(job: _Job, block: int, count: int) -> tuple[np.ndarray, list[d
             labels.append({
                 "uv": np.round(uv[i], 3).tolist(), "depth": np.round(jv[i, :, 2], 2).tolist(),
                 "xyz": np.round(jv[i], 2).tolist(), "visible": vis[i].tolist(), "intrinsics": K,
-                "pose": pose, "view": v, "view_angle_deg": VIEW_ANGLES[v], "pose_index": block * BLOCK + i,
+                "pose": pose, "view": v, "view_angle_deg": VIEW_ANGLES[v], "pose_index": i,
                 "domain": job.domain, "seed": job.seed})
     return images, labels
 
@@ -139,6 +152,66 @@ def _iter_blocks(job: _Job, n: int, workers: int) -> Iterator[tuple[int, np.ndar
     render = lambda b, cnt: _render_block(job, b, cnt)  # noqa: E731
     for (b, _), block in in_order(render, spans, workers):
         yield (b * BLOCK,) + block
+
+
+_SEQUENCE_CODE = {"synthetic": 12, "target": 13}  # sequences draw from streams of their own
+SEQUENCE_TURN_DEG = 20.0  # the most a sequence turns the hand (or the camera) from its first frame to its last
+SEQUENCE_DRIFT_MM = 40.0  # the most it moves the hand
+
+
+def _smooth(u: np.ndarray) -> np.ndarray:
+    return u * u * (3.0 - 2.0 * u)
+
+
+def sequence_params(rng: np.random.Generator, count: int, frames: int, ranges: HandRanges) -> dict:
+    """The frames of ``count`` hand sequences, sequence after sequence: each blends its pose from
+    one random grasp pose to another (articulation and pose weights, eased in and out) while the
+    hand turns slowly about a random axis (up to :data:`SEQUENCE_TURN_DEG`: a slow head or camera
+    motion) and drifts (up to :data:`SEQUENCE_DRIFT_MM`)."""
+    from .hand_scene import rot
+
+    start, end = sample_params(rng, count, ranges), sample_params(rng, count, ranges)
+    axis = rng.standard_normal((count, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    turn = np.radians(rng.uniform(0.0, SEQUENCE_TURN_DEG, count))
+    drift = rng.uniform(-1.0, 1.0, (count, 3)) * SEQUENCE_DRIFT_MM / np.sqrt(3.0)
+    seq = np.repeat(np.arange(count), frames)
+    w = np.tile(_smooth(np.linspace(0.0, 1.0, frames)), count)  # each frame's share of the way
+    out = {k: (1 - w[:, None]) * start[k][seq] + w[:, None] * end[k][seq] for k in ("articulation", "blend")}
+    out["scale"] = start["scale"][seq]
+    out["center"] = start["center"][seq] + w[:, None] * drift[seq]
+    out["rotation"] = rot(axis[seq], turn[seq] * w) @ start["rotation"][seq]  # by its share of the turn
+    return out
+
+
+def _render_sequences(job: _Job, block: int, first: int, count: int, frames: int) -> tuple[np.ndarray, list[dict]]:
+    """Sequences ``first .. first+count-1`` (block ``block``), one view: uint16 images
+    ``(count * frames, S, S)`` and their labels. A target sequence keeps its background and
+    clutter; the sensor's noise, holes and edge dropouts are drawn afresh for every frame (the
+    Kinect's flicker at edges)."""
+    scene_rng, look_rng = block_streams(job.seed, _SEQUENCE_CODE[job.domain], block)
+    params = sequence_params(scene_rng, count, frames, job.ranges)
+    scenery = None
+    if job.domain == "target":
+        firsts = params["center"][::frames]
+        planes, spheres = surroundings(look_rng, firsts, job.size, job.sensor)
+        rep = np.repeat(np.arange(count), frames)
+        scenery = (planes[rep], spheres[rep])
+    images, labels = _render_params(job, params, look_rng, count * frames, scenery)
+    for i, lab in enumerate(labels):
+        lab["sequence"], lab["frame"] = first + i // frames, i % frames
+        lab["pose_index"] = first * frames + i
+    return images, labels
+
+
+def _iter_sequences(job: _Job, sequences: int, frames: int, workers: int) -> Iterator[tuple[int, np.ndarray, list[dict]]]:
+    """Yield ``(first_frame, images, labels)`` per block of about :data:`BLOCK` frames (at least
+    one sequence), in order."""
+    per = max(1, BLOCK // frames)
+    spans = [(b, b * per, min(per, sequences - b * per)) for b in range((sequences + per - 1) // per)]
+    render = lambda b, first, count: _render_sequences(job, b, first, count, frames)  # noqa: E731
+    for (_, first, _), block in in_order(render, spans, workers):
+        yield (first * frames,) + block
 
 
 def render_hands(n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224, views: int = 1,
@@ -158,16 +231,48 @@ def render_hands(n: int, *, seed: int = 0, domain: str = "synthetic", size: int 
     return images, labels
 
 
-def simulate_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224,
-                   views: int = 1, progress: bool = True, workers: int | None = None,
-                   ranges: HandRanges | None = None, sensor: SensorModel | None = None) -> Path:
+def render_hand_sequences(sequences: int, frames: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224,
+                          workers: int | None = None, ranges: HandRanges | None = None,
+                          sensor: SensorModel | None = None) -> tuple[np.ndarray, list[dict]]:
+    """Render ``sequences`` hand sequences of ``frames`` frames (:func:`sequence_params`): uint16
+    ``(N, size, size, 1)``, sequence after sequence, and their labels (those of
+    :func:`render_hands` plus ``sequence`` and ``frame``)."""
+    from .eye_sequences import check_sequence_args
+
+    check_sequence_args(sequences, frames)
+    job = _job(sequences * frames, seed, domain, size, 1, ranges, sensor)
+    images = np.empty((sequences * frames, job.size, job.size, 1), np.uint16)
+    labels: list[dict] = []
+    for start, imgs, labs in _iter_sequences(job, sequences, frames, thread_count(workers)):
+        images[start:start + len(imgs), :, :, 0] = imgs
+        labels.extend(labs)
+    return images, labels
+
+
+def simulate_hands(out: str | os.PathLike, n: int | None, *, seed: int = 0, domain: str = "synthetic",
+                   size: int = 224, views: int = 1, progress: bool = True, workers: int | None = None,
+                   ranges: HandRanges | None = None, sensor: SensorModel | None = None,
+                   sequences: int | None = None, frames: int | None = None) -> Path:
     """Render ``n`` poses into a new dataset folder ``out`` (16-bit PNG + ``labels.jsonl``).
 
     Written through :class:`~simgan.datasets.DatasetWriter`: ``out`` never holds a half-written
-    set, and an existing ``out`` is an error. Returns the folder's path.
+    set, and an existing ``out`` is an error. Returns the folder's path. ``sequences = S`` with
+    ``frames = T``: S sequences of T frames instead (:func:`sequence_params`; ``n``, if given, must
+    be S x T; one view), labelled with ``sequence`` and ``frame`` as well.
     """
+    if sequences is not None or frames is not None:
+        from .eye_sequences import check_sequence_args
+        if sequences is None or frames is None:
+            raise SimganError("hand sequences need both --sequences and --frames")
+        check_sequence_args(sequences, frames)
+        if n is not None and n != sequences * frames:
+            raise SimganError(f"--n {n} differs from --sequences x --frames = {sequences * frames}; give one or "
+                              f"the other")
+        if views != 1:
+            raise SimganError("hand sequences are rendered from one view (--views 1)")
+        n = sequences * frames
     return write_hands(out, n, seed=seed, domain=domain, size=size, views=views, progress=progress,
-                       workers=workers, ranges=ranges, sensor=sensor)
+                       workers=workers, ranges=ranges, sensor=sensor, sequence_frames=frames if sequences else None)
 
 
 def cube_encode(depth_mm: np.ndarray, center_z: np.ndarray, cube_mm: float = 400.0, *,
@@ -211,13 +316,14 @@ def downsample(images: np.ndarray, labels: list[dict], size: int) -> tuple[np.nd
 def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = "synthetic", size: int = 224,
                 views: int = 1, cube_mm: float | None = None, labels: bool = True, workers: int | None = None,
                 progress: bool = False, render_size: int | None = None, ranges: HandRanges | None = None,
-                sensor: SensorModel | None = None) -> Path:
+                sensor: SensorModel | None = None, sequence_frames: int | None = None) -> Path:
     """Like :func:`simulate_hands`, optionally in the :func:`cube_encode` encoding (``cube_mm``;
     each label line then says so in ``"depth_encoding"``; a synthetic image's empty background
     becomes far, a sensor image's missing readings stay 0) and without ``labels.jsonl``
     (``labels=False``: the unlabelled real set of S+U learning). ``render_size``: render (and
     apply the sensor) at this size, then :func:`downsample` to ``size``: the sensor's artefacts
-    keep their size relative to the hand, as in NYU's 640x480 frames cropped and resized."""
+    keep their size relative to the hand, as in NYU's 640x480 frames cropped and resized.
+    ``sequence_frames = T``: ``n`` frames as sequences of T (:func:`sequence_params`)."""
     from tqdm import tqdm
 
     from ..datasets import json_line
@@ -235,7 +341,10 @@ def write_hands(out: str | os.PathLike, n: int, *, seed: int = 0, domain: str = 
     with ImageSink(out, n * job.views, threads=nw) as sink, \
             tqdm(total=n * job.views, desc=f"render {domain} hands", unit="img", leave=False,
                  disable=not progress) as bar:
-        for start, imgs, labs in _iter_blocks(job, n, nw):
+        blocks = (_iter_blocks(job, n, nw) if sequence_frames is None else
+                  ((start // job.views, imgs, labs) for start, imgs, labs in
+                   _iter_sequences(job, n // sequence_frames, sequence_frames, nw)))
+        for start, imgs, labs in blocks:
             imgs, labs = downsample(imgs, labs, size)
             if cube_mm is not None:
                 cz = np.array([lab["pose"]["center"][2] for lab in labs])
@@ -261,4 +370,4 @@ def benchmark(n: int = 512, *, domain: str = "synthetic", size: int = 224, repea
 
 
 __all__ = ["DOMAINS", "JOINT_NAMES", "HandRanges", "SensorModel", "benchmark", "cube_encode", "render_hands",
-           "simulate_hands", "write_hands"]
+           "render_hand_sequences", "simulate_hands", "write_hands"]
