@@ -43,7 +43,9 @@ class VideoDemoSettings:
 
 
 VIDEO_DEMO_SETTINGS: dict[str, VideoDemoSettings] = {
-    "default": VideoDemoSettings(sequences=80, frames=15, test_sequences=16, test_frames=25, gaze_epochs=4.0),
+    # 1,200 training frames are few for a gaze estimator: small batches and many passes
+    "default": VideoDemoSettings(sequences=80, frames=15, test_sequences=16, test_frames=25, gaze_epochs=60.0,
+                                 gaze={"batch_size": 128, "eval_every_images": 4096}),
     # every step on few frames and few rounds: a smoke run, not a measurement
     "quick": VideoDemoSettings(
         sequences=24, frames=10, test_sequences=6, test_frames=12, gaze_epochs=1.0,
