@@ -96,3 +96,12 @@ def test_curve_and_pupil_jitter():
     shaken = images.copy()
     shaken[1::2] = np.roll(images[1::2], 2, axis=2)  # every other frame two pixels to the right
     assert still < 0.5 and pupil_jitter(shaken, pupils, 8) > still + 1.0
+
+
+def test_a_frame_of_another_size_is_named(tmp_path):
+    from PIL import Image
+
+    path = _sequence_folder(tmp_path, [(0, 0), (0, 1), (0, 2)])
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(path / "img" / "000001.png")
+    with pytest.raises(SimganError, match="000001.png is 8x9"):
+        open_sequences(path).dataset.load()
