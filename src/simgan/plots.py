@@ -86,13 +86,7 @@ def save_loss_curves(metrics_path: Path, path: Path) -> Path | None:
         for phase, step in starts.items():
             if phase != "refiner-pretrain":
                 ax.axvline(step, color="gray", linestyle=":", linewidth=0.8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_animation(columns: Sequence[np.ndarray], labels: Sequence[str], frames: int, path: Path, *,
@@ -139,6 +133,13 @@ def save_curves(curves: dict, path: Path, *, xlabel: str, ylabel: str, scale: fl
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` by one rename (never half-written), and free it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -93,6 +93,9 @@ class Trainer:
                           "--real": None if isinstance(real, Dataset) else real}, {"--out": out}, partial=False)
         self.geometry = patch_geometry(cfg.discriminator, self.spec.height, self.spec.width)
         self.task_labels = read_labels(cfg.task, syn_ds, self.dist) if cfg.task.weight > 0 else None
+        if cfg.temporal.shift > 0 and self.dist.enabled:
+            raise SimganError("temporal.shift trains on one process only for now (it runs R twice a step, which "
+                              "DDP does not allow); run it without torchrun")
         self.flow_pairs = FlowPairs.load(syn_ds, self.device, self.dist.enabled) if cfg.temporal.weight > 0 else None
         self.cfg = cfg
         self.run = RunDir(Path(out))
