@@ -43,8 +43,8 @@ class VideoDemoSettings:
 
 
 VIDEO_DEMO_SETTINGS: dict[str, VideoDemoSettings] = {
-    # 1,200 training frames are few for a gaze estimator: small batches and more passes (15 passes of
-    # batch 128 took 2.3 min and gave 12.7 deg on the seed-0 refined frames; 30 of batch 64, 4 min and 12.0 deg)
+    # 1,200 training frames are few for a gaze estimator: small batches and more passes, as many as the
+    # demo's time allows (docs/results/video.md)
     "default": VideoDemoSettings(sequences=80, frames=15, test_sequences=16, test_frames=25, gaze_epochs=15.0,
                                  gaze={"batch_size": 128, "eval_every_images": 4096}),
     # every step on few frames and few rounds: a smoke run, not a measurement
