@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -394,6 +396,20 @@ def json_line(obj: dict) -> bytes:
     return json.dumps(obj, separators=(", ", ": ")).encode("utf-8")
 
 
+def _marked(lock_file: Path) -> bool:
+    """Whether ``lock_file`` is simgan's marker. A process taking the lock rewrites it (truncate,
+    then write), so an existing but empty or partial file is read again for a moment first."""
+    from ..locks import read_lock_info
+
+    for _ in range(20):
+        if read_lock_info(lock_file) is not None:
+            return True
+        if not lock_file.exists():
+            return False
+        time.sleep(0.05)
+    return False
+
+
 class PartialDir:
     """The lifecycle of an ``OUT.partial`` work folder: create (or take over), lock, publish
     by one rename to ``OUT``, or remove.
@@ -406,7 +422,7 @@ class PartialDir:
     """
 
     def __init__(self, out: str | os.PathLike, *, resume: bool = False, echo=None):
-        from ..locks import LOCK_FILE, Lock, read_lock_info
+        from ..locks import LOCK_FILE, Lock
         from ..paths import partial_of
 
         self.out = Path(out)
@@ -416,7 +432,7 @@ class PartialDir:
         if self.out.exists() or self.out.is_symlink():
             raise SimganError(f"output {self.out} already exists; choose a new folder or remove it")
         if self.path.exists() or self.path.is_symlink():
-            if self.path.is_symlink() or not self.path.is_dir() or read_lock_info(self.path / LOCK_FILE) is None:
+            if self.path.is_symlink() or not self.path.is_dir() or not _marked(self.path / LOCK_FILE):
                 raise SimganError(f"{self.path} exists but simgan did not create it (no {LOCK_FILE} marker); simgan "
                                   f"never removes what it did not make: rename or remove it, or choose another --out")
             self.lock = Lock(self.path, echo=echo).acquire(create=False)
@@ -442,7 +458,8 @@ class PartialDir:
             self._made_parents.append(p)
         # Made under a temporary name with the marker inside, then renamed: an OUT.partial never
         # exists without its marker.
-        tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}")
+        # a name of this process's own: job-array tasks on several hosts (or threads) may race here
+        tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}-{secrets.token_hex(4)}")
         tmp.mkdir()
         lock = Lock(tmp, echo=echo).acquire(create=True)
         if self.path.exists() or self.path.is_symlink():

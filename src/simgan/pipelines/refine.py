@@ -435,6 +435,8 @@ def _quiet(_msg: str) -> None:
 def _partial_lock(out: Path, patience: float = 60.0) -> DatasetWriter:
     """``OUT.partial`` locked by this job-array task (created if missing). Other tasks hold the
     lock only for moments (to join, or to publish), so a busy lock is tried again for a while."""
+    from ..locks import LOCK_FILE, read_lock_info
+
     deadline = time.monotonic() + patience
     while True:
         try:
@@ -442,7 +444,10 @@ def _partial_lock(out: Path, patience: float = 60.0) -> DatasetWriter:
         except LockBusy:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+        except SimganError:  # another task created the folder at the same moment: join it
+            if time.monotonic() > deadline or read_lock_info(partial_of(out) / LOCK_FILE) is None:
+                raise
+        time.sleep(0.1)
 
 
 def _task_dir(partial: Path, k: int, n: int) -> Path:
@@ -486,8 +491,13 @@ def _publish_if_last(out: Path, job: _Job) -> int:
     except LockBusy:
         return 0  # another task is publishing
     except SimganError:
+        # another task is publishing: between removing the folder's marker and renaming it, the
+        # folder looks like someone else's for a moment
+        deadline = time.monotonic() + 30.0
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         if out.exists():
-            return 0  # another task published it meanwhile
+            return 0
         raise
     with writer:
         _publish(writer, job)
