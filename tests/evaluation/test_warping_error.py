@@ -105,3 +105,19 @@ def test_a_frame_of_another_size_is_named(tmp_path):
     Image.fromarray(np.zeros((9, 8), np.uint8)).save(path / "img" / "000001.png")
     with pytest.raises(SimganError, match="000001.png is 8x9"):
         open_sequences(path).dataset.load()
+
+
+def test_gaze_jitter_fires_on_a_shaking_prediction_only():
+    from simgan.evaluation.temporal import gaze_jitter
+    from simgan.gaze_convention import gaze_from_pitch_yaw
+
+    t = np.radians(np.linspace(-10, 10, 12))
+    true = np.stack([gaze_from_pitch_yaw(p, 0.3 * p) for p in t])  # two sequences of 6 frames, moving
+    assert gaze_jitter(true, true, 6) == pytest.approx(0.0, abs=1e-9)
+    offset = np.stack([gaze_from_pitch_yaw(p + np.radians(5), 0.3 * p) for p in t])
+    assert gaze_jitter(offset, true, 6) == pytest.approx(0.0, abs=1e-6)  # a steady error is no jitter
+    # every other frame 2 degrees up: each step moves the error by 2 degrees
+    shaken = np.stack([gaze_from_pitch_yaw(p + np.radians(2 * (i % 2)), 0.3 * p) for i, p in enumerate(t)])
+    assert gaze_jitter(shaken, true, 6) == pytest.approx(2.0, rel=1e-6)
+    with pytest.raises(SimganError, match="whole sequences"):
+        gaze_jitter(true, true, 5)

@@ -13,6 +13,7 @@ def test_demo_video_tiny(tmp_path):
                        config_overrides={"refiner": {"width": 4, "num_blocks": 1}})
     saved = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert set(saved["warping_error"]) == {"synthetic", "per_frame", "temporal", "target"}
+    assert set(saved["gaze_jitter_deg"]) == {"synthetic", "per_frame", "temporal"}
     assert {"per_frame", "temporal"} <= set(saved["c2st"]) and set(saved["gaze_mean_deg"]) == {"per_frame", "temporal"}
     assert saved["seconds"] > 0 and m["settings"]["seed"] == 1
     # one code per sequence never flickers more than a code per frame (here R has barely trained)

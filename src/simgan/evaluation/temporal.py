@@ -90,3 +90,22 @@ def pupil_jitter(frames: np.ndarray, pupils: np.ndarray, length: int, *, max_val
         raise SimganError("no two consecutive frames with a fitted pupil: is this a set of eye sequences?")
     return float(np.mean(steps))
 
+
+
+def gaze_jitter(predicted: np.ndarray, true: np.ndarray, length: int) -> float:
+    """How much a gaze estimator's prediction jumps from frame to frame beyond the true gaze's
+    motion, in degrees: with ``e_t`` the error (pitch and yaw of the prediction minus those of the
+    true gaze, both ``N x 3`` direction vectors, sequences of ``length`` frames one after another),
+    the mean over consecutive frames of a sequence of ``|e_t - e_{t-1}|``. A steady estimator on
+    steady frames scores near 0 however large its error; a refinement whose look changes from
+    frame to frame moves the prediction and raises it."""
+    from ..gaze_convention import pitch_yaw_from_gaze
+
+    p, t = np.asarray(predicted, np.float64), np.asarray(true, np.float64)
+    if p.shape != t.shape or p.ndim != 2 or p.shape[1] != 3:
+        raise SimganError(f"predicted {p.shape} and true {t.shape} gaze must both be N x 3")
+    if len(p) % length or length < 2:
+        raise SimganError(f"{len(p)} frames are not whole sequences of {length} >= 2 frames")
+    err = np.degrees(np.stack(pitch_yaw_from_gaze(p), -1) - np.stack(pitch_yaw_from_gaze(t), -1))
+    err = err.reshape(-1, length, 2)
+    return float(np.hypot(*np.moveaxis(np.diff(err, axis=1), -1, 0)).mean())

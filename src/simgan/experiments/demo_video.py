@@ -10,8 +10,9 @@ work, §5: "investigate refining videos rather than images"), end to end on buil
    ``simgan refine`` does for a sequence set, with the recipe's temporal terms in training);
 4. flicker: the warping error (Lai et al. 2018) of synthetic, per-frame, temporal and target test
    sequences with the true flow, and the frame-to-frame jitter of the fitted pupil centre;
-5. realism (classifier two-sample test against target frames) and gaze (an estimator trained on
-   each refined training set, tested on labelled target frames);
+5. realism (classifier two-sample test against target frames), gaze (an estimator trained on
+   each refined training set, tested on labelled target frames), and the frame-to-frame jitter of
+   a gaze prediction on each rendering of the test sequences;
 6. write ``OUT/report.html`` (the sequences side by side as animated images, flicker over time)
    and ``OUT/metrics.json``.
 """
@@ -80,12 +81,13 @@ def run_video_demo(out: str | Path, *, quick: bool = False, device: str = "auto"
         trained = train(cfg, run.data / "synthetic", run.data / "real", out / "simgan", progress=False, echo=echo)
     _refine(run, trained.run, device)
     flicker = _flicker(run, s)
-    c2st, gaze = _realism_and_gaze(run, s, seed, dev)
+    c2st, gaze, gaze_jitter = _realism_and_gaze(run, s, seed, dev)
     run.finish()
     metrics = {
         "warping_error": flicker["warping_error"], "warping_error_x1e3": {k: v * 1e3 for k, v in flicker["warping_error"].items()},
         "pupil_jitter_px": flicker["pupil_jitter_px"], "c2st": {k: v["accuracy"] for k, v in c2st.items()},
         "c2st_detail": c2st, "gaze_mean_deg": {k: v["mean_deg"] for k, v in gaze.items()},
+        "gaze_jitter_deg": gaze_jitter, "gaze_train": {k: v["train"] for k, v in gaze.items()},
         "seconds": run.timings["total"], "timings_s": run.timings,
         "settings": {"demo": name, "seed": seed, "device": str(dev), **asdict(s)},
         "simgan_config": cfg.to_dict(),
@@ -154,24 +156,39 @@ def _flicker(run: DemoRun, s: VideoDemoSettings) -> dict:
         return {"warping_error": we, "per_frame_curve": curve, "pupil_jitter_px": jitter}
 
 
-def _realism_and_gaze(run: DemoRun, s: VideoDemoSettings, seed: int, dev) -> tuple[dict, dict]:
-    """Step 5: each test rendering against the target test frames (two-sample test), and a gaze
-    estimator per refined training set, tested on the labelled target test frames."""
-    from ..evaluation.gaze import GazeTrainSettings, evaluate_gaze
+def _realism_and_gaze(run: DemoRun, s: VideoDemoSettings, seed: int, dev) -> tuple[dict, dict, dict]:
+    """Step 5: each test rendering against the target test frames (two-sample test); a gaze
+    estimator per refined training set, tested on the labelled target test frames; and the
+    frame-to-frame jitter of a gaze prediction on each rendering of the test sequences, all judged
+    by one estimator (the one trained on the per-frame refinement), so that only the frames differ."""
+    from ..datasets import open_dataset
+    from ..evaluation.common import gaze_labels
+    from ..evaluation.gaze import GazeTrainSettings, angular_error_deg, train_gaze_estimator
     from ..evaluation.realism import C2STSettings, classifier_two_sample_test
+    from ..evaluation.temporal import gaze_jitter
 
     with run.step("realism", "5/6 realism (two-sample test against target frames) and gaze estimators"):
         frames = _frames(run)
         c2st = {k: classifier_two_sample_test(frames["target"], frames[k], settings=C2STSettings(**s.c2st), seed=seed,
                                               device=dev, name=k) for k in ("synthetic", "per_frame", "temporal")}
-        gs = GazeTrainSettings(**{"max_epochs": s.gaze_epochs, **s.gaze})
-        res = evaluate_gaze({"per_frame": run.data / "refined_per_frame", "temporal": run.data / "refined_temporal"},
-                            run.data / "test_target", device=str(dev), seed=seed, settings=gs, save_estimators=False)
-        gaze = res["results"]
+        gs = GazeTrainSettings(**{"max_epochs": s.gaze_epochs, **s.gaze, "seed": seed})
+        target_gaze = gaze_labels(open_dataset(run.data / "test_target"), "the target test set")
+        gaze = {}
+        for k in ("per_frame", "temporal"):
+            ds = open_dataset(run.data / f"refined_{k}")
+            est = train_gaze_estimator(ds.load(), gaze_labels(ds, f"refined_{k}"), max_value=ds.spec.max_value,
+                                       settings=gs, device=dev, name=k)
+            gaze[k] = {"mean_deg": float(angular_error_deg(est.predict(frames["target"]), target_gaze).mean()),
+                       "train": est.info}
+            if k == "per_frame":
+                judge = est
+        test_gaze = gaze_labels(open_dataset(run.data / "test"), "the synthetic test set")
+        jitter = {k: gaze_jitter(judge.predict(frames[k]), test_gaze, s.test_frames)
+                  for k in ("synthetic", "per_frame", "temporal")}
         for k, v in c2st.items():
-            run.echo(f"   {k:>10}: two-sample accuracy {100 * v['accuracy']:.1f}%" +
+            run.echo(f"   {k:>10}: two-sample accuracy {100 * v['accuracy']:.1f}%, gaze jitter {jitter[k]:.2f} deg" +
                      (f", gaze trained on it {gaze[k]['mean_deg']:.2f} deg" if k in gaze else ""))
-        return c2st, gaze
+        return c2st, gaze, jitter
 
 
 def _report(run: DemoRun, s: VideoDemoSettings, m: dict, curve: dict, trained: Path) -> None:
@@ -186,16 +203,19 @@ def _report(run: DemoRun, s: VideoDemoSettings, m: dict, curve: dict, trained: P
                        ylabel="warping error x 1e3 (mean over sequences)", scale=1e3)
     we, c2st, gaze = m["warping_error_x1e3"], m["c2st"], m["gaze_mean_deg"]
     cut = 1 - m["warping_error"]["temporal"] / max(m["warping_error"]["per_frame"], 1e-12)
+    gj = m["gaze_jitter_deg"]
     rows = [[k, f"{we[k]:.3f}", f"{m['pupil_jitter_px'][k]:.3f}" if k in m["pupil_jitter_px"] else "-",
-             f"{100 * c2st[k]:.1f}%" if k in c2st else "-", f"{gaze[k]:.2f}" if k in gaze else "-"] for k in SETS]
-    headers = ["frames", "warping error x 1e3", "pupil jitter (px)", "two-sample accuracy vs target", "gaze (deg)"]
+             f"{gj[k]:.2f}" if k in gj else "-", f"{100 * c2st[k]:.1f}%" if k in c2st else "-",
+             f"{gaze[k]:.2f}" if k in gaze else "-"] for k in SETS]
+    headers = ["frames", "warping error x 1e3", "pupil jitter (px)", "gaze jitter (deg)", "two-sample accuracy vs target",
+               "gaze (deg)"]
     smoke = " A smoke run: `simgan demo video` gives the experiment's figures." if m["settings"]["demo"] == "quick" else ""
     page = report.write_page(run.out / "report.html", "simgan demo video", "simgan demo video: refining eye sequences", [
         report.note(f"{m['settings']['demo']} settings, seed {m['settings']['seed']}, {m['seconds'] / 60:.1f} min. "
                     "Per frame: every frame refined as a single image, with a noise code of its own (what a refine of "
                     "single images does). Temporal: one code per sequence (what `simgan refine` does for a sequence "
                     "set), with the recipe's temporal terms in training. Warping error: Lai et al. 2018 with the "
-                    f"renderer's true flow, pixels in [0, 1]; the target's own is its fresh sensor noise.{smoke}"),
+                    f"renderer's true flow, pixels in [0, 1]; the target's own is its fresh sensor noise. Jitter: how far the fitted pupil centre (px) and a gaze prediction (deg, by the estimator trained on the per-frame refinement) move from frame to frame beyond the true motion.{smoke}"),
         report.section("Flicker, realism and gaze", report.table(headers, rows),
                        f"<p>Warping error cut by the temporal refinement: <b>{100 * cut:.1f}%</b> against per frame; "
                        f"temporal / target = {we['temporal'] / max(we['target'], 1e-12):.2f}.</p>"),
