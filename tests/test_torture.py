@@ -258,6 +258,8 @@ def _shards(damage: str):
         shard = d / "images-000001.npy"
         if damage == "truncated":
             shard.write_bytes(shard.read_bytes()[:90])
+        elif damage == "short":  # the header whole, the last image cut
+            shard.write_bytes(shard.read_bytes()[:-50])
         elif damage == "dtype":
             np.save(shard, np.zeros((5, 16, 24, 1), np.uint16))
         elif damage == "labels":
@@ -475,6 +477,7 @@ CASES = [
     # -- refine ---------------------------------------------------------------------------------
     Case("refine-shards-truncated", _with(REFINE, input="{C}/in.shards"), _shards("truncated"), "images-000001.npy",
          new=True),
+    Case("refine-shards-short", _with(REFINE, input="{C}/in.shards"), _shards("short"), "truncated", new=True),
     Case("refine-shards-wrong-dtype", _with(REFINE, input="{C}/in.shards"), _shards("dtype"), "manifest says", new=True),
     Case("refine-shards-label-count", _with(REFINE, input="{C}/in.shards"), _shards("labels"), "3 lines for 16",
          new=True),
