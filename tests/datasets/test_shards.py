@@ -118,3 +118,25 @@ def test_label_lines_in_spans_and_rows_read_in_place(tmp_path):
         assert len(os.listdir("/proc/self/fd")) == fds  # no file kept open (nor mapped) between reads
     with pytest.raises(IndexError):
         ds.read_many([10])
+
+
+def test_label_index_every_few_lines(tmp_path, monkeypatch):
+    import simgan.datasets.shards as shards
+
+    monkeypatch.setattr(shards, "LABEL_STRIDE", 3)
+    recs = [{"v": i, "pad": "x" * (i % 4)} for i in range(11)]
+    path = write_shards(tmp_path / "a.shards", images(11), recs, shard_size=4)
+    ds = ShardImages(path)
+    last = (path / "labels.jsonl").read_bytes().splitlines()[-1]
+    assert [json.loads(ds.label_line(i)) for i in range(11)] == recs
+    for start in range(11):
+        for stop in range(start, 14):
+            assert [json.loads(x) for x in ds.label_lines(start, stop)] == recs[start:stop]
+    # a last line without its newline, and CRLF line ends, read the same
+    labels = path / "labels.jsonl"
+    labels.write_bytes(labels.read_bytes().replace(b"\n", b"\r\n").rstrip(b"\r\n"))
+    again = ShardImages(path)
+    assert [again.labels(i) for i in range(11)] == recs and list(again.iter_label_lines())[-1] == last
+    labels.write_bytes(labels.read_bytes() + b"\r\n{}\n")
+    with pytest.raises(SimganError, match="12 lines for 11 images"):
+        ShardImages(path)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-from array import array
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -40,6 +39,7 @@ SUFFIX = ".shards"
 MANIFEST = "shards.json"
 FORMAT = "simgan-shards"
 VERSION = 1
+LABEL_STRIDE = 1024  # labels.jsonl lines between two indexed line starts
 SHARD_IMAGES = 4096  # images per shard by default: 8 MB of 55x35 eyes, 400 MB of 224x224x16-bit depth at most
 
 
@@ -140,13 +140,22 @@ class ShardImages(Dataset):
                 fh.close()
 
     def _index_labels(self) -> np.ndarray:
-        offsets = array("q", [0])  # 8 bytes per line, not a Python int object
+        """Where lines 0, S, 2S, ... of ``labels.jsonl`` start (S = ``LABEL_STRIDE``), in one pass
+        that also counts the lines: memory a thousandth of one offset per image."""
+        marks = np.zeros(self.count // LABEL_STRIDE + 1, np.int64)
+        lines = pos = 0  # newlines seen, bytes read
+        last = b"\n"
         with open(self.labels_path, "rb") as fh:
-            for line in fh:
-                offsets.append(offsets[-1] + len(line))
-        if len(offsets) - 1 != self.count:
-            raise _fail(self.labels_path, f"has {len(offsets) - 1} lines for {self.count} images")
-        return np.frombuffer(offsets, np.int64).copy()
+            while chunk := fh.read(1 << 20):
+                ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+                starts = lines + 1 + np.arange(len(ends))  # the line that starts after each newline
+                keep = (starts % LABEL_STRIDE == 0) & (starts // LABEL_STRIDE < len(marks))
+                marks[starts[keep] // LABEL_STRIDE] = pos + ends[keep] + 1
+                lines, pos, last = lines + len(ends), pos + len(chunk), chunk[-1:]
+        lines += last != b"\n"  # a last line without its newline counts
+        if lines != self.count:
+            raise _fail(self.labels_path, f"has {lines} lines for {self.count} images")
+        return marks
 
     def __len__(self) -> int:
         return self.count
@@ -179,17 +188,21 @@ class ShardImages(Dataset):
         return self._spec.height, self._spec.width, self._spec.channels
 
     def label_line(self, i: int) -> bytes:
-        with open(self.labels_path, "rb") as fh:
-            fh.seek(int(self._offsets[i]))
-            return fh.read(int(self._offsets[i + 1] - self._offsets[i])).rstrip(b"\r\n")
+        return self.label_lines(i, i + 1)[0]
 
     def label_lines(self, start: int, stop: int) -> list[bytes]:
-        """Lines ``start..stop-1`` of ``labels.jsonl``, in one read."""
+        """Lines ``start..stop-1`` of ``labels.jsonl`` (without their line ends): read from the
+        nearest indexed line before ``start``."""
         stop = min(stop, self.count)
+        if not 0 <= start < stop:
+            if 0 <= start <= stop:
+                return []
+            raise IndexError(f"label line {start} out of range for {self.count} images")
         with open(self.labels_path, "rb") as fh:
-            fh.seek(int(self._offsets[start]))
-            data = fh.read(int(self._offsets[stop] - self._offsets[start]))
-        return [line.rstrip(b"\r") for line in data.split(b"\n")[:stop - start]]
+            fh.seek(int(self._offsets[start // LABEL_STRIDE]))
+            for _ in range(start % LABEL_STRIDE):
+                fh.readline()
+            return [fh.readline().rstrip(b"\r\n") for _ in range(stop - start)]
 
     def labels(self, i: int) -> dict:
         if not self.labelled:
