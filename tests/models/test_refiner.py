@@ -1,6 +1,7 @@
 """The refiner R (§2.1): shapes and receptive field (measured by back-propagation), the noise code, per-image context,
 output stages, and the fused CPU inference form."""
 
+import copy
 
 import pytest
 import torch
@@ -49,7 +50,6 @@ def test_fused_refiner_computes_the_same(changes):
     (simgan.models.fused): the same outputs as the layers they replace, in fp32 to float
     rounding and in bf16 to bf16's, with batch norm folded into the convolution and non-zero
     padding modes padded first."""
-    import copy
     from dataclasses import replace
 
     from simgan.models import fused
@@ -113,6 +113,56 @@ def test_bf16_refiner_keeps_plain_layers_where_fused_bf16_fails(monkeypatch):
         assert (bf16(x.bfloat16()).float() - want).abs().max() < 0.05
     if fused._op() is not None:
         assert isinstance(R.for_inference("fp32").blocks[0], fused.FusedResnetBlock)
+
+
+def test_fusion_is_probed_in_the_layout_the_refine_runs_in(monkeypatch):
+    """Where bf16 has no AMX (AVX512-BF16 alone), oneDNN's fused convolution + sum takes bf16 only
+    in channels-last ("Unsupported datatype for add_relu" in NCHW). The probe runs in the layout
+    that refine will use, so a channels-last refiner keeps its fusion there and an NCHW one falls
+    back to the plain layers. Simulated here for any dtype by a fused convolution that refuses
+    NCHW inputs."""
+    from simgan.models import fused
+    if fused._op() is None:
+        pytest.skip("this PyTorch build has no oneDNN fused convolution")
+    real_forward = fused.FusedConv.forward
+
+    def refuse_nchw(self, x, residual=None):
+        if residual is not None and not x.is_contiguous(memory_format=torch.channels_last):
+            raise RuntimeError("Unsupported datatype for add_relu")
+        return real_forward(self, x, residual)
+
+    monkeypatch.setattr(fused.FusedConv, "forward", refuse_nchw)
+    torch.manual_seed(0)
+    R = Refiner(preset("eyes").refiner, 1)
+    with torch.no_grad():
+        R.head.weight.normal_(0, 0.07)
+    x = torch.rand(2, 1, 35, 55) * 2 - 1
+    with torch.no_grad():
+        want = R.eval()(x)
+        nchw = copy.deepcopy(R).for_inference("fp32", channels_last=False)
+        assert not isinstance(nchw.blocks[0], fused.FusedResnetBlock)
+        cl = copy.deepcopy(R).for_inference("fp32", channels_last=True).to(memory_format=torch.channels_last)
+        assert isinstance(cl.blocks[0], fused.FusedResnetBlock)
+        assert (cl(x.contiguous(memory_format=torch.channels_last)) - want).abs().max() < 1e-5
+
+
+def test_a_channels_last_bf16_refiner_fuses_where_bf16_is_native():
+    """The refine's own call on a CPU with native bf16: fused, and the pixels of fp32's."""
+    from simgan.models import fused
+    from simgan.runtime import cpu_has_native_bf16
+    if fused._op() is None or not cpu_has_native_bf16():
+        pytest.skip("needs oneDNN's fused convolution and a CPU with native bf16")
+    torch.manual_seed(0)
+    R = Refiner(preset("eyes").refiner, 1)
+    with torch.no_grad():
+        R.head.weight.normal_(0, 0.07)
+    x = (torch.rand(4, 1, 35, 55) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = R.eval()(x)
+        Rb = copy.deepcopy(R).for_inference("bf16", channels_last=True).to(memory_format=torch.channels_last)
+        assert isinstance(Rb.blocks[0], fused.FusedResnetBlock)
+        with autocast(torch.device("cpu"), "bf16"):
+            assert (Rb(x) - want).abs().max() < 0.02
 
 
 def test_refiner_padding_and_noise():
@@ -245,7 +295,6 @@ def test_the_context_option_leaves_the_convolutions_initial_weights_alone():
 def test_texture_noise_starts_as_the_identity_and_draws_texture_reproducibly():
     """One N(0, 1) map per image and block, added with a learned strength per map that starts at
     zero; from a given generator a refine is reproducible, and the fused CPU form agrees."""
-    import copy
 
     torch.manual_seed(0)
     r = Refiner(RefinerConfig(width=4, num_blocks=2, texture_noise=True), 1)

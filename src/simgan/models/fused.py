@@ -83,13 +83,15 @@ class FusedResnetBlock(nn.Module):
         return y if self.context is None else self.context(y)
 
 
-def fuse_for_cpu(refiner: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+def fuse_for_cpu(refiner: nn.Module, dtype: torch.dtype | None = None, *, channels_last: bool = False) -> nn.Module:
     """``refiner`` (in eval mode, on the CPU) with its stem and ResNet blocks fused, in place;
-    returned as it is where fusion is not available. ``dtype``: the dtype R will run in (default:
-    its weights'). A tiny forward pass of both forms, the fused one in ``dtype``, must agree (to
-    bf16's rounding), else the original is kept: oneDNN's fused bf16 convolution needs AVX512-BW
-    or AVX-NE-CONVERT, so on an AVX2-only CPU a bf16 refine keeps the plain layers (which run
-    there) instead of failing."""
+    returned as it is where fusion is not available. ``dtype`` and ``channels_last``: how R will
+    run (default: in its weights' dtype, NCHW). A tiny forward pass of both forms, the fused one as
+    R will run, must agree (to bf16's rounding), else the original is kept. oneDNN's fused bf16
+    convolution needs AVX512-BW or AVX-NE-CONVERT, so on an AVX2-only CPU a bf16 refine keeps the
+    plain layers (which run there) instead of failing; and where bf16 has no AMX (AVX512-BF16
+    alone) the fused sum takes bf16 only in channels-last, so the probe must run in the layout of
+    the refine, or a channels-last bf16 refine would lose its fusion to an NCHW probe."""
     if _op() is None or next(refiner.parameters()).device.type != "cpu":
         return refiner
     stem_conv = FusedConv(refiner.stem.conv, relu=True)
@@ -98,12 +100,13 @@ def fuse_for_cpu(refiner: nn.Module, dtype: torch.dtype | None = None) -> nn.Mod
     dtype = dtype or own
     x = torch.linspace(-1, 1, 2 * stem_conv.weight.shape[1] * 9 * 11, dtype=own).reshape(
         2, stem_conv.weight.shape[1], 9, 11)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     try:
         with torch.no_grad():
             want = refiner.blocks(refiner.stem.act(refiner.stem.conv(x.clone()))).float()
             probe = nn.Sequential(stem_conv, blocks)
-            probe = probe if dtype == own else copy.deepcopy(probe).to(dtype)
-            got = probe(x.to(dtype)).float()
+            probe = probe if dtype == own and not channels_last else copy.deepcopy(probe).to(dtype, memory_format=layout)
+            got = probe(x.to(dtype).contiguous(memory_format=layout)).float()
     except RuntimeError:
         return refiner
     if got.shape != want.shape or not torch.allclose(got, want, rtol=0.05, atol=0.05):

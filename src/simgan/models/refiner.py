@@ -209,14 +209,15 @@ class Refiner(nn.Module):
             return torch.randn(shape, device=device, dtype=dtype)
         return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
 
-    def for_inference(self, precision: str) -> "Refiner":
-        """This refiner for refining on a CPU in ``precision``, in place: the stem and the ResNet
-        blocks fused with their ReLUs and shortcut sums (:func:`simgan.models.fused.fuse_for_cpu`),
-        and for bf16 the whole body cast to bf16 (the stream too), with only the final ``x + r`` in
-        fp32: casts around every block would be memory passes that fast bf16 convolutions wait on."""
+    def for_inference(self, precision: str, channels_last: bool = False) -> "Refiner":
+        """This refiner for refining on a CPU in ``precision`` (and in the channels-last layout
+        when it will run so), in place: the stem and the ResNet blocks fused with their ReLUs and
+        shortcut sums (:func:`simgan.models.fused.fuse_for_cpu`), and for bf16 the whole body cast
+        to bf16 (the stream too), with only the final ``x + r`` in fp32: casts around every block
+        would be memory passes that fast bf16 convolutions wait on."""
         from .fused import fuse_for_cpu
 
-        fuse_for_cpu(self.eval(), torch.bfloat16 if precision == "bf16" else torch.float32)
+        fuse_for_cpu(self.eval(), torch.bfloat16 if precision == "bf16" else torch.float32, channels_last=channels_last)
         return self.to(torch.bfloat16) if precision == "bf16" else self
 
     @property

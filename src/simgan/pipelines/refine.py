@@ -193,7 +193,7 @@ def ready_for_inference(model: torch.nn.Module, cfg, dev: torch.device, precisio
     """``model`` (a refiner with its weights loaded) for refining: on a CPU fused and in bf16 where
     asked (:meth:`Refiner.for_inference`), in the run's memory layout."""
     if dev.type == "cpu":
-        model = model.for_inference(precision)
+        model = model.for_inference(precision, channels_last=cfg.train.channels_last)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
