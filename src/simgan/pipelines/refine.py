@@ -565,8 +565,12 @@ def shard_images(batch_size: int, wanted: int = SHARD_IMAGES) -> int:
 def _refine_shards(job: _Job, writer: DatasetWriter, workers: int, progress: bool) -> tuple[int, float]:
     """Refine into the array format: shard ``k`` (whole batches of the input, each image's K
     variants in a row) goes to the process of rank ``k % world_size``, and is written whole by
-    one rename; a shard already in ``OUT.partial`` is done (the resume granularity). The next
-    shard's pixels are read while this one is refined. Returns (images refined, seconds)."""
+    one rename; a shard already in ``OUT.partial`` is done (the resume granularity). With file
+    workers (PNG input on a GPU) the next batches are decoded while this one is refined; array
+    input is read a batch at a time, just before it is refined, since reading ahead on this
+    thread would overlap nothing. Every shard is assembled in one buffer, made once: memory stays
+    that of one shard and one batch, whatever the number of shards. Returns (images refined,
+    seconds)."""
     n, K = len(job.index), job.variants
     per = job.manifest["shard_images"]
     shards = ShardWriter.join(writer, job.spec, n * K, per * K)
@@ -581,19 +585,25 @@ def _refine_shards(job: _Job, writer: DatasetWriter, workers: int, progress: boo
                    unit="img", dynamic_ncols=True)
     t0 = time.perf_counter()
     count = 0
+    batches = [b for k in todo for b in range(k * per // job.batch_size,
+                                             min(job.n_batches, (k + 1) * per // job.batch_size))]
+    buf = np.empty((min(per, n) * K, job.spec.height, job.spec.width, job.spec.channels), job.spec.dtype) \
+        if todo else None
     with FileWorkers(workers, job.spec) as io:
-        def start_read(k: int) -> list[tuple[int, Future]]:
-            first = k * per // job.batch_size
-            last = min(job.n_batches, (k + 1) * per // job.batch_size)
-            return [(b, job.read(io, b, job.index.records(b * job.batch_size, (b + 1) * job.batch_size)))
-                    for b in range(first, last)]
+        depth = 4 if io.workers else 0
+        reads: deque = deque()
+        nxt = 0
 
-        nxt = start_read(todo[0]) if todo else None
-        for j, k in enumerate(todo):
-            reads, nxt = nxt, start_read(todo[j + 1]) if j + 1 < len(todo) else None
-            out = np.empty((shards.rows(k), job.spec.height, job.spec.width, job.spec.channels), job.spec.dtype)
-            at = 0
-            for b, pending in reads:
+        def start_read(b: int) -> tuple[int, Future]:
+            return b, job.read(io, b, job.index.records(b * job.batch_size, (b + 1) * job.batch_size))
+
+        for k in todo:
+            out, at = buf[:shards.rows(k)], 0
+            while at < len(out):
+                while len(reads) <= depth and nxt < len(batches):
+                    reads.append(start_read(batches[nxt]))
+                    nxt += 1
+                b, pending = reads.popleft()
                 variants = _refine_batch(job, pending.result(), b)
                 m = variants[0].shape[0]
                 for v, o in enumerate(variants):  # image i's variants in a row, as labels.jsonl lists them
