@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Your own data, end to end, on made-up disks: what a new user does with two folders of images.
 #
-#   docs/own_data/disks.sh OUT [MINUTES] [SEED]
+#   docs/own_data/disks.sh OUT [MINUTES] [SEED] [SIMGAN-TRAIN-OPTIONS...]
 #
 # Makes 300 labelled clean white disks on black (the synthetic set, label "centre"), 300 noisy,
 # blurred, textured disks on grey (the unlabelled real set), and two labelled real sets of 300
 # (a training set for the upper bound and a test set). Then, with simgan's own commands: trains
 # with the generic preset in a time budget, refines the synthetic set, tests a model trained on
 # each set on the real test disks (two seeds), and measures realism. Results: OUT/task/metrics.json,
-# OUT/realism/metrics.json, OUT/run/summary.json. Needs `simgan` and `python` (with simgan) on PATH.
+# OUT/realism/metrics.json, OUT/run/summary.json. Options after SEED go to `simgan train` (for example
+# `--set loss.lambda_reg=0.1`). Needs `simgan` and `python` (with simgan) on PATH.
 set -euo pipefail
 OUT=${1:?usage: disks.sh OUT [MINUTES] [SEED]}
 MINUTES=${2:-10}
 SEED=${3:-0}
+shift $(( $# < 3 ? $# : 3 ))
 PYTHON=${PYTHON:-python}
 
 "$PYTHON" - "$OUT" <<'PY'
@@ -51,7 +53,7 @@ for name, seed, real, labelled in (("synthetic", 1, False, True), ("real", 2, Tr
 PY
 
 /usr/bin/time -f "simgan train: %e s wall" simgan train --synthetic "$OUT/synthetic" --real "$OUT/real" \
-    --out "$OUT/run" --preset generic --minutes "$MINUTES" --seed "$SEED"
+    --out "$OUT/run" --preset generic --minutes "$MINUTES" --seed "$SEED" "$@"
 simgan refine --run "$OUT/run" --input "$OUT/synthetic" --out "$OUT/refined"
 simgan evaluate task --train "$OUT/synthetic" --train "$OUT/refined" --train "$OUT/real_train" \
     --test "$OUT/real_test" --label centre --kind points --seeds 2 --out "$OUT/task"
