@@ -403,8 +403,6 @@ CASES = [
     Case("train-removed-disc-histogram", TRAIN + ["--disc-histogram", "1"], match="--disc-histogram"),
     Case("cfg-removed-grain-on", TRAIN_CFG,
          _config(TINY_CONFIG.replace("num_blocks: 1}", "num_blocks: 1, grain: true}")), "removed", new=True),
-    Case("train-code-film-no-code", TRAIN + ["--code-film", "--set", "refiner.noise_channels=0", "--set",
-                                             "loss.diversity=0"], match="code_film", new=True),
     Case("train-set-no-equals", TRAIN + ["--set", "train.kg"], match="section.key=value", new=True),
     Case("train-set-no-section", TRAIN + ["--set", "kg=2"], match="section.key=value", new=True),
     Case("train-set-unknown", TRAIN + ["--set", "train.kgg=2"], match="kgg", new=True),

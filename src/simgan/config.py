@@ -79,8 +79,6 @@ class RefinerConfig:
                            flag="--refiner-padding", choices=PADDINGS)
     noise_channels: int = setting(0, "channels of a per-image N(0, 1) code given to R with its input (§5's future "
                                      "work); `simgan refine --variants` draws several", flag="--noise-channels", ge=0)
-    code_film: bool = setting(False, "the noise code also modulates every ResNet block's maps (FiLM), not only R's "
-                                     "input", flag="--code-film")
     global_context: bool = setting(False, "R also sees per-image feature statistics (per-image tone and contrast)",
                                    flag="--global-context")
     inward_clamp: bool = setting(True, "R's clamp to the pixel range passes a gradient that brings a saturated pixel "
@@ -267,7 +265,6 @@ class SimGANConfig:
              "task.weight > 0 needs task.label, the synthetic set's label key (--task-label KEY)"),
             (self.loss.diversity == 0 or r.noise_channels > 0,
              "loss.diversity needs refiner.noise_channels > 0 (R must take noise)"),
-            (not r.code_film or r.noise_channels > 0, "refiner.code_film needs refiner.noise_channels > 0 (the code)"),
             (all(p.strip() in AUGMENTS for p in t.diff_augment.split(",") if p.strip()),
              f"train.diff_augment must be a comma-separated list of {', '.join(AUGMENTS)}, got {t.diff_augment!r}"),
             (all(layer.kind != "conv" or layer.channels >= 1 for layer in self.discriminator.layers),
@@ -291,7 +288,7 @@ BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.l
 RETIRED = {
     ("refiner", "tone_curve"): (0,), ("refiner", "grain"): (False,), ("refiner", "noise_kind"): ("image", None),
     ("discriminator", "global_context"): (False,), ("discriminator", "histogram_bins"): (0,),
-    ("train", "lr_decay"): (0, 0.0), ("refiner", "noise_grid"): (1,),
+    ("train", "lr_decay"): (0, 0.0), ("refiner", "noise_grid"): (1,), ("refiner", "code_film"): (False,),
 }
 
 

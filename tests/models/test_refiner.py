@@ -165,30 +165,6 @@ def test_a_channels_last_bf16_refiner_fuses_where_bf16_is_native():
             assert (Rb(x) - want).abs().max() < 0.02
 
 
-def test_code_film_starts_as_the_identity_and_lets_the_code_change_every_block():
-    cfg = RefinerConfig(width=8, num_blocks=2, noise_channels=3, code_film=True)
-    torch.manual_seed(0)
-    r = Refiner(cfg, 1)
-    assert len(r.films) == 2
-    x = torch.rand(2, 1, 10, 12) * 2 - 1
-    z1, z2 = torch.randn(2, 3, 1, 1), torch.randn(2, 3, 1, 1)
-    torch.nn.init.normal_(r.head.weight)
-    with torch.no_grad():
-        plain = Refiner(RefinerConfig(width=8, num_blocks=2, noise_channels=3), 1)
-        plain.load_state_dict({k: v for k, v in r.state_dict().items() if not k.startswith("films.")})
-        assert torch.equal(r(x, z1), plain(x, z1))  # zero-initialised: the code enters at the input only
-        for film in r.films:
-            torch.nn.init.normal_(film.fc.weight)
-        delta = (r(x, z1) - r(x, z2)).abs().mean()
-        assert delta > (plain(x, z1) - plain(x, z2)).abs().mean()  # now it also acts in every block
-        fused = copy.deepcopy(r).for_inference("fp32")
-        assert torch.allclose(fused(x, z1), r(x, z1), atol=1e-5)
-    assert len(Refiner(RefinerConfig(width=8, num_blocks=2, code_film=True), 1).films) == 0
-    with pytest.raises(SimganError, match="code_film"):
-        resolve_config("generic", overrides={"refiner": {"code_film": True, "noise_channels": 0},
-                                             "loss": {"diversity": 0.0}})
-
-
 def test_refiner_padding_and_noise():
     for pad in ("zeros", "reflect", "replicate"):
         r = Refiner(RefinerConfig(width=4, num_blocks=1, padding=pad), 3)

@@ -125,26 +125,6 @@ class TextureNoise(nn.Module):
         return h + self.strength.to(h.dtype)[None, :, None, None] * noise.to(h.dtype)
 
 
-class CodeFiLM(nn.Module):
-    """The per-image noise code ``z`` turned into a channel-wise affine change of a block's maps,
-    ``h * (1 + gamma(z)) + beta(z)``: FiLM (Perez et al., AAAI 2018), the way a style code enters
-    every layer of StyleGAN's generator (Karras et al., CVPR 2019, AdaIN). Concatenated at the
-    input only, a code that is the same at every pixel is one bias per map of R's first layer;
-    fed to every block it can change how each block maps its input, per image (a background's
-    colour and the strokes' polarity with it, on the digits). Its layer starts at zero, so the
-    block starts as it was."""
-
-    def __init__(self, code: int, width: int):
-        super().__init__()
-        self.fc = nn.Linear(code, 2 * width)
-        nn.init.zeros_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
-
-    def forward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.fc(z.flatten(1).to(self.fc.weight.dtype)).to(h.dtype).chunk(2, dim=1)
-        return torch.addcmul(beta[:, :, None, None], h, 1 + gamma[:, :, None, None])
-
-
 class Equalize(nn.Module):
     """Output stage: per-image histogram equalisation (:func:`soft_equalize`), for a real domain
     equalised per image as MPIIGaze's eye crops are (Zhang et al., CVPR 2015). It maps any range
@@ -180,8 +160,6 @@ class Refiner(nn.Module):
         for block in self.blocks:  # made after every convolution, whose initial weights then do not depend on them
             block.context = GlobalContext(cfg.width) if cfg.global_context else None
             block.texture = TextureNoise(cfg.width) if cfg.texture_noise else None
-        self.films = nn.ModuleList([CodeFiLM(cfg.noise_channels, cfg.width) for _ in self.blocks]
-                                   if cfg.code_film and cfg.noise_channels else [])
         self.head = nn.Conv2d(cfg.width, channels, 1)
         self.output_stages = nn.ModuleList([Equalize()] if cfg.equalize else [])
         if self.residual:
@@ -206,10 +184,8 @@ class Refiner(nn.Module):
         h = self.stem(x, z)
         if self.head.weight.dtype == torch.float32:
             h = h.float()  # under autocast: the residual stream stays in fp32 (see ResnetBlock)
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             h = block(h, self.sample_texture(h, generator) if block.texture is not None else None)
-            if self.films:
-                h = self.films[i](h, z)
         r = self.head(h).float()
         if not self.residual:
             return torch.tanh(r)

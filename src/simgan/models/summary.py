@@ -78,7 +78,7 @@ def options_on(cfg: SimGANConfig) -> list[str]:
           (cfg.temporal.shift, f"shift consistency {cfg.temporal.shift:g}"),
           (t.snapshots > 1, f"{t.snapshots} snapshots over the last {t.snapshot_span:g} of the rounds"),
           (t.ema_decay, f"running average of R (decay {t.ema_decay:g})"),
-          (r.global_context, "R per-image context"), (r.texture_noise, "R texture noise"), (r.code_film, "R code FiLM"),
+          (r.global_context, "R per-image context"), (r.texture_noise, "R texture noise"),
           (r.equalize, "R's output equalised per image"),
           (r.padding != "zeros", f"R {r.padding} padding"), (r.norm != "none", f"R {r.norm} norm"),
           (d.spectral_norm, "spectral norm in D"), (d.antialias, "anti-aliased D"),
