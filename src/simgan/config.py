@@ -115,6 +115,8 @@ class DiscriminatorConfig:
     padding: str = setting("valid", "padding of D's convolutions", choices=("valid", "same"))
     spectral_norm: bool = setting(False, "spectral normalisation of D's layers (Miyato et al. 2018)",
                                   flag="--spectral-norm")
+    colour_stats: bool = setting(False, "every patch's decision also sees the whole image's mean and spread per colour "
+                                        "channel (a local D cannot compare an image's colours with the real set's); local D only")
     antialias: bool = setting(False, "D downsamples with a blur (Zhang 2019): no stride-periodic grid",
                               flag="--antialias")
 
