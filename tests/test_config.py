@@ -141,12 +141,12 @@ def test_settings_of_an_earlier_simgan_load_when_off_and_are_named_when_on():
 
     old = SimGANConfig().to_dict()
     old["refiner"].update(tone_curve=0, grain=False, noise_kind="pixel", code_film=False)
-    old["discriminator"].update(global_context=False, histogram_bins=0)
+    old["discriminator"].update(global_context=False, histogram_bins=0, colour_stats=False)
     old["train"]["lr_decay"] = 0.0
     assert SimGANConfig.from_dict(old) == SimGANConfig()
     for section, key, value in [("refiner", "tone_curve", 16), ("refiner", "grain", True),
                                 ("discriminator", "histogram_bins", 8), ("train", "lr_decay", 0.5),
-                                ("refiner", "code_film", True)]:
+                                ("refiner", "code_film", True), ("discriminator", "colour_stats", True)]:
         bad = SimGANConfig().to_dict()
         bad[section][key] = value
         with pytest.raises(SimganError, match=f"{section}.{key} was removed"):

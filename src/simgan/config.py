@@ -115,8 +115,6 @@ class DiscriminatorConfig:
     padding: str = setting("valid", "padding of D's convolutions", choices=("valid", "same"))
     spectral_norm: bool = setting(False, "spectral normalisation of D's layers (Miyato et al. 2018)",
                                   flag="--spectral-norm")
-    colour_stats: bool = setting(False, "every patch's decision also sees the whole image's mean and spread per colour "
-                                        "channel (a local D cannot compare an image's colours with the real set's); local D only")
     antialias: bool = setting(False, "D downsamples with a blur (Zhang 2019): no stride-periodic grid",
                               flag="--antialias")
 
@@ -291,6 +289,7 @@ RETIRED = {
     ("refiner", "tone_curve"): (0,), ("refiner", "grain"): (False,), ("refiner", "noise_kind"): ("image", None),
     ("discriminator", "global_context"): (False,), ("discriminator", "histogram_bins"): (0,),
     ("train", "lr_decay"): (0, 0.0), ("refiner", "noise_grid"): (1,), ("refiner", "code_film"): (False,),
+    ("discriminator", "colour_stats"): (False,),
 }
 
 

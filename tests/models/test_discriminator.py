@@ -127,22 +127,3 @@ def test_without_its_padding_d_misses_the_last_rows_the_count_says_so(monkeypatc
         assert not reached[-missed:].any() and not reached[:, -missed:].any() and reached[:-missed, :-missed].all()
         counts = dm.patches_per_pixel(d, n, n)
         assert (counts[-missed:] == 0).all() and (counts[:-missed, :-missed] > 0).all()
-
-
-def test_colour_stats_start_as_the_local_d_and_then_judge_the_whole_image():
-    cfg = replace(preset("eyes").discriminator, colour_stats=True)
-    torch.manual_seed(0)
-    with_head = build_discriminator(cfg, 3, 35, 55).eval()
-    plain = build_discriminator(replace(cfg, colour_stats=False), 3, 35, 55).eval()
-    plain.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("colour.")})
-    x = torch.rand(2, 3, 35, 55) * 2 - 1
-    with torch.no_grad():
-        assert torch.equal(with_head(x), plain(x))  # zero-initialised: the paper's local D
-        torch.nn.init.normal_(with_head.colour.fc2.weight)
-        shifted = x.clone()
-        shifted[:, 0, :5, :5] += 0.5  # a colour change in one corner moves every patch's decision
-        delta = (with_head(shifted) - plain(shifted)) - (with_head(x) - plain(x))
-        assert (delta.abs().flatten(2).min(dim=2).values > 0).all()
-    x.requires_grad_(True)
-    with_head(x).sum().backward()
-    assert x.grad.abs().sum() > 0

@@ -87,27 +87,6 @@ class InputPad(nn.Module):
         return nn.functional.pad(x, self.pad, mode="replicate") if any(self.pad) else x
 
 
-class ColourStats(nn.Module):
-    """Two logits per image from the image's mean and standard deviation per colour channel (a
-    small MLP), added to every patch's logits of the local D. A patch of 12-16 pixels shows its
-    own colours but not whether the image's combination of background and stroke colours, or its
-    contrast, is one the real set has: a classifier on these few numbers alone tells refined
-    digits from the real ones as well as a CNN does (docs/results/realism.md). Its last layer
-    starts at zero, so D starts as the paper's local D."""
-
-    def __init__(self, channels: int, hidden: int = 32):
-        super().__init__()
-        self.fc1 = nn.Linear(2 * channels, hidden)
-        self.fc2 = nn.Linear(hidden, 2)
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0)
-        stats = torch.cat([mean, (var + 1e-5).sqrt()], dim=1).to(self.fc1.weight.dtype)
-        return self.fc2(nn.functional.leaky_relu(self.fc1(stats), 0.2))[:, :, None, None]
-
-
 class LocalDiscriminator(nn.Module):
     """Fully convolutional D: trunk, then a ``1×1`` convolution to 2 maps (§2.2, Figure 3), on
     the input padded so that every pixel lies in a patch."""
@@ -118,11 +97,9 @@ class LocalDiscriminator(nn.Module):
         self.pad = InputPad(input_padding(cfg, height, width))
         self.trunk, ch = build_trunk(cfg, in_channels)
         self.classify = _maybe_sn(nn.Conv2d(ch, 2, 1), cfg.spectral_norm)
-        self.colour = ColourStats(in_channels) if cfg.colour_stats else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.classify(self.trunk(self.pad(x)))
-        return out if self.colour is None else out + self.colour(x).to(out.dtype)
+        return self.classify(self.trunk(self.pad(x)))
 
 
 class GlobalDiscriminator(nn.Module):

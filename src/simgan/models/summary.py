@@ -82,7 +82,6 @@ def options_on(cfg: SimGANConfig) -> list[str]:
           (r.equalize, "R's output equalised per image"),
           (r.padding != "zeros", f"R {r.padding} padding"), (r.norm != "none", f"R {r.norm} norm"),
           (d.spectral_norm, "spectral norm in D"), (d.antialias, "anti-aliased D"),
-          (d.colour_stats, "D sees each image's colour statistics"),
           (loss.r1_gamma, f"R1 penalty {loss.r1_gamma:g}"), (t.diff_augment, f"DiffAugment {t.diff_augment}"),
           (t.adaptive_kg, f"adaptive K_g up to {t.kg_max}")]
     return [text for flag, text in on if flag]
