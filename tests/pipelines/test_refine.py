@@ -169,6 +169,18 @@ def test_keep_freed_memory_takes_where_glibc():
     assert keep_freed_memory() is glibc
 
 
+def test_refine_keeps_one_allocator_arena_where_glibc():
+    """Refine caps glibc at one arena before its threads start (memory.one_arena), so the freed
+    blocks it keeps are one working set, not one per thread; in a fresh process, as refine runs."""
+    import platform
+    import subprocess
+    import sys
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    out = subprocess.run([sys.executable, "-c", "from simgan.memory import one_arena; print(one_arena())"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split()[-1] == str(glibc)
+
+
 
 def test_refine_into_the_array_format_holds_the_png_refine_pixels(trained, tmp_path):
     from simgan.datasets import open_dataset

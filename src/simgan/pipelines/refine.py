@@ -50,7 +50,7 @@ from ..datasets.stream import FolderIndex
 from ..datasets.workers import FileWorkers, default_workers
 from ..errors import SimganError
 from ..locks import Lock, LockBusy
-from ..memory import peak_rss_mib
+from ..memory import one_arena, peak_rss_mib
 from ..paths import check_no_overlap, partial_of
 from ..runtime import DistInfo, autocast, inference_precision, init_distributed, set_threads
 from ..training.rundir import load_refiner
@@ -227,6 +227,7 @@ def refine_dataset(run, input, out, *, batch_size: int | None = None, device: st
     at any time, on any machines that see the same folder, and together write exactly what one
     process writes.
     """
+    one_arena()  # before torch starts its threads: refine's memory stays flat with the set's size
     set_threads()
     task = parse_shard(shard)
     if variants < 1:
