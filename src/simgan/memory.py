@@ -43,9 +43,9 @@ def keep_freed_memory() -> bool:
 def one_arena() -> bool:
     """Keep every thread's allocations in glibc's main arena. By default each thread that
     allocates (torch's and oneDNN's worker threads) gets an arena of its own, and with freed blocks
-    kept (:func:`keep_freed_memory`) each arena holds on to its own working set: a refine of 1.2M
-    images then peaked 12% above one of 10k, with nothing held that grew with the set; in one arena
-    it stayed within 4% (docs/results/speed.md). Must run before the process starts its worker
+    kept (:func:`keep_freed_memory`) each arena holds on to its own working set, so refine's peak
+    grew with the number of batches run although nothing it held did; in one arena it stays flat
+    with the set's size (docs/results/speed.md). Must run before the process starts its worker
     threads; returns whether the setting took."""
     return _mallopt((_M_ARENA_MAX, 1))
 

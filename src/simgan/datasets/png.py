@@ -32,9 +32,9 @@ CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 # zlib's run-length strategy with every row Sub-filtered, instead of libpng's default deflate with
-# a filter chosen per row: the encoder runs 1.4x faster on 8-bit eyes and 2.5x on 16-bit depth,
-# with files within 2% on eyes and 5% smaller on depth; eyes also decode faster, depth slower by
-# less than the encoder gains (docs/results/speed.md#speed-zen4-bf16). Any PNG reader decodes
+# a filter chosen per row: on both the 8-bit eyes and the 16-bit depth images the encoder is
+# faster and the files about as small; depth decodes slower by less than the encoder gains
+# (measured: docs/results/speed.md#speed-zen4-bf16, `bench/png_codecs.py`). Any PNG reader decodes
 # them. OpenCV older than 4.11 has no filter flag and keeps its own filter choice.
 _FAST_ENCODE = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE] if cv2 is not None else []
 if cv2 is not None and hasattr(cv2, "IMWRITE_PNG_FILTER"):

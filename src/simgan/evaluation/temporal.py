@@ -91,7 +91,6 @@ def pupil_jitter(frames: np.ndarray, pupils: np.ndarray, length: int, *, max_val
     return float(np.mean(steps))
 
 
-
 def gaze_jitter(predicted: np.ndarray, true: np.ndarray, length: int) -> float:
     """How much a gaze estimator's prediction jumps from frame to frame beyond the true gaze's
     motion, in degrees: with ``e_t`` the error (pitch and yaw of the prediction minus those of the
